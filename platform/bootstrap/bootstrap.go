@@ -1,0 +1,117 @@
+// Package bootstrap is the one start-up path of every HighGoPress service:
+// configuration from the environment, a JSON logger, signal handling, the
+// servers, background workers and an orderly shutdown. A service provides a
+// BuildFunc; the standalone mode runs several services' components in one
+// process through Run.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/server"
+)
+
+// Component is one running service: a server on an address and optional
+// background workers. Workers run until their context is cancelled.
+type Component struct {
+	Name   string
+	Addr   string
+	Server *server.Server
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	Workers  []func(ctx context.Context) error
+	// Close releases resources after the server and workers stopped.
+	Close func() error
+}
+
+// BuildFunc builds a service from configuration. It must not start serving.
+type BuildFunc func(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*Component, error)
+
+// Main runs one service as a process: it is what every cmd/<service> calls.
+func Main(name string, build BuildFunc) {
+	logger := logging.New(name)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg := config.FromEnv()
+	comp, err := build(ctx, logger, cfg)
+	if err == nil {
+		err = cfg.Err()
+	}
+	if err != nil {
+		logger.Error("start-up failed", "err", err)
+		os.Exit(2)
+	}
+	if err := Run(ctx, logger, comp); err != nil {
+		logger.Error("stopped with error", "err", err)
+		os.Exit(1)
+	}
+}
+
+// Run serves every component until ctx is done or one of them fails, then
+// stops them all: servers drain, workers are cancelled, Close is called in
+// reverse order.
+func Run(ctx context.Context, logger *slog.Logger, comps ...*Component) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+		cancel()
+	}
+	for _, c := range comps {
+		ln := c.Listener
+		if ln == nil && c.Server != nil {
+			var err error
+			if ln, err = server.Listen(c.Addr); err != nil {
+				fail(fmt.Errorf("%s: %w", c.Name, err))
+				continue
+			}
+		}
+		if c.Server != nil {
+			wg.Add(1)
+			go func(c *Component, ln net.Listener) {
+				defer wg.Done()
+				if err := c.Server.Serve(ctx, ln); err != nil {
+					fail(fmt.Errorf("%s: %w", c.Name, err))
+				}
+			}(c, ln)
+		}
+		for _, w := range c.Workers {
+			wg.Add(1)
+			go func(c *Component, w func(context.Context) error) {
+				defer wg.Done()
+				if err := w(ctx); err != nil && !errors.Is(err, context.Canceled) {
+					fail(fmt.Errorf("%s worker: %w", c.Name, err))
+				}
+			}(c, w)
+		}
+	}
+	<-ctx.Done()
+	wg.Wait()
+	for i := len(comps) - 1; i >= 0; i-- {
+		if comps[i].Close != nil {
+			if err := comps[i].Close(); err != nil {
+				errs = append(errs, fmt.Errorf("%s close: %w", comps[i].Name, err))
+			}
+		}
+	}
+	logger.Info("shutdown complete")
+	return errors.Join(errs...)
+}
