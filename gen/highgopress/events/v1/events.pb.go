@@ -105,8 +105,8 @@ type Event struct {
 	Metric       string `protobuf:"bytes,9,opt,name=metric,proto3" json:"metric,omitempty"`
 	// version orders state changes of one (user, item) or (follower, followee)
 	// pair; a sink applies a change only when it is newer than the stored one.
-	// For counter events it is the outbox stream id as ms*2^20+seq... see
-	// docs/events.md.
+	// For counter events it is derived from the outbox stream id "<ms>-<seq>"
+	// as ms<<20 | seq.
 	Version uint64 `protobuf:"varint,10,opt,name=version,proto3" json:"version,omitempty"`
 	// idempotency_key of an INCREMENT.
 	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
