@@ -38,6 +38,19 @@ func WithOverrides(m map[string]string) *Reader {
 	}}
 }
 
+// WithDefaults returns a Reader that consults the environment first and m
+// for variables the environment does not set: how the standalone mode gives
+// its embedded servers' addresses while still letting users override them.
+func WithDefaults(m map[string]string) *Reader {
+	return &Reader{lookup: func(k string) (string, bool) {
+		if v, ok := os.LookupEnv(k); ok && strings.TrimSpace(v) != "" {
+			return v, true
+		}
+		v, ok := m[k]
+		return v, ok
+	}}
+}
+
 func (r *Reader) get(name string) (string, bool) {
 	v, ok := r.lookup(name)
 	if !ok || strings.TrimSpace(v) == "" {

@@ -1,0 +1,94 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+func newSigner(t *testing.T, secret string) *Signer {
+	t.Helper()
+	s, err := NewSigner([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestSignVerify(t *testing.T) {
+	s := newSigner(t, strings.Repeat("k", 32))
+	for _, user := range []string{"u1", "alice:with.colons", "x"} {
+		got, err := s.Verify(s.Sign(user))
+		if err != nil || got != user {
+			t.Fatalf("Verify(Sign(%q)) = %q, %v", user, got, err)
+		}
+	}
+}
+
+func TestVerifyRejects(t *testing.T) {
+	s := newSigner(t, strings.Repeat("k", 32))
+	other := newSigner(t, strings.Repeat("o", 32))
+	valid := s.Sign("u1")
+	parts := strings.SplitN(valid, ":", 4)
+	old := newSigner(t, strings.Repeat("k", 32))
+	old.now = func() time.Time { return time.Now().Add(-MaxSkew - time.Minute) }
+	cases := map[string]string{
+		"empty":         "",
+		"garbage":       "hello",
+		"other secret":  other.Sign("u1"),
+		"user swapped":  parts[0] + ":" + parts[1] + ":" + parts[2] + ":u2",
+		"time swapped":  parts[0] + ":1:" + parts[2] + ":" + parts[3],
+		"stale":         old.Sign("u1"),
+		"wrong version": "v2:" + parts[1] + ":" + parts[2] + ":" + parts[3],
+	}
+	for name, v := range cases {
+		if u, err := s.Verify(v); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Verify = %q, %v; want ErrInvalid", name, u, err)
+		}
+	}
+}
+
+func TestShortSecretRejected(t *testing.T) {
+	if _, err := NewSigner([]byte("short")); err == nil {
+		t.Fatal("want error for a short secret")
+	}
+}
+
+type fakeReq struct {
+	connect.AnyRequest
+	h http.Header
+}
+
+func (f fakeReq) Header() http.Header { return f.h }
+func (f fakeReq) Spec() connect.Spec  { return connect.Spec{} }
+
+func TestInterceptor(t *testing.T) {
+	s := newSigner(t, strings.Repeat("k", 32))
+	var seen string
+	var seenOK bool
+	next := func(ctx context.Context, _ connect.AnyRequest) (connect.AnyResponse, error) {
+		seen, seenOK = Actor(ctx)
+		return nil, nil
+	}
+	call := NewInterceptor(s).WrapUnary(next)
+
+	h := http.Header{}
+	h.Set(Header, s.Sign("u9"))
+	if _, err := call(context.Background(), fakeReq{h: h}); err != nil || !seenOK || seen != "u9" {
+		t.Fatalf("signed: actor=%q ok=%v err=%v", seen, seenOK, err)
+	}
+	if _, err := call(context.Background(), fakeReq{h: http.Header{}}); err != nil || seenOK {
+		t.Fatalf("anonymous: actor=%q ok=%v err=%v", seen, seenOK, err)
+	}
+	h.Set(Header, "v1:0:forged:u9")
+	seenOK = false
+	_, err := call(context.Background(), fakeReq{h: h})
+	if connect.CodeOf(err) != connect.CodeUnauthenticated || seenOK {
+		t.Fatalf("forged: code=%v reached handler=%v", connect.CodeOf(err), seenOK)
+	}
+}
