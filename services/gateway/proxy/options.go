@@ -1,0 +1,41 @@
+package proxy
+
+import (
+	"net/http"
+	"time"
+)
+
+// Option configures a Proxy.
+type Option func(*options)
+
+type options struct {
+	transport http.RoundTripper
+	attempts  int
+}
+
+// WithTransport sets the transport to backends (default: the platform's h2c
+// transport, which carries gRPC trailers and streams).
+func WithTransport(t http.RoundTripper) Option { return func(o *options) { o.transport = t } }
+
+// WithMaxAttempts bounds how many instances one request may be sent to
+// (default 2; see Target.Retry for which requests are retried).
+func WithMaxAttempts(n int) Option { return func(o *options) { o.attempts = n } }
+
+// RoundRobinOption configures a RoundRobin balancer.
+type RoundRobinOption func(*rrOptions)
+
+type rrOptions struct {
+	cooldown time.Duration
+	now      func() time.Time
+}
+
+// WithCooldown sets how long an instance that refused a connection is
+// skipped (default 5s). Instances are skipped only while another is usable.
+func WithCooldown(d time.Duration) RoundRobinOption {
+	return func(o *rrOptions) { o.cooldown = d }
+}
+
+// WithClock sets the balancer's clock (tests).
+func WithClock(now func() time.Time) RoundRobinOption {
+	return func(o *rrOptions) { o.now = now }
+}

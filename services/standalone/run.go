@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/gateway"
+	"github.com/highgopress/highgopress/services/gateway/auth"
+)
+
+// DevUser is the subject of the printed dev token.
+const DevUser = "dev-user"
+
+// Ready describes the running stack.
+type Ready struct {
+	GatewayURL string
+	DevUser    string
+	Token      string
+}
+
+// run starts the embedded middleware and every service, prints the banner
+// (or hands Ready to ready, for tests) and serves until ctx is done.
+func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Ready)) error {
+	redis := miniredis.NewMiniRedis()
+	if err := redis.StartAddr("127.0.0.1:0"); err != nil {
+		return fmt.Errorf("start embedded redis: %w", err)
+	}
+	defer redis.Close()
+	logger.Info("embedded redis started", "addr", redis.Addr())
+
+	identitySecret, err := randomSecret()
+	if err != nil {
+		return err
+	}
+	jwtSecret, err := randomSecret()
+	if err != nil {
+		return err
+	}
+	defaults := map[string]string{
+		"HGP_REDIS_ADDR":       redis.Addr(),
+		"HGP_IDENTITY_SECRET":  identitySecret,
+		"HGP_JWT_HS256_SECRET": jwtSecret,
+		"HGP_GATEWAY_ADDR":     gateway.DefaultAddr,
+	}
+	cfg := config.WithDefaults(defaults)
+
+	// The counter listens on a free loopback port the gateway is told about.
+	counterLn, err := server.Listen(cfg.String("HGP_COUNTER_ADDR", "127.0.0.1:0"))
+	if err != nil {
+		return err
+	}
+	defaults["HGP_GATEWAY_COUNTER_URLS"] = "http://" + counterLn.Addr().String()
+
+	counterComp, err := counter.Build(ctx, logger.With("component", "counter"), cfg)
+	if err != nil {
+		counterLn.Close()
+		return fmt.Errorf("counter: %w", err)
+	}
+	counterComp.Listener = counterLn
+
+	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
+	if err != nil {
+		counterLn.Close()
+		return fmt.Errorf("gateway: %w", err)
+	}
+	if err := cfg.Err(); err != nil {
+		counterLn.Close()
+		return err
+	}
+	gatewayLn, err := server.Listen(gatewayComp.Addr)
+	if err != nil {
+		counterLn.Close()
+		return err
+	}
+	gatewayComp.Listener = gatewayLn
+
+	secret := cfg.String("HGP_JWT_HS256_SECRET", jwtSecret)
+	token, err := auth.Issue([]byte(secret), DevUser, 24*time.Hour,
+		cfg.String("HGP_JWT_ISSUER", gateway.DefaultIssuer), cfg.String("HGP_JWT_AUDIENCE", gateway.DefaultAudience))
+	if err != nil {
+		gatewayLn.Close()
+		counterLn.Close()
+		return fmt.Errorf("issue dev token: %w", err)
+	}
+	r := Ready{GatewayURL: "http://" + hostPort(gatewayLn.Addr()), DevUser: DevUser, Token: token}
+	if out != nil {
+		banner(out, r)
+	}
+	if ready != nil {
+		ready(r)
+	}
+	return bootstrap.Run(ctx, logger, counterComp, gatewayComp)
+}
+
+func hostPort(a net.Addr) string { return a.String() }
+
+func randomSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
