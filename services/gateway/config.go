@@ -35,6 +35,9 @@ type Config struct {
 	MaxTimeout time.Duration
 	// Auth configures token verification (HGP_JWT_*).
 	Auth auth.Config
+	// CORSOrigins are the browser origins allowed to call the gateway
+	// (HGP_GATEWAY_CORS_ORIGINS, comma list; empty: same origin only).
+	CORSOrigins []string
 	// IdentitySecret signs the internal identity header (HGP_IDENTITY_SECRET).
 	IdentitySecret []byte
 }
@@ -47,6 +50,12 @@ func ReadConfig(r *config.Reader, needURLs bool) Config {
 		Addr:         r.String("HGP_GATEWAY_ADDR", DefaultAddr),
 		MaxBodyBytes: int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
 		MaxTimeout:   r.Duration("HGP_GATEWAY_MAX_TIMEOUT", DefaultMaxTimeout, 100*time.Millisecond, time.Hour),
+		CORSOrigins:  r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
+	}
+	for _, o := range c.CORSOrigins {
+		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {
+			r.Check("HGP_GATEWAY_CORS_ORIGINS", fmt.Errorf("%q is not an origin like https://app.example.com", o))
+		}
 	}
 
 	var rawURLs []string

@@ -105,6 +105,7 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (*Gateway, error) {
 		server.WithIdleTimeout(IdleTimeout),
 		server.WithMaxHeaderBytes(MaxHeaderBytes),
 	}, o.serverOpts...)
+	sopts = append(sopts, server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
 	g.server = server.New(logger, o.routes.Services(), sopts...)
 	g.server.Handle("/", g)
 	return g, nil
