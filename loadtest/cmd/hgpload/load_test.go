@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRunClosedLoopCountsEveryRequest(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		if r.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		URL: srv.URL, Op: "like", Concurrency: 4, Duration: 5 * time.Second, MaxRequests: 200,
+		Users: 3, Items: 10, Secret: strings.Repeat("s", 32),
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 200 || got.Load() != 200 || res.Errors != 0 || res.Statuses["200"] != 200 {
+		t.Fatalf("result %+v, server saw %d", res, got.Load())
+	}
+	if res.P50us <= 0 || res.P99us < res.P50us || res.MaxUs < res.P99us {
+		t.Fatalf("percentiles out of order: %+v", res)
+	}
+}
+
+func TestRunOpenLoopIsBounded(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		URL: srv.URL, Op: "getcounts", Rate: 1000, Concurrency: 8, Duration: 5 * time.Second, MaxRequests: 50,
+		Users: 1, Items: 1,
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 50 || res.Errors != 50 || res.Statuses["429"] != 50 || res.Mode != "open-loop" {
+		t.Fatalf("result %+v", res)
+	}
+}
+
+func TestRunRefusesNonLoopbackAndBadFlags(t *testing.T) {
+	for name, c := range map[string]Config{
+		"public host":  {URL: "http://192.0.2.1:8080", Op: "getcounts", Concurrency: 1, Duration: time.Second, MaxRequests: 1, Users: 1, Items: 1},
+		"unknown op":   {URL: "http://127.0.0.1:1", Op: "delete", Concurrency: 1, Duration: time.Second, MaxRequests: 1, Users: 1, Items: 1},
+		"unbounded":    {URL: "http://127.0.0.1:1", Op: "getcounts", Concurrency: 1, Duration: time.Hour, MaxRequests: 1, Users: 1, Items: 1},
+		"write no key": {URL: "http://127.0.0.1:1", Op: "like", Concurrency: 1, Duration: time.Second, MaxRequests: 1, Users: 1, Items: 1},
+	} {
+		if _, err := Run(context.Background(), c, io.Discard); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
