@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/server"
 )
@@ -43,9 +44,13 @@ func Main(name string, build BuildFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := config.FromEnv()
+	disco := discovery.ConfigFrom(cfg)
 	comp, err := build(ctx, logger, cfg)
 	if err == nil {
 		err = cfg.Err()
+	}
+	if err == nil && disco.Enabled() {
+		err = registerWithConsul(logger, disco, comp)
 	}
 	if err != nil {
 		logger.Error("start-up failed", "err", err)
@@ -55,6 +60,32 @@ func Main(name string, build BuildFunc) {
 		logger.Error("stopped with error", "err", err)
 		os.Exit(1)
 	}
+}
+
+// registerWithConsul listens on the component's address (so the registered
+// port is the real one) and adds a worker that registers the instance with a
+// gRPC health check, keeps it registered and deregisters it on shutdown.
+func registerWithConsul(logger *slog.Logger, disco discovery.Config, comp *Component) error {
+	if comp.Server == nil {
+		return nil
+	}
+	if comp.Listener == nil {
+		ln, err := server.Listen(comp.Addr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", comp.Name, err)
+		}
+		comp.Listener = ln
+	}
+	client, err := disco.Client()
+	if err != nil {
+		return fmt.Errorf("HGP_CONSUL_ADDR: %w", err)
+	}
+	reg, err := disco.Registration(comp.Name, comp.Listener.Addr().String())
+	if err != nil {
+		return fmt.Errorf("%s: %w", comp.Name, err)
+	}
+	comp.Workers = append(comp.Workers, discovery.RegistrationWorker(logger, client, reg))
+	return nil
 }
 
 // Run serves every component until ctx is done or one of them fails, then

@@ -1,0 +1,501 @@
+package discovery
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/testenv"
+)
+
+// waitFor polls cond every 20ms until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func uniqueService(t *testing.T) string {
+	t.Helper()
+	return fmt.Sprintf("disc-test-%d-%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
+}
+
+func consulClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	c, err := NewClient(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// healthServer is a real service instance: platform/server's mux with
+// grpchealth, served over h2c on a loopback port.
+type healthServer struct {
+	srv  *server.Server
+	hs   *http.Server
+	addr string
+	port int
+	done chan struct{}
+}
+
+func startHealthServer(t *testing.T) *healthServer {
+	t.Helper()
+	s := server.New(logging.Discard(), []string{"highgopress.test.v1.TestService"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &healthServer{srv: s, hs: s.HTTPServer(), addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		_ = h.hs.Serve(ln)
+	}()
+	t.Cleanup(h.kill)
+	return h
+}
+
+// kill closes the listener and every connection at once, like a crashed
+// process: health checks then get "connection refused".
+func (h *healthServer) kill() {
+	_ = h.hs.Close()
+	<-h.done
+}
+
+func (h *healthServer) registration(service string) Registration {
+	return Registration{
+		Service:     service,
+		ID:          fmt.Sprintf("%s-%d", service, h.port),
+		Address:     "127.0.0.1",
+		Port:        h.port,
+		Tags:        []string{"test"},
+		HealthCheck: GRPCCheck(h.addr),
+		Interval:    time.Second,
+	}
+}
+
+func checkStatus(t *testing.T, c *api.Client, id string) string {
+	t.Helper()
+	checks, err := c.Agent().Checks()
+	if err != nil {
+		t.Fatalf("agent checks: %v", err)
+	}
+	if ch, ok := checks["service:"+id]; ok {
+		return ch.Status
+	}
+	return ""
+}
+
+func agentHas(t *testing.T, c *api.Client, id string) bool {
+	t.Helper()
+	svcs, err := c.Agent().Services()
+	if err != nil {
+		t.Fatalf("agent services: %v", err)
+	}
+	_, ok := svcs[id]
+	return ok
+}
+
+func runWatcher(t *testing.T, w *Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("watcher Run: %v", err)
+		}
+	})
+}
+
+func ids(w *Watcher) []string {
+	var out []string
+	for _, in := range w.Instances() {
+		out = append(out, in.ID)
+	}
+	return out
+}
+
+func TestRegisterPassingAndDeregister(t *testing.T) {
+	c := consulClient(t, testenv.ConsulAddr(t))
+	svc := uniqueService(t)
+	h := startHealthServer(t)
+	reg := h.registration(svc)
+	dereg, err := Register(context.Background(), logging.Discard(), c, reg)
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	t.Cleanup(func() { _ = dereg(context.Background()) })
+
+	waitFor(t, 10*time.Second, "passing gRPC health check", func() bool {
+		return checkStatus(t, c, reg.ID) == api.HealthPassing
+	})
+	entries, _, err := c.Health().Service(svc, "", true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Service.Port != h.port || entries[0].Service.Address != "127.0.0.1" ||
+		!slices.Contains(entries[0].Service.Tags, "test") {
+		t.Fatalf("catalog entries %+v", entries)
+	}
+	if dc := entries[0].Checks; len(dc) == 0 {
+		t.Fatal("no checks in catalog entry")
+	}
+
+	if err := dereg(context.Background()); err != nil {
+		t.Fatalf("deregister: %v", err)
+	}
+	if agentHas(t, c, reg.ID) {
+		t.Fatal("instance still registered after deregister")
+	}
+	entries, _, err = c.Health().Service(svc, "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Fatalf("catalog still lists %d entries", len(entries))
+	}
+}
+
+func TestRegisterRejectsBadRegistration(t *testing.T) {
+	c := consulClient(t, "127.0.0.1:1")
+	for _, reg := range []Registration{
+		{Port: 80},
+		{Service: "x", Port: 0},
+		{Service: "x", Port: 80, HealthCheck: HealthCheck{GRPC: "a:1", HTTP: "http://a:1"}},
+	} {
+		if _, err := Register(context.Background(), logging.Discard(), c, reg); err == nil {
+			t.Errorf("Register(%+v): want error", reg)
+		}
+	}
+}
+
+func TestRegistrationWorkerDeregistersOnShutdownAndRestoresForgotten(t *testing.T) {
+	c := consulClient(t, testenv.ConsulAddr(t))
+	svc := uniqueService(t)
+	h := startHealthServer(t)
+	reg := h.registration(svc)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RegistrationWorker(logging.Discard(), c, reg, WithResyncInterval(200*time.Millisecond))(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	waitFor(t, 10*time.Second, "registration", func() bool { return agentHas(t, c, reg.ID) })
+
+	// The agent forgets the instance (what an agent restart does): it comes back.
+	if err := c.Agent().ServiceDeregister(reg.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "re-registration", func() bool { return agentHas(t, c, reg.ID) })
+	waitFor(t, 10*time.Second, "passing check after re-registration", func() bool {
+		return checkStatus(t, c, reg.ID) == api.HealthPassing
+	})
+
+	// Graceful shutdown deregisters.
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	done <- nil // for the cleanup
+	if agentHas(t, c, reg.ID) {
+		t.Fatal("still registered after shutdown")
+	}
+}
+
+// TestWatcherFollowsInstances: a new instance appears; a killed one is
+// dropped once its health check turns critical. The window from kill to
+// removal is logged (docs/discovery.md records it).
+func TestWatcherFollowsInstances(t *testing.T) {
+	c := consulClient(t, testenv.ConsulAddr(t))
+	svc := uniqueService(t)
+	w := NewWatcher(logging.Discard(), c, svc, WithWaitTime(10*time.Second))
+	runWatcher(t, w)
+	select {
+	case <-w.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("watcher never got a first answer")
+	}
+	if n := len(w.Instances()); n != 0 {
+		t.Fatalf("fresh service has %d instances", n)
+	}
+
+	h1, h2 := startHealthServer(t), startHealthServer(t)
+	r1, r2 := h1.registration(svc), h2.registration(svc)
+	for _, r := range []Registration{r1, r2} {
+		d, err := Register(context.Background(), logging.Discard(), c, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = d(context.Background()) })
+	}
+	appear := waitFor(t, 15*time.Second, "both instances healthy in watcher", func() bool {
+		return slices.Equal(ids(w), []string{r1.ID, r2.ID}) || slices.Equal(ids(w), []string{r2.ID, r1.ID})
+	})
+	t.Logf("registration → healthy in watcher: %s", appear)
+	for _, in := range w.Instances() {
+		if in.URL == nil || in.URL.Scheme != "http" || in.URL.Host != in.HostPort() {
+			t.Fatalf("instance URL %v for %+v", in.URL, in)
+		}
+	}
+
+	h1.kill()
+	window := waitFor(t, 15*time.Second, "killed instance dropped", func() bool {
+		return slices.Equal(ids(w), []string{r2.ID})
+	})
+	t.Logf("FAILOVER WINDOW (check interval %s): instance killed → dropped by watcher in %s", r1.Interval, window)
+	if st := w.Stats(); st.Errors != 0 || st.Stale || st.Updates < 2 {
+		t.Fatalf("watcher stats %+v", st)
+	}
+}
+
+// tcpProxy forwards to target until closed: a way to make Consul unreachable
+// for one client without stopping the shared agent.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newTCPProxy(t *testing.T, addr, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("proxy listen %s: %v", addr, err)
+	}
+	p := &tcpProxy{ln: ln, target: target}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(p.Close)
+	return p
+}
+
+func (p *tcpProxy) serve() {
+	defer p.wg.Done()
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, in, out)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+		go func() { _, _ = io.Copy(in, out); in.Close() }()
+	}
+}
+
+// Close stops accepting and cuts every open connection.
+func (p *tcpProxy) Close() {
+	p.ln.Close()
+	p.wg.Wait()
+	p.mu.Lock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+}
+
+func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
+	consulAddr := testenv.ConsulAddr(t)
+	direct := consulClient(t, consulAddr)
+	svc := uniqueService(t)
+	h := startHealthServer(t)
+	reg := h.registration(svc)
+	d, err := Register(context.Background(), logging.Discard(), direct, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d(context.Background()) })
+
+	proxy := newTCPProxy(t, "127.0.0.1:0", consulAddr)
+	proxyAddr := proxy.ln.Addr().String()
+	w := NewWatcher(logging.Discard(), consulClient(t, proxyAddr), svc,
+		WithWaitTime(5*time.Second), WithMaxBackoff(200*time.Millisecond))
+	runWatcher(t, w)
+	waitFor(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
+	bal := NewBalancer(logging.Discard(), map[string]Source{svc: w})
+
+	proxy.Close() // Consul unreachable from the watcher's point of view
+	waitFor(t, 10*time.Second, "watcher notices Consul is unreachable", func() bool {
+		st := w.Stats()
+		return st.Stale && st.Errors >= 2
+	})
+	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
+		t.Fatalf("instances while Consul unreachable: %v, want last known %v", got, []string{reg.ID})
+	}
+	be, err := bal.Pick(context.Background(), svc)
+	if err != nil {
+		t.Fatalf("pick while Consul unreachable: %v", err)
+	}
+	if be.URL.Host != h.addr {
+		t.Fatalf("picked %s, want %s", be.URL.Host, h.addr)
+	}
+	be.Done(nil)
+
+	// Consul comes back: the watcher recovers.
+	newTCPProxy(t, proxyAddr, consulAddr)
+	waitFor(t, 15*time.Second, "watcher recovers", func() bool { return !w.Stats().Stale })
+	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
+		t.Fatalf("instances after recovery: %v", got)
+	}
+}
+
+// consulBinary finds the agent built by scripts/mw.sh.
+func consulBinary() string {
+	if p := os.Getenv("HGP_MW_BIN_CONSUL"); p != "" {
+		return p
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	p := filepath.Join(home, ".cache", "highgopress", "bin", "consul")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// privateAgent is a `consul agent -dev` of this test alone, so it can be
+// killed and restarted without disturbing the shared one.
+type privateAgent struct {
+	bin      string
+	httpPort int
+	args     []string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+func startPrivateAgent(t *testing.T) *privateAgent {
+	t.Helper()
+	bin := consulBinary()
+	if bin == "" {
+		t.Skip("no consul binary (HGP_MW_BIN_CONSUL or ~/.cache/highgopress/bin/consul): run scripts/mw.sh install consul")
+	}
+	a := &privateAgent{bin: bin, httpPort: freePort(t)}
+	hcl := fmt.Sprintf(`ports { grpc = -1, grpc_tls = -1, dns = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
+		freePort(t), freePort(t), freePort(t))
+	a.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(a.httpPort), "-hcl", hcl, "-log-level", "warn"}
+	a.start(t)
+	t.Cleanup(a.kill)
+	return a
+}
+
+func (a *privateAgent) addr() string { return "127.0.0.1:" + strconv.Itoa(a.httpPort) }
+
+func (a *privateAgent) start(t *testing.T) {
+	t.Helper()
+	a.cmd = exec.Command(a.bin, a.args...)
+	a.cmd.Stdout = io.Discard
+	a.cmd.Stderr = io.Discard
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start consul: %v", err)
+	}
+	a.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(a.cmd, a.done)
+	c := consulClient(t, a.addr())
+	waitFor(t, 30*time.Second, "private consul agent leader", func() bool {
+		leader, err := c.Status().Leader()
+		return err == nil && leader != ""
+	})
+}
+
+func (a *privateAgent) kill() {
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	_ = a.cmd.Process.Kill()
+	<-a.done
+	a.cmd = nil
+}
+
+// TestAgentRestart: the agent dies (kill -9) and comes back empty. The
+// watcher keeps its last known instances meanwhile; the registration loop
+// restores the instance; the watcher then sees it again.
+func TestAgentRestart(t *testing.T) {
+	agent := startPrivateAgent(t)
+	c := consulClient(t, agent.addr())
+	svc := uniqueService(t)
+	h := startHealthServer(t)
+	reg := h.registration(svc)
+	d, err := Register(context.Background(), logging.Discard(), c, reg, WithResyncInterval(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d(context.Background()) })
+	w := NewWatcher(logging.Discard(), c, svc, WithWaitTime(5*time.Second), WithMaxBackoff(300*time.Millisecond))
+	runWatcher(t, w)
+	waitFor(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
+
+	agent.kill()
+	waitFor(t, 10*time.Second, "watcher notices the dead agent", func() bool { return w.Stats().Stale })
+	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
+		t.Fatalf("instances with agent down: %v, want last known", got)
+	}
+	errsBefore := w.Stats().Errors
+
+	agent.start(t)
+	waitFor(t, 20*time.Second, "re-registered on the restarted agent", func() bool {
+		svcs, err := c.Agent().Services()
+		if err != nil {
+			return false
+		}
+		_, ok := svcs[reg.ID]
+		return ok
+	})
+	waitFor(t, 20*time.Second, "watcher sees the instance again, fresh", func() bool {
+		st := w.Stats()
+		return !st.Stale && slices.Equal(ids(w), []string{reg.ID})
+	})
+	if w.Stats().Errors < errsBefore {
+		t.Fatal("error counter went backwards")
+	}
+}

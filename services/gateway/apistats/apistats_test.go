@@ -1,0 +1,242 @@
+package apistats
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/logging"
+)
+
+// memSink collects published stats; failN makes the first N calls fail.
+type memSink struct {
+	mu     sync.Mutex
+	stats  []Stat
+	calls  int
+	failN  int
+	seenID map[string]bool
+}
+
+func (s *memSink) Publish(_ context.Context, stats []Stat) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls <= s.failN {
+		return errors.New("broker down")
+	}
+	if s.seenID == nil {
+		s.seenID = map[string]bool{}
+	}
+	for _, st := range stats {
+		if s.seenID[st.ID] {
+			return fmt.Errorf("duplicate id %s", st.ID)
+		}
+		s.seenID[st.ID] = true
+	}
+	s.stats = append(s.stats, stats...)
+	return nil
+}
+
+func (s *memSink) totals() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int64{}
+	for _, st := range s.stats {
+		out[st.Procedure+" "+st.Code] += st.Count
+	}
+	return out
+}
+
+func TestCountsExactUnderConcurrency(t *testing.T) {
+	sink := &memSink{}
+	rec := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- rec.Run(ctx) }()
+
+	procs := []string{"/a.v1.S/Like", "/a.v1.S/GetCounts", "/a.v1.S/Follow"}
+	codes := []connect.Code{OK, connect.CodeResourceExhausted, connect.CodeNotFound, connect.CodeUnavailable}
+	const workers, perWorker = 8, 5000
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				rec.Record(procs[(g+i)%len(procs)], codes[i%len(codes)])
+			}
+		})
+	}
+	wg.Wait()
+	cancel()
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{}
+	for g := range workers {
+		for i := range perWorker {
+			want[procs[(g+i)%len(procs)]+" "+codeString(int(codes[i%len(codes)]))]++
+		}
+	}
+	got := sink.totals()
+	if len(got) != len(want) {
+		t.Fatalf("got %d keys, want %d: %v", len(got), len(want), got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %d, want %d", k, got[k], v)
+		}
+	}
+	st := rec.Stats()
+	if st.Recorded != workers*perWorker || st.Published != workers*perWorker || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if sink.calls < 2 {
+		t.Fatalf("only %d flushes: the periodic flush did not run", sink.calls)
+	}
+}
+
+func TestShutdownFlushLosesNothing(t *testing.T) {
+	sink := &memSink{}
+	rec := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- rec.Run(ctx) }()
+	for range 1234 {
+		rec.Record("/a.v1.S/Like", OK)
+	}
+	cancel() // graceful shutdown: the worker flushes once more
+	if err := <-runDone; err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.totals()["/a.v1.S/Like ok"]; got != 1234 {
+		t.Fatalf("after worker stop: %d, want 1234", got)
+	}
+	// A request that finished while the server drained is flushed by Close.
+	rec.RecordError("/a.v1.S/Like", connect.NewError(connect.CodeInternal, errors.New("x")))
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.totals()["/a.v1.S/Like internal"]; got != 1 {
+		t.Fatalf("after Close: %d, want 1", got)
+	}
+}
+
+func TestFailedPublishIsRetriedWithStableIDs(t *testing.T) {
+	sink := &memSink{failN: 2}
+	rec := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Hour}, WithInstance("gw1"))
+	ctx := context.Background()
+	rec.Record("/a.v1.S/Like", OK)
+	if err := rec.Flush(ctx); err == nil {
+		t.Fatal("want error from failing sink")
+	}
+	rec.Record("/a.v1.S/Like", OK)
+	if err := rec.Flush(ctx); err == nil {
+		t.Fatal("want error from failing sink")
+	}
+	if st := rec.Stats(); st.Pending != 2 || st.PublishErrors != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sink.totals()["/a.v1.S/Like ok"]; got != 2 {
+		t.Fatalf("published %d, want 2", got)
+	}
+	for _, st := range sink.stats {
+		if !strings.HasPrefix(st.ID, "gw1-") || st.Start.After(st.End) {
+			t.Fatalf("stat %+v", st)
+		}
+	}
+	if st := rec.Stats(); st.Pending != 0 || st.Published != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestPendingCapDropsOldestAndCounts(t *testing.T) {
+	sink := &memSink{failN: 1 << 30}
+	rec := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Hour}, WithMaxPending(2))
+	for i := range 3 {
+		rec.Record(fmt.Sprintf("/a.v1.S/M%d", i), OK)
+		rec.Record(fmt.Sprintf("/a.v1.S/M%d", i), OK)
+		_ = rec.Flush(context.Background())
+	}
+	st := rec.Stats()
+	if st.Pending != 2 || st.Dropped != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestCardinalityIsBounded(t *testing.T) {
+	sink := &memSink{}
+	known := func(p string) bool { return strings.HasPrefix(p, "/a.v1.S/") }
+	rec := NewRecorder(logging.Discard(), sink, Config{}, WithKnownProcedures(known), WithMaxProcedures(3))
+	for i := range 100 {
+		rec.Record(fmt.Sprintf("/random/%d", i), connect.CodeUnimplemented)
+		rec.Record(fmt.Sprintf("/a.v1.S/M%d", i), OK)
+	}
+	if err := rec.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.totals()
+	if got[UnknownProcedure+" unimplemented"] != 100 {
+		t.Fatalf("unknown: %v", got)
+	}
+	if len(got) > 4 || got[OtherProcedure+" ok"] == 0 {
+		t.Fatalf("table not bounded: %v", got)
+	}
+	var total int64
+	for _, v := range got {
+		total += v
+	}
+	if total != 200 {
+		t.Fatalf("total %d, want 200 (capped, not lost)", total)
+	}
+}
+
+func TestLogSink(t *testing.T) {
+	var buf bytes.Buffer
+	s := LogSink{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}
+	err := s.Publish(context.Background(), []Stat{{ID: "x", Procedure: "/a.v1.S/Like", Code: "ok", Count: 3}})
+	if err != nil || !strings.Contains(buf.String(), `"count":3`) || !strings.Contains(buf.String(), `"procedure":"/a.v1.S/Like"`) {
+		t.Fatalf("%v %s", err, buf.String())
+	}
+	if (LogSink{}).Publish(context.Background(), nil) == nil {
+		t.Fatal("nil logger accepted")
+	}
+}
+
+func TestConfigFrom(t *testing.T) {
+	r := config.FromMap(map[string]string{"HGP_APISTATS_FLUSH_INTERVAL": "2s"})
+	if c := ConfigFrom(r); c.FlushInterval != 2*time.Second || r.Err() != nil {
+		t.Fatalf("%+v %v", c, r.Err())
+	}
+	bad := config.FromMap(map[string]string{"HGP_APISTATS_FLUSH_INTERVAL": "soon"})
+	ConfigFrom(bad)
+	if err := bad.Err(); err == nil || !strings.Contains(err.Error(), "HGP_APISTATS_FLUSH_INTERVAL") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// BenchmarkRecord is the per-request cost of counting.
+func BenchmarkRecord(b *testing.B) {
+	rec := NewRecorder(logging.Discard(), &memSink{}, Config{})
+	var i atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			rec.Record("/highgopress.counter.v1.CounterService/Like", connect.Code(i.Add(1)%3))
+		}
+	})
+}

@@ -1,0 +1,501 @@
+// Package ratelimit is the gateway's distributed rate limiter: fixed-window
+// budgets per authenticated user and per client IP, with separate classes
+// for writes and reads, kept in Redis by github.com/ulule/limiter/v3 so every
+// gateway replica shares them. Rejections are Connect ResourceExhausted
+// errors in the caller's protocol (HTTP 429 for Connect) with RateLimit-* and
+// Retry-After headers. While Redis is unreachable the limiter fails open to
+// an in-process limiter (default) or closed (Unavailable), as configured.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+	"github.com/ulule/limiter/v3"
+	"github.com/ulule/limiter/v3/drivers/store/memory"
+	redisstore "github.com/ulule/limiter/v3/drivers/store/redis"
+)
+
+// Class separates budgets: writes (likes, follows) are scarcer than reads.
+type Class int
+
+const (
+	// Read is a side-effect-free call.
+	Read Class = iota + 1
+	// Write changes state.
+	Write
+)
+
+func (c Class) short() string {
+	if c == Read {
+		return "r"
+	}
+	return "w"
+}
+
+// Response headers (IETF RateLimit header fields draft, plus Retry-After).
+const (
+	HeaderLimit      = "RateLimit-Limit"
+	HeaderRemaining  = "RateLimit-Remaining"
+	HeaderReset      = "RateLimit-Reset"
+	HeaderRetryAfter = "Retry-After"
+)
+
+// ErrRedisUnavailable is returned (fail-closed mode) while Redis cannot be
+// reached.
+var ErrRedisUnavailable = errors.New("rate limiter unavailable")
+
+// Stats are the limiter's counters, for metrics.
+type Stats struct {
+	// Allowed and Rejected count decisions (the middleware and AllowUser
+	// each make one).
+	Allowed, Rejected uint64
+	// RedisErrors counts failed Redis checks.
+	RedisErrors uint64
+	// LocalDecisions counts checks answered by the in-process fallback.
+	LocalDecisions uint64
+	// FailedClosed counts requests refused because Redis was down.
+	FailedClosed uint64
+	// CachedRejections counts checks rejected from the local cache of
+	// exhausted budgets, without asking Redis.
+	CachedRejections uint64
+	// RedisDown is true while Redis is considered unreachable.
+	RedisDown bool
+}
+
+// Decision is the outcome of checking one or more budgets: the most
+// constraining one.
+type Decision struct {
+	Allowed bool
+	// Limit, Remaining and Reset (seconds from now until the window resets)
+	// of the budget closest to exhaustion.
+	Limit, Remaining int64
+	Reset            int64
+	// Budget names the budget ("user:w", "ip:r", …) that decided.
+	Budget string
+}
+
+type budget struct {
+	name string // "user:w"
+	rate limiter.Rate
+}
+
+func (b *budget) enabled() bool { return b != nil && b.rate.Limit > 0 }
+
+// Limiter enforces the configured budgets. It is safe for concurrent use.
+type Limiter struct {
+	logger *slog.Logger
+	cfg    Config
+	opts   options
+	errw   *connect.ErrorWriter
+
+	user [3]*budget // indexed by Class
+	ip   [3]*budget
+
+	rdb    redis.UniversalClient
+	remote atomic.Pointer[limiter.Store] // Redis store once its scripts are loaded
+	local  limiter.Store
+
+	// blocked remembers budgets found exhausted, until their window resets:
+	// a client over its limit is rejected without a Redis round trip.
+	blocked blockCache
+
+	downUntil atomic.Int64 // unix nanos; 0 while Redis is healthy
+	probing   atomic.Bool
+	initMu    sync.Mutex
+
+	allowed, rejected, redisErrors, localDecisions, failedClosed, cachedRejections atomic.Uint64
+}
+
+// New returns a Limiter. rdb is the shared Redis (see NewRedisClient); nil
+// means in-process limiting only (one replica, tests). New never fails
+// because Redis is down: it starts degraded and keeps probing.
+func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Option) (*Limiter, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if isNilClient(rdb) {
+		rdb = nil
+	}
+	if cfg.RedisDown == "" {
+		cfg.RedisDown = FailOpen
+	}
+	if cfg.RedisDown != FailOpen && cfg.RedisDown != FailClosed {
+		return nil, fmt.Errorf("ratelimit: redis-down mode %q: want open or closed", cfg.RedisDown)
+	}
+	if cfg.RedisTimeout <= 0 {
+		cfg.RedisTimeout = 100 * time.Millisecond
+	}
+	l := &Limiter{
+		logger: logger,
+		cfg:    cfg,
+		opts:   o,
+		errw:   connect.NewErrorWriter(),
+		rdb:    rdb,
+		local: memory.NewStoreWithOptions(limiter.StoreOptions{
+			Prefix: o.prefix, CleanUpInterval: limiter.DefaultCleanUpInterval,
+		}),
+	}
+	for _, b := range []struct {
+		dst  **budget
+		name string
+		rate string
+	}{
+		{&l.user[Write], "user:w", cfg.WriteUser},
+		{&l.user[Read], "user:r", cfg.ReadUser},
+		{&l.ip[Write], "ip:w", cfg.WriteIP},
+		{&l.ip[Read], "ip:r", cfg.ReadIP},
+	} {
+		r, err := parseRate(b.rate)
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: %s: %w", b.name, err)
+		}
+		*b.dst = &budget{name: b.name, rate: r}
+	}
+	if rdb != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.RedisTimeout, time.Second))
+		err := l.initRemote(ctx)
+		cancel()
+		if err != nil {
+			l.markDown(err)
+		}
+	}
+	logger.Info("rate limiter ready", "write_user", cfg.WriteUser, "read_user", cfg.ReadUser,
+		"write_ip", cfg.WriteIP, "read_ip", cfg.ReadIP, "redis", rdb != nil, "redis_down", string(cfg.RedisDown),
+		"trusted_proxies", len(cfg.TrustedProxies))
+	return l, nil
+}
+
+// initRemote loads the Redis store (its constructor loads Lua scripts).
+func (l *Limiter) initRemote(ctx context.Context) error {
+	l.initMu.Lock()
+	defer l.initMu.Unlock()
+	if l.remote.Load() != nil {
+		return nil
+	}
+	// The store preloads its scripts with context.Background(): check
+	// reachability first under our own deadline.
+	if err := l.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ratelimit: redis ping: %w", err)
+	}
+	s, err := redisstore.NewStoreWithOptions(l.rdb, limiter.StoreOptions{Prefix: l.opts.prefix})
+	if err != nil {
+		return fmt.Errorf("ratelimit: redis store: %w", err)
+	}
+	l.remote.Store(&s)
+	return nil
+}
+
+// Stats returns the limiter's counters.
+func (l *Limiter) Stats() Stats {
+	return Stats{
+		Allowed:          l.allowed.Load(),
+		Rejected:         l.rejected.Load(),
+		RedisErrors:      l.redisErrors.Load(),
+		LocalDecisions:   l.localDecisions.Load(),
+		FailedClosed:     l.failedClosed.Load(),
+		CachedRejections: l.cachedRejections.Load(),
+		RedisDown:        l.downUntil.Load() != 0,
+	}
+}
+
+// Middleware limits every request by client IP and, when WithSubject gives
+// one, by user, in the request's class. Health checks and reflection are
+// exempt (WithSkip).
+func (l *Limiter) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.opts.skip(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		class := l.opts.classify(r)
+		subject := ""
+		if l.opts.subject != nil {
+			subject = l.opts.subject(r)
+		}
+		d, err := l.Check(r.Context(), class, ipKey(ClientIP(r, l.cfg.TrustedProxies)), subject)
+		if !l.respond(w, r, d, err) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// AllowUser checks only the user's budget, for a handler that learns the
+// user after the middleware ran (it authenticates inside). It sets the
+// RateLimit headers; when it returns false it has written the error and the
+// handler must return.
+func (l *Limiter) AllowUser(w http.ResponseWriter, r *http.Request, class Class, subject string) bool {
+	if subject == "" {
+		return true
+	}
+	d, err := l.Check(r.Context(), class, "", subject)
+	return l.respond(w, r, d, err)
+}
+
+// respond sets headers and writes the rejection; it reports whether the
+// request may proceed.
+func (l *Limiter) respond(w http.ResponseWriter, r *http.Request, d Decision, err error) bool {
+	if err != nil {
+		code := connect.CodeUnavailable
+		msg := "rate limiter unavailable, try again later"
+		if r.Context().Err() != nil {
+			code, msg = connect.CodeCanceled, "request canceled"
+		}
+		_ = l.errw.Write(w, r, connect.NewError(code, errors.New(msg)))
+		return false
+	}
+	if d.Limit == 0 { // nothing limited this request
+		l.allowed.Add(1)
+		return true
+	}
+	h := w.Header()
+	// With two checks (middleware, then AllowUser) keep the smaller remaining.
+	if prev := h.Get(HeaderRemaining); prev != "" {
+		if p, perr := strconv.ParseInt(prev, 10, 64); perr == nil && p < d.Remaining && d.Allowed {
+			d.Remaining = p
+			d.Limit, _ = strconv.ParseInt(h.Get(HeaderLimit), 10, 64)
+			d.Reset, _ = strconv.ParseInt(h.Get(HeaderReset), 10, 64)
+		}
+	}
+	h.Set(HeaderLimit, strconv.FormatInt(d.Limit, 10))
+	h.Set(HeaderRemaining, strconv.FormatInt(d.Remaining, 10))
+	h.Set(HeaderReset, strconv.FormatInt(d.Reset, 10))
+	if d.Allowed {
+		l.allowed.Add(1)
+		return true
+	}
+	l.rejected.Add(1)
+	retry := max(d.Reset, 1)
+	h.Set(HeaderRetryAfter, strconv.FormatInt(retry, 10))
+	_ = l.errw.Write(w, r, connect.NewError(connect.CodeResourceExhausted,
+		fmt.Errorf("rate limit exceeded (%s budget of %d); retry in %ds", d.Budget, d.Limit, retry)))
+	return false
+}
+
+// Check spends one unit of the IP budget (ipKey non-empty) and of the user
+// budget (subject non-empty) of class, and returns the combined decision. It
+// returns ErrRedisUnavailable in fail-closed mode while Redis is down, and
+// the context's error when ctx ends.
+func (l *Limiter) Check(ctx context.Context, class Class, ipKey, subject string) (Decision, error) {
+	if class != Read {
+		class = Write
+	}
+	var ipB, userB *budget
+	if ipKey != "" && l.ip[class].enabled() {
+		ipB = l.ip[class]
+	}
+	if subject != "" && l.user[class].enabled() {
+		userB = l.user[class]
+	}
+	switch {
+	case ipB == nil && userB == nil:
+		return Decision{Allowed: true}, nil
+	case userB == nil:
+		return l.take(ctx, ipB, ipKey)
+	case ipB == nil:
+		return l.take(ctx, userB, subject)
+	}
+	// Both: spend them concurrently so the request waits for one Redis
+	// round trip, not two.
+	type result struct {
+		d   Decision
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		d, err := l.take(ctx, userB, subject)
+		ch <- result{d, err}
+	}()
+	ipD, ipErr := l.take(ctx, ipB, ipKey)
+	u := <-ch
+	if ipErr != nil {
+		return Decision{}, ipErr
+	}
+	if u.err != nil {
+		return Decision{}, u.err
+	}
+	return combine(ipD, u.d), nil
+}
+
+// combine returns the more constraining decision.
+func combine(a, b Decision) Decision {
+	switch {
+	case !a.Allowed && !b.Allowed:
+		if b.Reset > a.Reset {
+			return b
+		}
+		return a
+	case !a.Allowed:
+		return a
+	case !b.Allowed:
+		return b
+	case b.Remaining < a.Remaining:
+		return b
+	}
+	return a
+}
+
+// take spends one unit of budget b for id, in Redis when it is healthy,
+// otherwise as the Redis-down mode says.
+func (l *Limiter) take(ctx context.Context, b *budget, id string) (Decision, error) {
+	key := b.name + ":" + id
+	now := l.opts.now()
+	if until, ok := l.blocked.get(key, now); ok {
+		l.cachedRejections.Add(1)
+		return Decision{Allowed: false, Limit: b.rate.Limit, Remaining: 0, Reset: max(0, until.Unix()-now.Unix()), Budget: b.name}, nil
+	}
+	if store := l.remoteStore(); store != nil {
+		cctx, cancel := context.WithTimeout(ctx, l.cfg.RedisTimeout)
+		lc, err := store.Get(cctx, key, b.rate)
+		cancel()
+		if err == nil {
+			l.markUp()
+			if lc.Reached {
+				// The window ends at lc.Reset (whole seconds, rounded down:
+				// never later than Redis's own expiry).
+				l.blocked.put(key, time.Unix(lc.Reset, 0), now)
+			}
+			return l.decision(b, lc), nil
+		}
+		if ctx.Err() != nil {
+			return Decision{}, ctx.Err()
+		}
+		l.markDown(err)
+	}
+	if l.rdb != nil && l.cfg.RedisDown == FailClosed {
+		l.failedClosed.Add(1)
+		return Decision{}, ErrRedisUnavailable
+	}
+	lc, err := l.local.Get(ctx, key, b.rate)
+	if err != nil {
+		return Decision{}, fmt.Errorf("ratelimit: local store: %w", err)
+	}
+	if l.rdb != nil {
+		l.localDecisions.Add(1)
+	}
+	return l.decision(b, lc), nil
+}
+
+func (l *Limiter) decision(b *budget, lc limiter.Context) Decision {
+	reset := lc.Reset - l.opts.now().Unix()
+	if reset < 0 {
+		reset = 0
+	}
+	return Decision{Allowed: !lc.Reached, Limit: lc.Limit, Remaining: lc.Remaining, Reset: reset, Budget: b.name}
+}
+
+// remoteStore returns the Redis store when Redis is to be used for this
+// check: healthy, or down but due for a probe (one request at a time
+// probes; the rest use the fallback without waiting).
+func (l *Limiter) remoteStore() limiter.Store {
+	if l.rdb == nil {
+		return nil
+	}
+	until := l.downUntil.Load()
+	if until != 0 {
+		now := l.opts.now().UnixNano()
+		if now < until {
+			return nil
+		}
+		// Due for a probe: let one caller through per probe interval.
+		if !l.downUntil.CompareAndSwap(until, now+l.opts.probe.Nanoseconds()) {
+			return nil
+		}
+	}
+	p := l.remote.Load()
+	if p == nil {
+		// Scripts not loaded yet (Redis was down at start): load them in
+		// the background; this request uses the fallback.
+		if l.probing.CompareAndSwap(false, true) {
+			go func() {
+				defer l.probing.Store(false)
+				ctx, cancel := context.WithTimeout(context.Background(), max(l.cfg.RedisTimeout, time.Second))
+				defer cancel()
+				if err := l.initRemote(ctx); err != nil {
+					l.markDown(err)
+					return
+				}
+				l.markUp()
+			}()
+		}
+		return nil
+	}
+	return *p
+}
+
+func (l *Limiter) markDown(err error) {
+	l.redisErrors.Add(1)
+	next := l.opts.now().Add(l.opts.probe).UnixNano()
+	for {
+		cur := l.downUntil.Load()
+		if cur != 0 {
+			// Already down: push the next probe out.
+			if l.downUntil.CompareAndSwap(cur, max(cur, next)) {
+				return
+			}
+			continue
+		}
+		if l.downUntil.CompareAndSwap(0, next) {
+			behaviour := "failing open to the in-process limiter"
+			if l.cfg.RedisDown == FailClosed {
+				behaviour = "failing closed: requests get Unavailable"
+			}
+			l.logger.Error("rate limiter: redis unreachable, "+behaviour, "err", err, "probe_every", l.opts.probe)
+			return
+		}
+	}
+}
+
+func (l *Limiter) markUp() {
+	if l.downUntil.Load() == 0 {
+		return
+	}
+	if l.downUntil.Swap(0) != 0 {
+		l.logger.Info("rate limiter: redis reachable again, shared budgets restored")
+	}
+}
+
+// isNilClient catches a typed nil (a nil *redis.Client in the interface).
+func isNilClient(c redis.UniversalClient) bool {
+	switch v := c.(type) {
+	case nil:
+		return true
+	case *redis.Client:
+		return v == nil
+	case *redis.ClusterClient:
+		return v == nil
+	case *redis.Ring:
+		return v == nil
+	}
+	return false
+}
+
+// NewRedisClient returns a Redis client suited to rate limiting: context
+// deadlines honoured, short timeouts, no retries (a slow or dead Redis must
+// cost a request at most Config.RedisTimeout).
+func NewRedisClient(addr, password string, db int) *redis.Client {
+	return redis.NewClient(&redis.Options{
+		Addr:                  addr,
+		Password:              password,
+		DB:                    db,
+		ContextTimeoutEnabled: true,
+		DialTimeout:           500 * time.Millisecond,
+		ReadTimeout:           500 * time.Millisecond,
+		WriteTimeout:          500 * time.Millisecond,
+		MaxRetries:            -1,
+		DialerRetries:         1,
+		PoolSize:              64,
+		MinIdleConns:          4,
+	})
+}
