@@ -1,8 +1,9 @@
+// Command counter runs the counter service (see package counter).
 package main
 
 import (
-	_ "github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
-	_ "github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/services/counter"
 )
 
-func main() {}
+func main() { bootstrap.Main(counter.Name, counter.Build) }

@@ -1,0 +1,146 @@
+// Package counter is the counter service: likes, generic metrics and follow
+// relations kept in Redis, served over Connect, gRPC and gRPC-Web.
+//
+// Layers: handler (Connect port) → app (use cases, validation, read cache)
+// → app.Store (domain interface) → redisstore (Lua scripts, outbox, batched
+// pipelines). Build wires them from configuration; New wires them around a
+// given Redis client, for tests and embedding.
+package counter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/identity"
+	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/counter/app"
+	"github.com/highgopress/highgopress/services/counter/handler"
+	"github.com/highgopress/highgopress/services/counter/redisstore"
+)
+
+// Name is the component name.
+const Name = "counter"
+
+// Services are the protobuf services the counter serves.
+var Services = []string{counterv1connect.CounterServiceName, counterv1connect.FollowServiceName}
+
+// Counter is a wired counter service: a server with both services mounted
+// over a Redis store.
+type Counter struct {
+	server *server.Server
+	store  *redisstore.Store
+	app    *app.Service
+}
+
+// New wires the service around rdb (which the caller keeps and closes) and
+// signer (which verifies the internal identity header). It does not touch
+// Redis; see Prepare.
+func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, opts ...Option) (*Counter, error) {
+	if rdb == nil || signer == nil {
+		return nil, errors.New("counter: a Redis client and an identity signer are required")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	store := redisstore.New(logger, rdb,
+		redisstore.WithBatching(o.batching),
+		redisstore.WithWorkers(o.workers),
+		redisstore.WithBatchMax(o.batchMax),
+		redisstore.WithIdempotencyTTL(o.idempotencyTTL),
+	)
+	svc := app.New(logger, store, app.WithCacheTTL(o.cacheTTL))
+	h := handler.New(logger, svc)
+
+	handlerOpts := []connect.HandlerOption{
+		connect.WithInterceptors(identity.NewInterceptor(signer)),
+		connect.WithReadMaxBytes(o.maxMessageBytes),
+		connect.WithCompressMinBytes(1024),
+	}
+	srv := server.New(logger, Services)
+	srv.Handle(counterv1connect.NewCounterServiceHandler(h, handlerOpts...))
+	srv.Handle(counterv1connect.NewFollowServiceHandler(h, handlerOpts...))
+	return &Counter{server: srv, store: store, app: svc}, nil
+}
+
+// Prepare checks that Redis answers and loads the Lua scripts.
+func (c *Counter) Prepare(ctx context.Context) error { return c.store.LoadScripts(ctx) }
+
+// Server returns the server with both services, health and reflection.
+func (c *Counter) Server() *server.Server { return c.server }
+
+// Handler returns the complete HTTP handler.
+func (c *Counter) Handler() http.Handler { return c.server.Handler() }
+
+// Store returns the Redis store (for statistics in benchmarks).
+func (c *Counter) Store() *redisstore.Store { return c.store }
+
+// App returns the use cases, for callers that embed the service in-process.
+func (c *Counter) App() *app.Service { return c.app }
+
+// Close stops accepting Redis work and waits until queued commands ran. It
+// does not close the Redis client.
+func (c *Counter) Close() error { return c.store.Close() }
+
+// pingTimeout bounds the start-up check of Redis.
+const pingTimeout = 5 * time.Second
+
+// Build builds the counter component from configuration (HGP_* variables,
+// see docs/counter.md) and checks that Redis answers. It does not serve.
+func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*bootstrap.Component, error) {
+	secret := cfg.Required("HGP_IDENTITY_SECRET")
+	addr := cfg.String("HGP_COUNTER_ADDR", "127.0.0.1:8081")
+	redisAddr := cfg.String("HGP_REDIS_ADDR", "127.0.0.1:6379")
+	redisPassword := cfg.String("HGP_REDIS_PASSWORD", "")
+	redisDB := cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16)
+	opts := []Option{
+		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
+		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
+		WithBatchMax(cfg.Int("HGP_COUNTER_BATCH_MAX", redisstore.DefaultBatchMax, 1, 10_000)),
+		WithCacheTTL(cfg.Duration("HGP_COUNTER_CACHE_TTL", app.DefaultCacheTTL, 0, time.Minute)),
+		WithMaxMessageBytes(cfg.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
+	}
+	var signer *identity.Signer
+	if secret != "" {
+		var err error
+		signer, err = identity.NewSigner([]byte(secret))
+		cfg.Check("HGP_IDENTITY_SECRET", err)
+	}
+	if err := cfg.Err(); err != nil {
+		return nil, err
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Password: redisPassword, DB: redisDB})
+	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := rdb.Ping(pingCtx).Err(); err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d) does not answer PING: %w", redisAddr, redisDB, err)
+	}
+	c, err := New(logger, rdb, signer, opts...)
+	if err == nil {
+		err = c.Prepare(pingCtx)
+	}
+	if err != nil {
+		_ = rdb.Close()
+		return nil, fmt.Errorf("counter: %w", err)
+	}
+	return &bootstrap.Component{
+		Name:   Name,
+		Addr:   addr,
+		Server: c.Server(),
+		Close: func() error {
+			return errors.Join(c.Close(), rdb.Close())
+		},
+	}, nil
+}

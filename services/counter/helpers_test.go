@@ -1,0 +1,127 @@
+package counter_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+
+	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
+	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/identity"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/rpctest"
+	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/counter/redisstore"
+)
+
+// testDB is the Redis database this package's tests and benchmarks own; each
+// test flushes it first, and tests of this package run one at a time.
+const testDB = 13
+
+var secret = strings.Repeat("s", identity.MinSecretLen)
+
+// env is one counter service on loopback over real Redis.
+type env struct {
+	rdb    *redis.Client
+	c      *counter.Counter
+	url    string
+	http   *http.Client
+	signer *identity.Signer
+}
+
+func newSigner(t testing.TB) *identity.Signer {
+	t.Helper()
+	s, err := identity.NewSigner([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// realRedis returns a client of the test database, flushed.
+func realRedis(t testing.TB) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: testDB, PoolSize: 64})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("FLUSHDB: %v", err)
+	}
+	return rdb
+}
+
+func newEnv(t testing.TB, opts ...counter.Option) *env {
+	t.Helper()
+	rdb := realRedis(t)
+	signer := newSigner(t)
+	c, err := counter.New(logging.Discard(), rdb, signer, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	url, client := rpctest.Serve(t, c.Handler())
+	return &env{rdb: rdb, c: c, url: url, http: client, signer: signer}
+}
+
+func (e *env) counters(p rpctest.Protocol) counterv1connect.CounterServiceClient {
+	return counterv1connect.NewCounterServiceClient(e.http, e.url, p.Opts...)
+}
+
+func (e *env) follows(p rpctest.Protocol) counterv1connect.FollowServiceClient {
+	return counterv1connect.NewFollowServiceClient(e.http, e.url, p.Opts...)
+}
+
+// as wraps msg in a request acting as user ("" sends no identity header).
+func as[T any](e *env, user string, msg *T) *connect.Request[T] {
+	req := connect.NewRequest(msg)
+	if user != "" {
+		req.Header().Set(identity.Header, e.signer.Sign(user))
+	}
+	return req
+}
+
+func ref(ns, id string) *counterv1.ItemRef { return &counterv1.ItemRef{Namespace: ns, Id: id} }
+
+// outboxLen returns the number of outbox entries.
+func (e *env) outboxLen(t testing.TB) int64 {
+	t.Helper()
+	n, err := e.rdb.XLen(context.Background(), redisstore.OutboxStream).Result()
+	if err != nil {
+		t.Fatalf("XLEN: %v", err)
+	}
+	return n
+}
+
+// lastOutbox returns the fields of the newest outbox entry.
+func (e *env) lastOutbox(t testing.TB) map[string]any {
+	t.Helper()
+	msgs, err := e.rdb.XRevRangeN(context.Background(), redisstore.OutboxStream, "+", "-", 1).Result()
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("XREVRANGE: %v, %d entries", err, len(msgs))
+	}
+	return msgs[0].Values
+}
+
+// keys returns every key of the test database.
+func (e *env) keys(t testing.TB) []string {
+	t.Helper()
+	k, err := e.rdb.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatalf("KEYS: %v", err)
+	}
+	return k
+}
+
+func wantCode(t testing.TB, what string, err error, code connect.Code, msg string) {
+	t.Helper()
+	if connect.CodeOf(err) != code {
+		t.Fatalf("%s: code %v (%v); want %v", what, connect.CodeOf(err), err, code)
+	}
+	if msg != "" && !strings.Contains(err.Error(), msg) {
+		t.Fatalf("%s: message %q does not contain %q", what, err.Error(), msg)
+	}
+}

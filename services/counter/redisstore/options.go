@@ -1,0 +1,69 @@
+package redisstore
+
+import (
+	"runtime"
+	"time"
+)
+
+// Option configures a Store.
+type Option func(*options)
+
+type options struct {
+	batching       bool
+	workers        int
+	batchMax       int
+	idempotencyTTL time.Duration
+}
+
+// DefaultIdempotencyTTL is how long an Increment's idempotency record lives.
+const DefaultIdempotencyTTL = 24 * time.Hour
+
+// DefaultBatchMax is the default largest number of commands in one pipeline.
+const DefaultBatchMax = 128
+
+// DefaultWorkers is the default number of batching workers: two per CPU,
+// so one pipeline can be on the wire while the next one is being filled.
+func DefaultWorkers() int { return 2 * runtime.GOMAXPROCS(0) }
+
+func defaultOptions() options {
+	return options{
+		batching:       true,
+		workers:        DefaultWorkers(),
+		batchMax:       DefaultBatchMax,
+		idempotencyTTL: DefaultIdempotencyTTL,
+	}
+}
+
+// WithBatching turns batching of concurrent commands into shared pipelines
+// on or off (default on).
+func WithBatching(on bool) Option { return func(o *options) { o.batching = on } }
+
+// WithWorkers sets the number of batching workers (values < 1 are ignored).
+func WithWorkers(n int) Option {
+	return func(o *options) {
+		if n >= 1 {
+			o.workers = n
+		}
+	}
+}
+
+// WithBatchMax sets the largest number of commands per pipeline (values < 1
+// are ignored). One caller's commands always go together, so a single large
+// read may exceed it.
+func WithBatchMax(n int) Option {
+	return func(o *options) {
+		if n >= 1 {
+			o.batchMax = n
+		}
+	}
+}
+
+// WithIdempotencyTTL sets how long Increment idempotency records live
+// (values below one second are ignored).
+func WithIdempotencyTTL(d time.Duration) Option {
+	return func(o *options) {
+		if d >= time.Second {
+			o.idempotencyTTL = d
+		}
+	}
+}

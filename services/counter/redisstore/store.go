@@ -1,0 +1,316 @@
+// Package redisstore is the Redis adapter of the counter service: every
+// write is one Lua script that changes state and appends the event to the
+// outbox stream atomically; reads are pipelined; concurrent callers share
+// pipelines through a batching worker pool.
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/highgopress/highgopress/services/counter/domain"
+)
+
+// Client is what the store needs from a go-redis client (*redis.Client,
+// *redis.Ring or *redis.ClusterClient all qualify, though the outbox needs
+// every write's keys on one server: use a single primary).
+type Client interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// Store keeps counters in Redis.
+type Store struct {
+	logger *slog.Logger
+	client Client
+	b      *batcher
+	ttlSec int64
+}
+
+// New returns a Store using client, which it does not close.
+func New(logger *slog.Logger, client Client, opts ...Option) *Store {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Store{
+		logger: logger,
+		client: client,
+		b:      newBatcher(client, o.batching, o.workers, o.batchMax, o.workers*o.batchMax),
+		ttlSec: int64(o.idempotencyTTL.Seconds()),
+	}
+}
+
+// LoadScripts loads the Lua scripts into Redis, so the first writes need
+// not fall back from EVALSHA to EVAL. It doubles as a start-up check.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.client).Err(); err != nil {
+			return fmt.Errorf("load Lua script %s: %w", sc.Hash(), classify(err))
+		}
+	}
+	return nil
+}
+
+// Close stops accepting commands and waits for queued ones to finish.
+func (s *Store) Close() error {
+	s.b.Close()
+	return nil
+}
+
+// Stats returns the number of pipelines run and the commands they carried.
+func (s *Store) Stats() (pipelines, commands int64) { return s.b.Stats() }
+
+// evalsha builds an EVALSHA command for sc.
+func evalsha(ctx context.Context, sc *redis.Script, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, "evalsha", sc.Hash(), len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	return redis.NewCmd(ctx, a...)
+}
+
+// run executes a script through the batcher and returns its integer
+// results. When Redis lost its script cache (restart, SCRIPT FLUSH) the
+// script is sent again with EVAL, which also reloads it.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]int64, error) {
+	cmd := evalsha(ctx, sc, keys, args)
+	if err := s.b.Do(ctx, cmd); err != nil {
+		return nil, classify(err)
+	}
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = sc.Eval(ctx, s.client, keys, args...)
+	}
+	vals, err := cmd.Int64Slice()
+	if err != nil {
+		return nil, classify(err)
+	}
+	return vals, nil
+}
+
+func direction(on bool) string {
+	if on {
+		return "1"
+	}
+	return "-1"
+}
+
+// SetLike likes (like=true) or unlikes item as user.
+func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
+	v, err := s.run(ctx, likeScript,
+		[]string{LikersKey(item), CountsKey(item), OutboxStream},
+		user, item.Namespace, item.ID, direction(like))
+	if err != nil {
+		return domain.LikeResult{}, err
+	}
+	if len(v) != 2 {
+		return domain.LikeResult{}, fmt.Errorf("like script returned %d values", len(v))
+	}
+	return domain.LikeResult{Changed: v[0] == 1, Count: v[1]}, nil
+}
+
+// SetFollow makes user follow (follow=true) or unfollow target.
+func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
+	v, err := s.run(ctx, followScript,
+		[]string{FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream},
+		user, target, direction(follow))
+	if err != nil {
+		return domain.FollowResult{}, err
+	}
+	if len(v) != 3 {
+		return domain.FollowResult{}, fmt.Errorf("follow script returned %d values", len(v))
+	}
+	return domain.FollowResult{Changed: v[0] == 1, Following: v[1], Followers: v[2]}, nil
+}
+
+// Fingerprint identifies an Increment's parameters in its idempotency
+// record; the parts cannot contain newlines, so it is unambiguous.
+func Fingerprint(in domain.Increment) string {
+	return in.Item.Namespace + "\n" + in.Item.ID + "\n" + in.Metric + "\n" + strconv.FormatInt(in.Delta, 10)
+}
+
+// Increment applies in once per (user, idempotency key) and returns the
+// metric's value after the first application.
+func (s *Store) Increment(ctx context.Context, user string, in domain.Increment) (int64, error) {
+	v, err := s.run(ctx, incrScript,
+		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), OutboxStream},
+		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 2 {
+		return 0, fmt.Errorf("increment script returned %d values", len(v))
+	}
+	if v[0] < 0 {
+		return 0, domain.ErrIdempotencyConflict
+	}
+	return v[1], nil
+}
+
+// ReadItems returns the counters of fetch and, for a viewer, whether the
+// viewer likes each item of check; all in one round trip.
+func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer string, check []domain.ItemRef) ([]domain.ItemCounts, []bool, error) {
+	if viewer == "" {
+		check = nil
+	}
+	cmds := make([]redis.Cmder, 0, len(fetch)+len(check))
+	hashes := make([]*redis.MapStringStringCmd, len(fetch))
+	for i, it := range fetch {
+		hashes[i] = redis.NewMapStringStringCmd(ctx, "hgetall", CountsKey(it))
+		cmds = append(cmds, hashes[i])
+	}
+	members := make([]*redis.BoolCmd, len(check))
+	for i, it := range check {
+		members[i] = redis.NewBoolCmd(ctx, "sismember", LikersKey(it), viewer)
+		cmds = append(cmds, members[i])
+	}
+	if len(cmds) == 0 {
+		return nil, nil, nil
+	}
+	if err := s.b.Do(ctx, cmds...); err != nil {
+		return nil, nil, classify(err)
+	}
+	counts := make([]domain.ItemCounts, len(fetch))
+	for i, h := range hashes {
+		m, err := h.Result()
+		if err != nil {
+			return nil, nil, classify(err)
+		}
+		if counts[i], err = parseCounts(m); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", CountsKey(fetch[i]), err)
+		}
+	}
+	liked, err := bools(members)
+	if err != nil {
+		return nil, nil, err
+	}
+	return counts, liked, nil
+}
+
+func parseCounts(m map[string]string) (domain.ItemCounts, error) {
+	var c domain.ItemCounts
+	for field, raw := range m {
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return c, fmt.Errorf("field %s: %w", field, err)
+		}
+		if field == domain.LikesMetric {
+			c.Likes = n
+			continue
+		}
+		if c.Metrics == nil {
+			c.Metrics = make(map[string]int64, len(m))
+		}
+		c.Metrics[field] = n
+	}
+	return c, nil
+}
+
+func bools(cmds []*redis.BoolCmd) ([]bool, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	out := make([]bool, len(cmds))
+	for i, c := range cmds {
+		v, err := c.Result()
+		if err != nil {
+			return nil, classify(err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// ReadUsers returns the follow counters of fetch and, for a viewer, whether
+// the viewer follows each user of check; all in one round trip.
+func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, check []string) ([]domain.UserCounts, []bool, error) {
+	if viewer == "" {
+		check = nil
+	}
+	cmds := make([]redis.Cmder, 0, len(fetch)+len(check))
+	hashes := make([]*redis.SliceCmd, len(fetch))
+	for i, u := range fetch {
+		hashes[i] = redis.NewSliceCmd(ctx, "hmget", UserKey(u), "followers", "following")
+		cmds = append(cmds, hashes[i])
+	}
+	members := make([]*redis.BoolCmd, len(check))
+	for i, u := range check {
+		members[i] = redis.NewBoolCmd(ctx, "sismember", FollowingKey(viewer), u)
+		cmds = append(cmds, members[i])
+	}
+	if len(cmds) == 0 {
+		return nil, nil, nil
+	}
+	if err := s.b.Do(ctx, cmds...); err != nil {
+		return nil, nil, classify(err)
+	}
+	counts := make([]domain.UserCounts, len(fetch))
+	for i, h := range hashes {
+		vals, err := h.Result()
+		if err != nil {
+			return nil, nil, classify(err)
+		}
+		if len(vals) != 2 {
+			return nil, nil, fmt.Errorf("%s: HMGET returned %d values", UserKey(fetch[i]), len(vals))
+		}
+		if counts[i].Followers, err = optInt(vals[0]); err != nil {
+			return nil, nil, fmt.Errorf("%s followers: %w", UserKey(fetch[i]), err)
+		}
+		if counts[i].Following, err = optInt(vals[1]); err != nil {
+			return nil, nil, fmt.Errorf("%s following: %w", UserKey(fetch[i]), err)
+		}
+	}
+	follows, err := bools(members)
+	if err != nil {
+		return nil, nil, err
+	}
+	return counts, follows, nil
+}
+
+func optInt(v any) (int64, error) {
+	switch v := v.(type) {
+	case nil:
+		return 0, nil
+	case string:
+		return strconv.ParseInt(v, 10, 64)
+	case int64:
+		return v, nil
+	}
+	return 0, fmt.Errorf("unexpected %T", v)
+}
+
+// unavailablePrefixes are Redis replies meaning "not now" rather than "never".
+var unavailablePrefixes = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS"}
+
+// classify wraps errors that mean Redis cannot be reached or cannot serve
+// right now with domain.ErrUnavailable. Context errors stay as they are.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := strings.TrimPrefix(rerr.Error(), "ERR ")
+		for _, p := range unavailablePrefixes {
+			if strings.HasPrefix(msg, p) {
+				return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
+			}
+		}
+		return fmt.Errorf("redis: %w", err)
+	}
+	// Anything else stopped the exchange itself: refused or broken
+	// connections, timeouts, an exhausted pool, a closed client or store.
+	return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
+}

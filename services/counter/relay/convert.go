@@ -1,0 +1,182 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+)
+
+// Kafka header names set on every relayed message.
+const (
+	// HeaderEventType carries the event kind, e.g. "KIND_LIKE".
+	HeaderEventType = "hgp-event-type"
+	// HeaderTraceparent carries the W3C trace context of the request that
+	// wrote the outbox entry, when the entry has one (field "tp").
+	HeaderTraceparent = "traceparent"
+)
+
+// Outbox entry field names (the contract with the counter's Lua script).
+const (
+	fieldKind        = "k"
+	fieldUser        = "u"
+	fieldNamespace   = "ns"
+	fieldItem        = "id"
+	fieldTarget      = "t"
+	fieldDelta       = "d"
+	fieldMetric      = "m"
+	fieldIdemKey     = "ik"
+	fieldTraceparent = "tp"
+)
+
+// maxSeq bounds the sequence part of a stream id so that version =
+// ms<<20 | seq stays ordered.
+const seqBits = 20
+
+// errInvalidEntry marks outbox entries that can never be converted.
+var errInvalidEntry = errors.New("invalid outbox entry")
+
+// Version returns the event version of an outbox stream id "<ms>-<seq>":
+// ms<<20 | seq. Versions of one stream are strictly increasing.
+func Version(streamID string) (uint64, time.Time, error) {
+	msPart, seqPart, ok := strings.Cut(streamID, "-")
+	if !ok {
+		return 0, time.Time{}, fmt.Errorf("%w: stream id %q has no sequence", errInvalidEntry, streamID)
+	}
+	ms, err := strconv.ParseUint(msPart, 10, 64)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("%w: stream id %q: bad milliseconds", errInvalidEntry, streamID)
+	}
+	seq, err := strconv.ParseUint(seqPart, 10, 64)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("%w: stream id %q: bad sequence", errInvalidEntry, streamID)
+	}
+	if seq >= 1<<seqBits || ms >= 1<<(64-seqBits) || ms == 0 && seq == 0 {
+		return 0, time.Time{}, fmt.Errorf("%w: stream id %q out of the version range", errInvalidEntry, streamID)
+	}
+	return ms<<seqBits | seq, time.UnixMilli(int64(ms)), nil
+}
+
+// Key returns the Kafka key of an event: "<namespace>/<item_id>" for item
+// events and "user/<target_user_id>" (the followee) for follow events, so
+// every (user, item) and (follower, followee) pair stays in one partition.
+func Key(ev *eventsv1.Event) string {
+	switch ev.GetKind() {
+	case eventsv1.Kind_KIND_FOLLOW, eventsv1.Kind_KIND_UNFOLLOW:
+		return "user/" + ev.GetTargetUserId()
+	default:
+		return ev.GetNamespace() + "/" + ev.GetItemId()
+	}
+}
+
+func field(values map[string]any, name string) string {
+	v, ok := values[name]
+	if !ok || v == nil {
+		return ""
+	}
+	switch s := v.(type) {
+	case string:
+		return s
+	case []byte:
+		return string(s)
+	default:
+		return fmt.Sprint(s)
+	}
+}
+
+// Convert turns one outbox entry into an event. An error means the entry
+// can never be converted (it belongs in the dead-letter stream).
+func Convert(streamID string, values map[string]any) (*eventsv1.Event, error) {
+	version, at, err := Version(streamID)
+	if err != nil {
+		return nil, err
+	}
+	ev := &eventsv1.Event{
+		EventId: streamID,
+		Time:    timestamppb.New(at),
+		UserId:  field(values, fieldUser),
+		Version: version,
+	}
+	if ev.UserId == "" {
+		return nil, fmt.Errorf("%w: %s: missing field %q", errInvalidEntry, streamID, fieldUser)
+	}
+	need := func(names ...string) error {
+		for _, n := range names {
+			if field(values, n) == "" {
+				return fmt.Errorf("%w: %s: missing field %q", errInvalidEntry, streamID, n)
+			}
+		}
+		return nil
+	}
+	kind := field(values, fieldKind)
+	switch kind {
+	case "like", "unlike":
+		if err := need(fieldNamespace, fieldItem); err != nil {
+			return nil, err
+		}
+		ev.Kind, ev.Delta = eventsv1.Kind_KIND_LIKE, 1
+		if kind == "unlike" {
+			ev.Kind, ev.Delta = eventsv1.Kind_KIND_UNLIKE, -1
+		}
+		ev.Namespace, ev.ItemId = field(values, fieldNamespace), field(values, fieldItem)
+	case "follow", "unfollow":
+		if err := need(fieldTarget); err != nil {
+			return nil, err
+		}
+		ev.Kind, ev.Delta = eventsv1.Kind_KIND_FOLLOW, 1
+		if kind == "unfollow" {
+			ev.Kind, ev.Delta = eventsv1.Kind_KIND_UNFOLLOW, -1
+		}
+		ev.TargetUserId = field(values, fieldTarget)
+	case "incr":
+		if err := need(fieldNamespace, fieldItem, fieldMetric, fieldDelta); err != nil {
+			return nil, err
+		}
+		d, err := strconv.ParseInt(field(values, fieldDelta), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: field %q is not an integer", errInvalidEntry, streamID, fieldDelta)
+		}
+		ev.Kind, ev.Delta = eventsv1.Kind_KIND_INCREMENT, d
+		ev.Namespace, ev.ItemId = field(values, fieldNamespace), field(values, fieldItem)
+		ev.Metric, ev.IdempotencyKey = field(values, fieldMetric), field(values, fieldIdemKey)
+	default:
+		return nil, fmt.Errorf("%w: %s: unknown kind %q", errInvalidEntry, streamID, kind)
+	}
+	return ev, nil
+}
+
+// Message encodes an event as a Kafka message: binary protobuf value, key
+// from Key, headers with the event type and the trace context.
+func Message(ev *eventsv1.Event, traceparent string) (kafka.Message, error) {
+	value, err := proto.Marshal(ev)
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("encode event %s: %w", ev.GetEventId(), err)
+	}
+	msg := kafka.Message{
+		Key:   []byte(Key(ev)),
+		Value: value,
+		Headers: []kafka.Header{
+			{Key: HeaderEventType, Value: []byte(ev.GetKind().String())},
+		},
+	}
+	if traceparent != "" {
+		msg.Headers = append(msg.Headers, kafka.Header{Key: HeaderTraceparent, Value: []byte(traceparent)})
+	}
+	return msg, nil
+}
+
+// entryMessage converts an outbox entry straight to a Kafka message.
+func entryMessage(streamID string, values map[string]any) (kafka.Message, error) {
+	ev, err := Convert(streamID, values)
+	if err != nil {
+		return kafka.Message{}, err
+	}
+	return Message(ev, field(values, fieldTraceparent))
+}

@@ -1,0 +1,97 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/highgopress/highgopress/platform/config"
+)
+
+// DefaultTopic is the Kafka topic of user actions.
+const DefaultTopic = "user-actions"
+
+// NewKafkaWriter returns the synchronous, acks=all, key-hashed writer the
+// relay needs. Close it after the relay stopped.
+func NewKafkaWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		Async:        false,
+		BatchSize:    1000,
+		BatchBytes:   16 << 20,
+		BatchTimeout: 2 * time.Millisecond,
+		MaxAttempts:  5,
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+	}
+}
+
+// FromConfig builds a Relay for the counter service from the environment:
+//
+//	HGP_KAFKA_BROKERS      comma list of brokers; empty disables the relay (nil, nil, nil)
+//	HGP_KAFKA_TOPIC        topic (default user-actions)
+//	HGP_RELAY_BATCH        entries per read and Kafka write (default 500)
+//	HGP_RELAY_CLAIM_IDLE   take over another instance's unacknowledged entries after (default 30s)
+//	HGP_RELAY_CONSUMER     consumer name in the stream group (default host name + random suffix)
+//
+// The returned close function closes the Kafka writer; call it after Run
+// returned (bootstrap.Component.Close).
+func FromConfig(logger *slog.Logger, rdb Redis, cfg *config.Reader, opts ...Option) (*Relay, func() error, error) {
+	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
+	topic := cfg.String("HGP_KAFKA_TOPIC", DefaultTopic)
+	batch := cfg.Int("HGP_RELAY_BATCH", 500, 1, 10000)
+	idle := cfg.Duration("HGP_RELAY_CLAIM_IDLE", 30*time.Second, 100*time.Millisecond, time.Hour)
+	name := cfg.String("HGP_RELAY_CONSUMER", "")
+	if err := cfg.Err(); err != nil {
+		return nil, nil, err
+	}
+	if len(brokers) == 0 {
+		return nil, nil, nil
+	}
+	w := NewKafkaWriter(brokers, topic)
+	base := []Option{WithBatch(batch), WithClaimIdle(idle, min(idle/2, 5*time.Second))}
+	if name != "" {
+		base = append(base, WithConsumerName(name))
+	}
+	return New(logger, rdb, w, append(base, opts...)...), w.Close, nil
+}
+
+// EnsureTopic creates topic with the given partitions when it does not
+// exist (replication factor 1 for a single broker, otherwise 3). It is a
+// convenience for local stacks and tests; production topics are provisioned.
+func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions int) error {
+	if len(brokers) == 0 {
+		return errors.New("ensure topic: no brokers")
+	}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+	if err != nil {
+		return fmt.Errorf("ensure topic %s: metadata: %w", topic, err)
+	}
+	for _, t := range meta.Topics {
+		if t.Name == topic && t.Error == nil {
+			return nil
+		}
+	}
+	rf := 1
+	if len(meta.Brokers) >= 3 {
+		rf = 3
+	}
+	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: partitions, ReplicationFactor: rf}},
+	})
+	if err != nil {
+		return fmt.Errorf("ensure topic %s: create: %w", topic, err)
+	}
+	if err := res.Errors[topic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return fmt.Errorf("ensure topic %s: create: %w", topic, err)
+	}
+	return nil
+}

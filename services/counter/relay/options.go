@@ -1,0 +1,106 @@
+package relay
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Option configures a Relay.
+type Option func(*options)
+
+type options struct {
+	stream        string
+	group         string
+	consumer      string
+	deadLetter    string
+	batch         int
+	block         time.Duration
+	claimIdle     time.Duration
+	claimInterval time.Duration
+	depthInterval time.Duration
+	backoffMin    time.Duration
+	backoffMax    time.Duration
+	registerer    prometheus.Registerer
+}
+
+func defaultOptions() options {
+	return options{
+		stream:        DefaultStream,
+		group:         DefaultGroup,
+		deadLetter:    DefaultStream + ":dead",
+		batch:         500,
+		block:         time.Second,
+		claimIdle:     30 * time.Second,
+		claimInterval: 5 * time.Second,
+		depthInterval: time.Second,
+		backoffMin:    50 * time.Millisecond,
+		backoffMax:    5 * time.Second,
+		registerer:    prometheus.DefaultRegisterer,
+	}
+}
+
+// WithStream sets the outbox stream key (default "hgp:outbox"); the dead
+// letter stream becomes "<stream>:dead" unless WithDeadLetterStream is given
+// after it.
+func WithStream(key string) Option {
+	return func(o *options) { o.stream, o.deadLetter = key, key+":dead" }
+}
+
+// WithGroup sets the stream consumer group (default "relay").
+func WithGroup(name string) Option { return func(o *options) { o.group = name } }
+
+// WithConsumerName sets this instance's consumer name in the group (default:
+// host name plus a random suffix). Reusing a crashed instance's name makes it
+// resume that instance's pending entries at once instead of after the claim
+// idle time.
+func WithConsumerName(name string) Option { return func(o *options) { o.consumer = name } }
+
+// WithDeadLetterStream sets the stream that receives entries that cannot be
+// converted (default "<stream>:dead").
+func WithDeadLetterStream(key string) Option { return func(o *options) { o.deadLetter = key } }
+
+// WithBatch sets how many entries one read takes (default 500).
+func WithBatch(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.batch = n
+		}
+	}
+}
+
+// WithBlock sets how long one read waits for new entries (default 1s). It
+// bounds how long Run takes to notice cancellation.
+func WithBlock(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.block = d
+		}
+	}
+}
+
+// WithClaimIdle sets after how long another instance's unacknowledged
+// entries are taken over (default 30s), and how often to look for them.
+func WithClaimIdle(idle, every time.Duration) Option {
+	return func(o *options) {
+		if idle > 0 {
+			o.claimIdle = idle
+		}
+		if every > 0 {
+			o.claimInterval = every
+		}
+	}
+}
+
+// WithBackoff sets the retry delays after a failed Kafka or Redis call.
+func WithBackoff(min, max time.Duration) Option {
+	return func(o *options) {
+		if min > 0 && max >= min {
+			o.backoffMin, o.backoffMax = min, max
+		}
+	}
+}
+
+// WithRegisterer sets where the relay's metrics are registered (default
+// prometheus.DefaultRegisterer; nil disables registration).
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }

@@ -1,0 +1,360 @@
+// Package relay moves events from the counter's Redis outbox stream to Kafka.
+//
+// The counter's Lua script appends one entry to the stream "hgp:outbox" in the
+// same atomic step as the state change. A Relay reads the stream through a
+// consumer group (so several counter replicas share it), converts every entry
+// to an eventsv1.Event, writes the batch to Kafka with acks=all and only then
+// acknowledges and deletes the entries. Entries another instance read but
+// never acknowledged (it crashed) are claimed after an idle time and relayed
+// again; the resulting duplicates are harmless because the consumer applies
+// events idempotently. Entries that can never be converted go to a
+// dead-letter stream with the reason and never block the outbox.
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+)
+
+// Defaults of the outbox contract.
+const (
+	DefaultStream = "hgp:outbox"
+	DefaultGroup  = "relay"
+)
+
+// MessageWriter is the part of *kafka.Writer the relay uses. WriteMessages
+// must return only after the broker acknowledged every message (a synchronous
+// writer with RequiredAcks set to RequireAll, as NewKafkaWriter builds).
+type MessageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Redis is the part of the go-redis client the relay uses.
+type Redis interface {
+	redis.StreamCmdable
+	TxPipeline() redis.Pipeliner
+}
+
+// Relay moves outbox entries to Kafka. Create it with New and run Run in a
+// goroutine (a bootstrap.Component worker).
+type Relay struct {
+	logger  *slog.Logger
+	rdb     Redis
+	w       MessageWriter
+	o       options
+	m       *metrics
+	lastLen time.Time
+}
+
+// New returns a Relay reading the outbox through rdb and writing to w.
+func New(logger *slog.Logger, rdb Redis, w MessageWriter, opts ...Option) *Relay {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.consumer == "" {
+		o.consumer = defaultConsumerName()
+	}
+	return &Relay{
+		logger: logger.With("component", "relay", "consumer", o.consumer),
+		rdb:    rdb,
+		w:      w,
+		o:      o,
+		m:      newMetrics(o.registerer),
+	}
+}
+
+func defaultConsumerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "relay"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// ConsumerName returns this instance's name in the stream consumer group.
+func (r *Relay) ConsumerName() string { return r.o.consumer }
+
+// Run relays until ctx is cancelled; it returns nil then. Failures of Redis
+// or Kafka are logged, counted and retried with backoff; they never end Run.
+func (r *Relay) Run(ctx context.Context) error {
+	b := r.newBackoff()
+	for {
+		err := r.ensureGroup(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.fail("group", err)
+		if !b.wait(ctx) {
+			return nil
+		}
+	}
+	b.reset()
+	ownPending := true // first re-read what this consumer name left pending
+	var lastClaim time.Time
+	for ctx.Err() == nil {
+		var (
+			entries []redis.XMessage
+			err     error
+		)
+		switch {
+		case time.Since(lastClaim) >= r.o.claimInterval:
+			lastClaim = time.Now()
+			entries, err = r.claim(ctx)
+		case ownPending:
+			entries, err = r.read(ctx, "0")
+			if err == nil && len(entries) == 0 {
+				ownPending = false
+				continue
+			}
+		default:
+			entries, err = r.read(ctx, ">")
+		}
+		if err == nil && len(entries) > 0 {
+			err = r.process(ctx, entries)
+			if err != nil {
+				ownPending = true // acknowledgement failed: entries stay ours
+			}
+		}
+		r.sampleDepth(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !b.wait(ctx) {
+				return nil
+			}
+			continue
+		}
+		b.reset()
+	}
+	return nil
+}
+
+// ensureGroup creates the consumer group at the start of the stream, so
+// entries appended before any relay ran are relayed too.
+func (r *Relay) ensureGroup(ctx context.Context) error {
+	err := r.rdb.XGroupCreateMkStream(ctx, r.o.stream, r.o.group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create group %s on %s: %w", r.o.group, r.o.stream, err)
+	}
+	return nil
+}
+
+func (r *Relay) read(ctx context.Context, from string) ([]redis.XMessage, error) {
+	block := r.o.block
+	if from != ">" {
+		block = -1 // pending entries: never block
+	}
+	res, err := r.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group:    r.o.group,
+		Consumer: r.o.consumer,
+		Streams:  []string{r.o.stream, from},
+		Count:    int64(r.o.batch),
+		Block:    block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		r.fail("read", err)
+		return nil, fmt.Errorf("read %s: %w", r.o.stream, err)
+	}
+	var out []redis.XMessage
+	for _, s := range res {
+		out = append(out, s.Messages...)
+	}
+	return out, nil
+}
+
+// claim takes over entries that other consumers read but did not
+// acknowledge within the claim idle time.
+func (r *Relay) claim(ctx context.Context) ([]redis.XMessage, error) {
+	msgs, _, err := r.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream:   r.o.stream,
+		Group:    r.o.group,
+		Consumer: r.o.consumer,
+		MinIdle:  r.o.claimIdle,
+		Start:    "0-0",
+		Count:    int64(r.o.batch),
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		r.fail("claim", err)
+		return nil, fmt.Errorf("claim on %s: %w", r.o.stream, err)
+	}
+	if len(msgs) > 0 {
+		r.logger.Info("claimed pending outbox entries", "count", len(msgs))
+	}
+	return msgs, nil
+}
+
+// process relays one batch: dead-letters what cannot be converted, writes
+// the rest to Kafka (retrying until acknowledged or ctx ends), then
+// acknowledges and deletes the entries.
+func (r *Relay) process(ctx context.Context, entries []redis.XMessage) error {
+	msgs := make([]kafka.Message, 0, len(entries))
+	ids := make([]string, 0, len(entries))
+	var dead []redis.XMessage
+	var gone []string // already deleted from the stream (nil values in the PEL)
+	for _, e := range entries {
+		if len(e.Values) == 0 {
+			gone = append(gone, e.ID)
+			continue
+		}
+		msg, err := entryMessage(e.ID, e.Values)
+		if err != nil {
+			e.Values = withReason(e.Values, err.Error())
+			dead = append(dead, e)
+			continue
+		}
+		msgs = append(msgs, msg)
+		ids = append(ids, e.ID)
+	}
+	if len(dead) > 0 {
+		if err := r.deadLetter(ctx, dead); err != nil {
+			return err
+		}
+	}
+	if len(gone) > 0 {
+		if err := r.rdb.XAck(ctx, r.o.stream, r.o.group, gone...).Err(); err != nil {
+			r.fail("ack", err)
+			return fmt.Errorf("ack deleted entries: %w", err)
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	b := r.newBackoff()
+	for {
+		start := time.Now()
+		err := r.w.WriteMessages(ctx, msgs...)
+		if err == nil {
+			r.m.writeTime.Observe(time.Since(start).Seconds())
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err() // entries stay pending; the next start relays them again
+		}
+		r.fail("kafka_write", err)
+		if !b.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+	if err := r.ackDelete(ctx, ids); err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, id := range ids {
+		if _, at, err := Version(id); err == nil {
+			r.m.latency.Observe(now.Sub(at).Seconds())
+		}
+	}
+	r.m.relayed.Add(float64(len(ids)))
+	return nil
+}
+
+// ackDelete acknowledges and deletes relayed entries in one MULTI.
+func (r *Relay) ackDelete(ctx context.Context, ids []string) error {
+	pipe := r.rdb.TxPipeline()
+	pipe.XAck(ctx, r.o.stream, r.o.group, ids...)
+	pipe.XDel(ctx, r.o.stream, ids...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		r.fail("ack", err)
+		return fmt.Errorf("ack relayed entries: %w", err)
+	}
+	return nil
+}
+
+func withReason(values map[string]any, reason string) map[string]any {
+	out := make(map[string]any, len(values)+1)
+	for k, v := range values {
+		out[k] = v
+	}
+	out["reason"] = reason
+	return out
+}
+
+// deadLetter copies entries (with their reason) to the dead-letter stream,
+// then acknowledges and deletes them. A crash in between leaves a duplicate
+// dead letter, never a lost one.
+func (r *Relay) deadLetter(ctx context.Context, dead []redis.XMessage) error {
+	pipe := r.rdb.TxPipeline()
+	ids := make([]string, 0, len(dead))
+	for _, e := range dead {
+		values := e.Values
+		values["source_id"] = e.ID
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: r.o.deadLetter, Values: values})
+		ids = append(ids, e.ID)
+		r.logger.Warn("outbox entry dead-lettered", "id", e.ID, "reason", values["reason"])
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		r.fail("dead_letter", err)
+		return fmt.Errorf("dead-letter %d entries: %w", len(dead), err)
+	}
+	if err := r.ackDelete(ctx, ids); err != nil {
+		return err
+	}
+	r.m.deadLetters.Add(float64(len(dead)))
+	return nil
+}
+
+func (r *Relay) sampleDepth(ctx context.Context) {
+	if time.Since(r.lastLen) < r.o.depthInterval {
+		return
+	}
+	r.lastLen = time.Now()
+	n, err := r.rdb.XLen(ctx, r.o.stream).Result()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.fail("depth", err)
+		}
+		return
+	}
+	r.m.depth.Set(float64(n))
+}
+
+func (r *Relay) fail(op string, err error) {
+	r.m.errors.WithLabelValues(op).Inc()
+	r.logger.Warn("relay operation failed; retrying", "op", op, "err", err)
+}
+
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (r *Relay) newBackoff() *backoff {
+	return &backoff{min: r.o.backoffMin, max: r.o.backoffMax, cur: r.o.backoffMin}
+}
+
+func (b *backoff) reset() { b.cur = b.min }
+
+// wait sleeps for the current delay and doubles it; false when ctx ended.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	b.cur = min(b.cur*2, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
