@@ -1,0 +1,108 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/server"
+)
+
+func component(t *testing.T, name string, closed *[]string, mu *sync.Mutex) *Component {
+	t.Helper()
+	ln, err := server.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := server.New(logging.Discard(), nil)
+	s.Handle("/ping", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	return &Component{
+		Name: name, Server: s, Listener: ln,
+		Close: func() error {
+			mu.Lock()
+			*closed = append(*closed, name)
+			mu.Unlock()
+			return nil
+		},
+	}
+}
+
+func waitServing(t *testing.T, c *Component) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + c.Listener.Addr().String() + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not serving: %v", c.Name, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRunStopsEverythingOnCancelAndClosesInReverse(t *testing.T) {
+	var mu sync.Mutex
+	var closed []string
+	a, b := component(t, "a", &closed, &mu), component(t, "b", &closed, &mu)
+	workerStopped := make(chan struct{})
+	b.Workers = []func(context.Context) error{func(ctx context.Context) error {
+		<-ctx.Done()
+		close(workerStopped)
+		return ctx.Err()
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, logging.Discard(), a, b) }()
+	waitServing(t, a)
+	waitServing(t, b)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v, want nil after cancel", err)
+	}
+	<-workerStopped
+	if strings.Join(closed, ",") != "b,a" {
+		t.Fatalf("closed %v, want b,a", closed)
+	}
+}
+
+func TestRunStopsWhenAWorkerFails(t *testing.T) {
+	var mu sync.Mutex
+	var closed []string
+	a := component(t, "a", &closed, &mu)
+	boom := errors.New("boom")
+	a.Workers = []func(context.Context) error{func(context.Context) error { return boom }}
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), logging.Discard(), a) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, boom) {
+			t.Fatalf("Run = %v, want boom", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop after a worker failed")
+	}
+	if len(closed) != 1 {
+		t.Fatalf("Close not called: %v", closed)
+	}
+}
+
+func TestRunReportsListenErrors(t *testing.T) {
+	taken, err := server.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c := &Component{Name: "x", Addr: taken.Addr().String(), Server: server.New(logging.Discard(), nil)}
+	err = Run(context.Background(), logging.Discard(), c)
+	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Fatalf("Run = %v, want an error naming the address", err)
+	}
+}
