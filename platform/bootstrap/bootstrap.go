@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/logging"
@@ -45,6 +47,7 @@ func Main(name string, build BuildFunc) {
 	defer stop()
 	cfg := config.FromEnv()
 	disco := discovery.ConfigFrom(cfg)
+	metricsAddr := cfg.String("HGP_METRICS_ADDR", "")
 	comp, err := build(ctx, logger, cfg)
 	if err == nil {
 		err = cfg.Err()
@@ -52,14 +55,27 @@ func Main(name string, build BuildFunc) {
 	if err == nil && disco.Enabled() {
 		err = registerWithConsul(logger, disco, comp)
 	}
+	comps := []*Component{comp}
+	if err == nil && metricsAddr != "" {
+		comps = append(comps, MetricsComponent(logger, metricsAddr))
+	}
 	if err != nil {
 		logger.Error("start-up failed", "err", err)
 		os.Exit(2)
 	}
-	if err := Run(ctx, logger, comp); err != nil {
+	if err := Run(ctx, logger, comps...); err != nil {
 		logger.Error("stopped with error", "err", err)
 		os.Exit(1)
 	}
+}
+
+// MetricsComponent serves Prometheus metrics of the default registry (Go
+// runtime, process and every service's own collectors) at /metrics on addr,
+// a separate port so the public one never exposes them.
+func MetricsComponent(logger *slog.Logger, addr string) *Component {
+	s := server.New(logger.With("component", "metrics"), nil)
+	s.Handle("/metrics", promhttp.Handler())
+	return &Component{Name: "metrics", Addr: addr, Server: s}
 }
 
 // registerWithConsul listens on the component's address (so the registered

@@ -3,6 +3,7 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -104,5 +105,28 @@ func TestRunReportsListenErrors(t *testing.T) {
 	err = Run(context.Background(), logging.Discard(), c)
 	if err == nil || !strings.Contains(err.Error(), taken.Addr().String()) {
 		t.Fatalf("Run = %v, want an error naming the address", err)
+	}
+}
+
+func TestMetricsComponentServesPrometheusText(t *testing.T) {
+	c := MetricsComponent(logging.Discard(), "127.0.0.1:0")
+	ln, err := server.Listen(c.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Listener = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, logging.Discard(), c) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf strings.Builder
+	_, _ = io.Copy(&buf, resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(buf.String(), "go_goroutines") {
+		t.Fatalf("GET /metrics: %d %.200s", resp.StatusCode, buf.String())
 	}
 }
