@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The project's ONE test command:  bash scripts/test.sh [go test flags, e.g. -run X]
+#
+#   1. generated code: install the pinned tools, `buf generate`, fail if gen/ then differs
+#      from git; `buf lint`; `buf format -d --exit-code`   (skipped only without buf.yaml)
+#   2. real middleware on loopback via scripts/mw.sh (stopped again on exit)
+#   3. `go vet` and `go test -race` in every module of go.work, with HGP_INTEGRATION=require
+#      so that a test whose server is missing fails instead of skipping
+#
+# Environment: MIDDLEWARE (servers to start), GO_TEST_TIMEOUT (default 20m),
+# SKIP_GENERATE=1 (skip step 1 locally; never set in CI).
+set -uo pipefail
+
+MIDDLEWARE=${MIDDLEWARE:-redis mariadb kafka consul}
+GO_TEST_TIMEOUT=${GO_TEST_TIMEOUT:-20m}
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+MW="$ROOT/scripts/mw.sh"
+
+T_START=$SECONDS
+RESULTS=()   # "phase|status|seconds"
+FAILED=0
+
+say() { printf '\n=== [test %s] %s\n' "$(date +%T)" "$*"; }
+record() { # phase status started-at-seconds
+  RESULTS+=("$1|$2|$((SECONDS - $3))s")
+  [ "$2" = FAIL ] && FAILED=1
+  say "$1: $2 ($((SECONDS - $3))s)"
+}
+
+summary() {
+  echo
+  echo "=================== test summary ==================="
+  local r phase status took
+  for r in "${RESULTS[@]}"; do
+    IFS='|' read -r phase status took <<< "$r"
+    printf '  %-4s  %-44s %6s\n' "$status" "$phase" "$took"
+  done
+  printf '  total %ss\n' "$((SECONDS - T_START))"
+  if [ $FAILED -eq 0 ]; then echo "  RESULT: PASS"; else echo "  RESULT: FAIL"; fi
+  echo "===================================================="
+}
+
+# ---------------------------------------------------------------- 1. generated code
+phase_generate() {
+  local t0=$SECONDS
+  if [ ! -f buf.yaml ]; then
+    say "generate: no buf.yaml yet, skipping buf steps"
+    record "buf generate / lint / format" SKIP "$t0"
+    return
+  fi
+  if [ "${SKIP_GENERATE:-}" = 1 ] && [ "${CI:-}" != true ]; then
+    record "buf generate / lint / format (SKIP_GENERATE=1)" SKIP "$t0"
+    return
+  fi
+  say "generate: installing tools, buf generate, lint, format"
+  if ! bash scripts/tools.sh; then record "tools.sh" FAIL "$t0"; return; fi
+  local ok=PASS
+  if ! PATH="$ROOT/.bin:$PATH" buf generate; then
+    echo "buf generate failed"; ok=FAIL
+  elif [ -n "$(git status --porcelain -- gen)" ]; then
+    echo "gen/ is not what buf generate produces from proto/ (commit the regenerated code):"
+    git status --porcelain -- gen
+    git --no-pager diff --stat -- gen
+    git --no-pager diff -- gen | head -n 200
+    ok=FAIL
+  fi
+  record "buf generate (gen/ up to date)" "$ok" "$t0"
+
+  t0=$SECONDS
+  if PATH="$ROOT/.bin:$PATH" buf lint; then record "buf lint" PASS "$t0"; else record "buf lint" FAIL "$t0"; fi
+  t0=$SECONDS
+  if PATH="$ROOT/.bin:$PATH" buf format -d --exit-code; then
+    record "buf format" PASS "$t0"
+  else
+    echo "proto files are not formatted: run  .bin/buf format -w"
+    record "buf format" FAIL "$t0"
+  fi
+}
+
+# ------------------------------------------------------------------- 2. middleware
+STARTED_MW=()
+stop_middleware() {
+  [ ${#STARTED_MW[@]} -eq 0 ] && return 0
+  say "middleware: stopping ${STARTED_MW[*]}"
+  bash "$MW" stop "${STARTED_MW[@]}" || true
+  STARTED_MW=()
+}
+on_exit() {
+  local rc=$?
+  stop_middleware
+  exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+phase_middleware() {
+  local t0=$SECONDS n
+  [ -n "${MIDDLEWARE// /}" ] || { record "middleware (none requested)" SKIP "$t0"; return 0; }
+  say "middleware: starting $MIDDLEWARE"
+  # only what this run starts is stopped again; servers a developer already runs stay up
+  for n in $MIDDLEWARE; do
+    bash "$MW" running "$n" 2> /dev/null || STARTED_MW+=("$n")
+  done
+  # shellcheck disable=SC2086
+  if bash "$MW" start $MIDDLEWARE; then
+    record "middleware start ($MIDDLEWARE)" PASS "$t0"
+  else
+    record "middleware start ($MIDDLEWARE)" FAIL "$t0"
+    return 1
+  fi
+  # shellcheck disable=SC1091
+  source "$ROOT/.run/env"
+  bash "$MW" status
+}
+
+# -------------------------------------------------------------------- 3. go vet + test
+go_modules() {
+  go work edit -json | sed -n 's/^[[:space:]]*"DiskPath": "\(.*\)".*/\1/p'
+}
+
+phase_go() {
+  local mods m t0
+  mapfile -t mods < <(go_modules)
+  if [ ${#mods[@]} -eq 0 ]; then
+    say "go: no modules in go.work"; record "go modules" FAIL "$SECONDS"; return
+  fi
+  export HGP_INTEGRATION=require
+  say "go: ${#mods[@]} modules: ${mods[*]}"
+  for m in "${mods[@]}"; do
+    t0=$SECONDS
+    say "go vet $m"
+    if (cd "$m" && go vet ./...); then record "go vet $m" PASS "$t0"; else record "go vet $m" FAIL "$t0"; fi
+  done
+  for m in "${mods[@]}"; do
+    t0=$SECONDS
+    say "go test $m"
+    if (cd "$m" && go test -race -count=1 -timeout "$GO_TEST_TIMEOUT" "$@" ./...); then
+      record "go test $m" PASS "$t0"
+    else
+      record "go test $m" FAIL "$t0"
+    fi
+  done
+}
+
+say "HighGoPress tests in $ROOT ($(go version | cut -d' ' -f3), CI=${CI:-})"
+phase_generate
+if phase_middleware; then
+  phase_go "$@"
+else
+  echo "middleware did not start: not running the Go tests (they need the servers)"
+fi
+stop_middleware
+summary
+[ $FAILED -eq 0 ]
