@@ -20,9 +20,10 @@ secret() {
   cat "$f"
 }
 
-wait_http() { # url deadline-seconds
+wait_http() { # url deadline-seconds: a real read, gateway → counter → Redis
   local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' -d '{}' "$1" 2>/dev/null; do
+  until curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
+      -d '{"items":[{"namespace":"probe","id":"up"}]}' "$1" 2>/dev/null; do
     if [ $SECONDS -ge $deadline ]; then return 1; fi
     sleep 0.2
   done

@@ -40,12 +40,22 @@ type Component struct {
 // BuildFunc builds a service from configuration. It must not start serving.
 type BuildFunc func(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*Component, error)
 
+// Start prepares a process: configuration from the environment, a JSON
+// logger at HGP_LOG_LEVEL (debug, info, warn, error), and a context that is
+// cancelled on SIGINT or SIGTERM. A bad HGP_LOG_LEVEL is recorded on the
+// returned Reader like any other configuration error.
+func Start(name string) (context.Context, *slog.Logger, *config.Reader, context.CancelFunc) {
+	cfg := config.FromEnv()
+	level := cfg.Enum("HGP_LOG_LEVEL", "info", "debug", "info", "warn", "error")
+	logger := logging.NewWriter(os.Stderr, name, level)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	return ctx, logger, cfg, stop
+}
+
 // Main runs one service as a process: it is what every cmd/<service> calls.
 func Main(name string, build BuildFunc) {
-	logger := logging.New(name)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, logger, cfg, stop := Start(name)
 	defer stop()
-	cfg := config.FromEnv()
 	disco := discovery.ConfigFrom(cfg)
 	metricsAddr := cfg.String("HGP_METRICS_ADDR", "")
 	comp, err := build(ctx, logger, cfg)

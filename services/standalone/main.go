@@ -10,21 +10,21 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/bootstrap"
 )
 
 func main() {
-	logger := logging.New("standalone")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, logger, cfg, stop := bootstrap.Start("standalone")
 	defer stop()
-	if err := run(ctx, logger, os.Stdout, nil); err != nil {
+	err := cfg.Err()
+	if err == nil {
+		err = run(ctx, logger, os.Stdout, nil)
+	}
+	if err != nil {
 		logger.Error("standalone stopped with error", "err", err)
 		os.Exit(1)
 	}

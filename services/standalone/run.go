@@ -70,18 +70,25 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	counterComp.Listener = counterLn
 
-	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
-	if err != nil {
-		counterLn.Close()
-		return fmt.Errorf("gateway: %w", err)
+	// From here on, a failure must release what was built.
+	cleanup := func(closers ...func() error) {
+		for _, c := range closers {
+			if c != nil {
+				_ = c()
+			}
+		}
 	}
-	if err := cfg.Err(); err != nil {
-		counterLn.Close()
-		return err
+	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
+	if err == nil {
+		err = cfg.Err()
+	}
+	if err != nil {
+		cleanup(counterLn.Close, counterComp.Close)
+		return fmt.Errorf("gateway: %w", err)
 	}
 	gatewayLn, err := server.Listen(gatewayComp.Addr)
 	if err != nil {
-		counterLn.Close()
+		cleanup(counterLn.Close, gatewayComp.Close, counterComp.Close)
 		return err
 	}
 	gatewayComp.Listener = gatewayLn
@@ -90,8 +97,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	token, err := auth.Issue([]byte(secret), DevUser, 24*time.Hour,
 		cfg.String("HGP_JWT_ISSUER", gateway.DefaultIssuer), cfg.String("HGP_JWT_AUDIENCE", gateway.DefaultAudience))
 	if err != nil {
-		gatewayLn.Close()
-		counterLn.Close()
+		cleanup(gatewayLn.Close, counterLn.Close, gatewayComp.Close, counterComp.Close)
 		return fmt.Errorf("issue dev token: %w", err)
 	}
 	r := Ready{GatewayURL: "http://" + hostPort(gatewayLn.Addr()), DevUser: DevUser, Token: token}
