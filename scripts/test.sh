@@ -68,6 +68,22 @@ phase_generate() {
   fi
   record "buf generate (gen/ up to date)" "$ok" "$t0"
 
+  if [ -f sqlc.yaml ]; then
+    t0=$SECONDS
+    ok=PASS
+    local sqlc_out
+    sqlc_out=$(sed -n 's/^[[:space:]]*out:[[:space:]]*//p' sqlc.yaml)
+    if ! bash scripts/tools.sh sqlc || ! (cd "$ROOT" && "$ROOT/.bin/sqlc" generate); then
+      echo "sqlc generate failed"; ok=FAIL
+    elif [ -n "$(git status --porcelain -- $sqlc_out)" ]; then
+      echo "sqlc output is not what sqlc generate produces (commit the regenerated code):"
+      git status --porcelain -- $sqlc_out
+      git --no-pager diff -- $sqlc_out | head -n 200
+      ok=FAIL
+    fi
+    record "sqlc generate (queries up to date)" "$ok" "$t0"
+  fi
+
   t0=$SECONDS
   if PATH="$ROOT/.bin:$PATH" buf lint; then record "buf lint" PASS "$t0"; else record "buf lint" FAIL "$t0"; fi
   t0=$SECONDS

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the project's pinned developer tools into ./.bin (idempotent).
 # Usage: scripts/tools.sh [tool...]   (default: the code-generation tools)
+#
+# Each pinned version is built once per machine into a cache
+# (${XDG_CACHE_HOME:-~/.cache}/highgopress/tools/<tool>@<version>) and linked
+# into .bin, so fresh clones on the same machine do not rebuild.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.bin"
@@ -17,11 +21,14 @@ declare -A PKG=(
 
 tools=("$@")
 if [ ${#tools[@]} -eq 0 ]; then tools=(buf protoc-gen-go protoc-gen-connect-go); fi
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/highgopress/tools"
 for t in "${tools[@]}"; do
-  spec="${PKG[$t]:?unknown tool $t}"
-  stamp="$BIN/.$t.version"
-  if [ -x "$BIN/$t" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$spec" ]; then continue; fi
-  echo "tools: installing $spec" >&2
-  (cd "$ROOT" && GOWORK=off GOBIN="$BIN" go install "$spec")
-  echo "$spec" > "$stamp"
+  spec="${PKG[$t]:?unknown tool $t (known: ${!PKG[*]})}"
+  dir="$CACHE/$t@${spec##*@}"
+  if [ ! -x "$dir/$t" ]; then
+    echo "tools: installing $spec" >&2
+    mkdir -p "$dir"
+    (cd "$ROOT" && GOWORK=off GOBIN="$dir" go install "$spec")
+  fi
+  ln -sfn "$dir/$t" "$BIN/$t"
 done
