@@ -36,8 +36,8 @@ const (
 	fieldTraceparent = "tp"
 )
 
-// maxSeq bounds the sequence part of a stream id so that version =
-// ms<<20 | seq stays ordered.
+// seqBits is the width of the sequence part of a version (ms<<20 | seq); a
+// stream id with a larger sequence cannot be ordered and is rejected.
 const seqBits = 20
 
 // errInvalidEntry marks outbox entries that can never be converted.

@@ -1,0 +1,83 @@
+package consumer_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/consumer/sink/db"
+)
+
+func TestBuildRejectsBadConfiguration(t *testing.T) {
+	cases := map[string]struct {
+		env  map[string]string
+		want []string
+	}{
+		"nothing set": {map[string]string{}, []string{"HGP_KAFKA_BROKERS", "HGP_MYSQL_DSN"}},
+		"bad values": {map[string]string{
+			"HGP_KAFKA_BROKERS": "127.0.0.1:1", "HGP_MYSQL_DSN": "not a dsn",
+			"HGP_CONSUMER_BATCH_MAX": "0", "HGP_CONSUMER_BATCH_WAIT": "soon", "HGP_CONSUMER_WORKERS": "x",
+		}, []string{"HGP_MYSQL_DSN", "HGP_CONSUMER_BATCH_MAX", "HGP_CONSUMER_BATCH_WAIT", "HGP_CONSUMER_WORKERS"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := consumer.Build(context.Background(), logging.Discard(), config.FromMap(tc.env))
+			if err == nil {
+				t.Fatal("Build accepted the configuration")
+			}
+			for _, v := range tc.want {
+				if !strings.Contains(err.Error(), v) {
+					t.Errorf("error does not name %s: %v", v, err)
+				}
+			}
+		})
+	}
+}
+
+// TestBuildRunsTheService: the component Build returns migrates, consumes
+// and stops cleanly under bootstrap.Run.
+func TestBuildRunsTheService(t *testing.T) {
+	e := setup(t)
+	cfg := config.FromMap(map[string]string{
+		"HGP_CONSUMER_ADDR":      "127.0.0.1:0",
+		"HGP_KAFKA_BROKERS":      strings.Join(e.brokers, ","),
+		"HGP_KAFKA_TOPIC":        e.topic,
+		"HGP_KAFKA_GROUP":        e.group,
+		"HGP_MYSQL_DSN":          e.dsn,
+		"HGP_REDIS_ADDR":         "127.0.0.1:1", // reconciliation on, Redis unreachable: must not stop consuming
+		"HGP_RECONCILE_INTERVAL": "50ms",
+	})
+	comp, err := consumer.Build(context.Background(), logging.Discard(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bootstrap.Run(ctx, logging.Discard(), comp) }()
+	produce(t, e, []*eventsv1.Event{likeEv(eventsv1.Kind_KIND_LIKE, "alice", 1), likeEv(eventsv1.Kind_KIND_LIKE, "bob", 2)})
+	waitDrained(t, e)
+	conn, err := consumer.OpenDB(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	likers, err := db.New(conn).ListLikers(context.Background(), db.ListLikersParams{Namespace: "article", ItemID: "1"})
+	if err != nil || len(likers) != 2 {
+		t.Fatalf("likers %v: %v", likers, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("component did not stop")
+	}
+}

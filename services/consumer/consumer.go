@@ -1,0 +1,332 @@
+// Package consumer is the durable half of the write path: it reads
+// user-action events from Kafka in a consumer group, applies them to MySQL
+// in one idempotent transaction per batch (package sink) and commits the
+// offsets only after the transaction committed. Messages that cannot be
+// decoded or applied go to a dead-letter topic with the reason, so a
+// partition never stalls.
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/services/consumer/sink"
+)
+
+// Dead-letter headers added to a message copied to the dead-letter topic.
+const (
+	// HeaderDLQReason says why the message was dead-lettered.
+	HeaderDLQReason = "hgp-dlq-reason"
+	// HeaderDLQSource is "<topic>/<partition>/<offset>" of the original.
+	HeaderDLQSource = "hgp-dlq-source"
+)
+
+// Reader is the part of *kafka.Reader (with a GroupID) the consumer uses.
+type Reader interface {
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	CommitMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Writer writes dead letters; WriteMessages returns after the broker
+// acknowledged them.
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Applier applies a batch of valid events in one transaction.
+type Applier interface {
+	Apply(ctx context.Context, events []*eventsv1.Event) (sink.Result, error)
+}
+
+// Consumer moves events from a Kafka reader into an Applier.
+type Consumer struct {
+	logger    *slog.Logger
+	r         Reader
+	sink      Applier
+	dlq       Writer
+	o         options
+	m         *metrics
+	lastStats time.Time
+}
+
+// New returns a Consumer. dlq receives poison messages.
+func New(logger *slog.Logger, r Reader, s Applier, dlq Writer, opts ...Option) *Consumer {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Consumer{logger: logger, r: r, sink: s, dlq: dlq, o: o, m: newMetrics(o.registerer)}
+}
+
+// Run consumes until ctx is cancelled (then it returns nil) or the reader
+// fails. MySQL and Kafka errors are retried with backoff. The next batch is
+// fetched and decoded while the current one is applied.
+func (c *Consumer) Run(ctx context.Context) error {
+	fctx, cancel := context.WithCancel(ctx)
+	batches := make(chan prepared, 1)
+	go func() {
+		defer close(batches)
+		for {
+			msgs, err := c.fetch(fctx)
+			p := prepared{err: err}
+			if err == nil {
+				p = decodeBatch(msgs)
+			}
+			select {
+			case batches <- p:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		cancel()
+		for range batches { // wait for the fetcher to stop
+		}
+	}()
+	for p := range batches {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if p.err != nil {
+			return fmt.Errorf("fetch: %w", p.err)
+		}
+		if err := c.handle(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// prepared is a fetched batch, decoded.
+type prepared struct {
+	batch  []kafka.Message
+	events []*eventsv1.Event
+	msgs   []kafka.Message // the message of each event
+	bad    []poison
+	err    error
+}
+
+func decodeBatch(batch []kafka.Message) prepared {
+	p := prepared{
+		batch:  batch,
+		events: make([]*eventsv1.Event, 0, len(batch)),
+		msgs:   make([]kafka.Message, 0, len(batch)),
+	}
+	for _, m := range batch {
+		ev, err := Decode(m.Value)
+		if err != nil {
+			p.bad = append(p.bad, poison{m, err.Error()})
+			continue
+		}
+		p.events = append(p.events, ev)
+		p.msgs = append(p.msgs, m)
+	}
+	return p
+}
+
+// fetch returns at least one message: up to batchMax, waiting at most
+// batchWait after the first.
+func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
+	first, err := c.r.FetchMessage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	batch := make([]kafka.Message, 1, c.o.batchMax)
+	batch[0] = first
+	wctx, cancel := context.WithTimeout(ctx, c.o.batchWait)
+	defer cancel()
+	for len(batch) < c.o.batchMax {
+		m, err := c.r.FetchMessage(wctx)
+		if err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				break // batch time is up
+			}
+			return nil, err
+		}
+		batch = append(batch, m)
+	}
+	return batch, nil
+}
+
+type poison struct {
+	msg    kafka.Message
+	reason string
+}
+
+// handle applies one batch and commits its offsets.
+func (c *Consumer) handle(ctx context.Context, p prepared) error {
+	start := time.Now()
+	batch, bad := p.batch, p.bad
+	res, err := c.apply(ctx, p.events, p.msgs, &bad)
+	if err != nil {
+		return err
+	}
+	if err := c.deadLetter(ctx, bad); err != nil {
+		return err
+	}
+	if c.o.afterApply != nil {
+		if err := c.o.afterApply(ctx, batch); err != nil {
+			return fmt.Errorf("after apply: %w", err)
+		}
+	}
+	// Offsets are committed even when shutting down, so a finished batch is
+	// not redelivered needlessly (redelivery would be harmless).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := c.r.CommitMessages(cctx, batch...); err != nil {
+		// A rebalance took the partition away, or the broker is down: the
+		// next owner gets these messages again and applies nothing twice.
+		c.m.errors.WithLabelValues("commit").Inc()
+		c.logger.Warn("offset commit failed; messages will be redelivered", "err", err, "messages", len(batch))
+	}
+	c.m.events.WithLabelValues("transition").Add(float64(res.Transitions))
+	c.m.events.WithLabelValues("increment").Add(float64(res.Increments))
+	c.m.events.WithLabelValues("ignored").Add(float64(res.Ignored))
+	c.m.events.WithLabelValues("dead_letter").Add(float64(len(bad)))
+	c.m.batchSize.Observe(float64(len(batch)))
+	c.m.batchTime.Observe(time.Since(start).Seconds())
+	c.sampleLag()
+	return nil
+}
+
+// apply applies events in one transaction, retrying transient failures
+// until ctx ends. When the batch fails permanently it applies the events one
+// by one and adds those that fail permanently to bad.
+func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, bad *[]poison) (sink.Result, error) {
+	if len(events) == 0 {
+		return sink.Result{}, nil
+	}
+	b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+	for {
+		res, err := c.sink.Apply(ctx, events)
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if sink.Permanent(err) {
+			c.logger.Warn("batch failed permanently; applying its events one by one", "err", err, "events", len(events))
+			return c.applyEach(ctx, events, msgs, bad)
+		}
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.logger.Warn("applying batch failed; retrying", "err", err, "events", len(events))
+		if !b.wait(ctx) {
+			return res, ctx.Err()
+		}
+	}
+}
+
+func (c *Consumer) applyEach(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, bad *[]poison) (sink.Result, error) {
+	var total sink.Result
+	for i, ev := range events {
+		b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+		for {
+			res, err := c.sink.Apply(ctx, []*eventsv1.Event{ev})
+			if err == nil {
+				total.Transitions += res.Transitions
+				total.Increments += res.Increments
+				total.Ignored += res.Ignored
+				break
+			}
+			if ctx.Err() != nil {
+				return total, ctx.Err()
+			}
+			if sink.Permanent(err) {
+				*bad = append(*bad, poison{msgs[i], "apply: " + err.Error()})
+				break
+			}
+			c.m.errors.WithLabelValues("apply").Inc()
+			if !b.wait(ctx) {
+				return total, ctx.Err()
+			}
+		}
+	}
+	return total, nil
+}
+
+// deadLetter copies poison messages to the dead-letter topic, retrying
+// until the broker acknowledges them or ctx ends.
+func (c *Consumer) deadLetter(ctx context.Context, bad []poison) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	out := make([]kafka.Message, 0, len(bad))
+	for _, p := range bad {
+		headers := append([]kafka.Header{}, p.msg.Headers...)
+		headers = append(headers,
+			kafka.Header{Key: HeaderDLQReason, Value: []byte(p.reason)},
+			kafka.Header{Key: HeaderDLQSource, Value: []byte(p.msg.Topic + "/" + strconv.Itoa(p.msg.Partition) + "/" + strconv.FormatInt(p.msg.Offset, 10))},
+		)
+		out = append(out, kafka.Message{Key: p.msg.Key, Value: p.msg.Value, Headers: headers})
+		c.logger.Warn("message dead-lettered", "topic", p.msg.Topic, "partition", p.msg.Partition, "offset", p.msg.Offset, "reason", p.reason)
+	}
+	b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+	for {
+		err := c.dlq.WriteMessages(ctx, out...)
+		if err == nil {
+			c.m.deadLetters.Add(float64(len(out)))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.m.errors.WithLabelValues("dead_letter").Inc()
+		c.logger.Warn("writing dead letters failed; retrying", "err", err)
+		if !b.wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Consumer) sampleLag() {
+	s, ok := c.r.(interface{ Stats() kafka.ReaderStats })
+	if !ok || time.Since(c.lastStats) < time.Second {
+		return
+	}
+	c.lastStats = time.Now()
+	c.m.lag.Set(float64(s.Stats().Lag))
+}
+
+// Decode decodes and validates one Kafka message value.
+func Decode(value []byte) (*eventsv1.Event, error) {
+	ev := &eventsv1.Event{}
+	if err := proto.Unmarshal(value, ev); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if err := sink.Validate(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+type backoff struct{ cur, max time.Duration }
+
+func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, max: max} }
+
+// wait sleeps for the current delay and doubles it; false when ctx ended.
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.cur)
+	defer t.Stop()
+	b.cur = min(b.cur*2, b.max)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

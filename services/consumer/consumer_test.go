@@ -1,0 +1,421 @@
+package consumer_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
+	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+const partitions = 4
+
+type env struct {
+	brokers []string
+	topic   string
+	dlq     string
+	group   string
+	dsn     string
+	conn    *sql.DB
+	workers int // consumer-group members per service (default 2)
+}
+
+func setup(t testing.TB) *env {
+	t.Helper()
+	brokers := strings.Split(testenv.KafkaBrokers(t), ",")
+	dsn := pipetest.Database(t, testenv.MySQLDSN(t))
+	e := &env{
+		brokers: brokers,
+		topic:   pipetest.Topic(t, brokers, partitions),
+		group:   "hgp-t-" + pipetest.Suffix(),
+		dsn:     dsn,
+		workers: 2,
+	}
+	e.dlq = pipetest.Topic(t, brokers, 1)
+	return e
+}
+
+func (e *env) config(batch int) consumer.Config {
+	return consumer.Config{
+		Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq, Group: e.group, Partitions: partitions,
+		SessionTimeout: 6 * time.Second, DSN: e.dsn, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: max(1, e.workers),
+	}
+}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	svc    *consumer.Service
+}
+
+// startConsumer runs a consumer service; stop cancels it and returns what
+// Run returned.
+func startConsumer(t testing.TB, e *env, batch int, opts ...consumer.Option) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := consumer.Open(ctx, logging.Discard(), e.config(batch), append([]consumer.Option{consumer.WithRegisterer(nil)}, opts...)...)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if e.conn == nil {
+		e.conn = svc.DB()
+	}
+	r := &running{cancel: cancel, done: make(chan error, 1), svc: svc}
+	go func() { r.done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		r.stop(t)
+		if e.conn == svc.DB() {
+			e.conn = nil
+		}
+		_ = svc.Close()
+	})
+	return r
+}
+
+func (r *running) stop(t testing.TB) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err, ok := <-r.done:
+		if ok {
+			close(r.done)
+		}
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatal("consumer did not stop")
+		return nil
+	}
+}
+
+// wait returns Run's error once it ended by itself.
+func (r *running) wait(t testing.TB) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		close(r.done)
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatal("consumer did not end")
+		return nil
+	}
+}
+
+// produce writes events to the topic as the relay would.
+func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
+	t.Helper()
+	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	defer w.Close()
+	msgs := make([]kafka.Message, len(evs))
+	for i, ev := range evs {
+		m, err := relay.Message(ev, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = m
+	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), 5000)
+		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+func toEvents(t testing.TB, ops []pipetest.Op) []*eventsv1.Event {
+	t.Helper()
+	out := make([]*eventsv1.Event, len(ops))
+	for i, op := range ops {
+		ev, err := relay.Convert(strconv.Itoa(1700000000000+i/4)+"-"+strconv.Itoa(i%4), op.Fields())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = ev
+	}
+	return out
+}
+
+func waitDrained(t testing.TB, e *env) {
+	t.Helper()
+	pipetest.Eventually(t, 120*time.Second, func() error {
+		return pipetest.Drained(context.Background(), e.brokers, e.group, e.topic)
+	})
+}
+
+func assertState(t testing.TB, e *env, want pipetest.State) {
+	t.Helper()
+	got, err := pipetest.Snapshot(context.Background(), e.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := pipetest.Diff(got, want); d != "" {
+		t.Fatalf("MySQL differs from the oracle: %s", d)
+	}
+}
+
+// TestEndToEndThroughRelay: 20,000 requests from 200 users become outbox
+// entries; two relays (one of them taking over a crashed instance's pending
+// entries, some already written to Kafka once) move them to Kafka; the
+// consumer applies them. MySQL must equal the oracle, and stay equal when
+// every Kafka message is delivered a second time.
+func TestEndToEndThroughRelay(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
+	defer rdb.Close()
+	stream := "hgp:t:" + pipetest.Suffix() + ":outbox"
+	t.Cleanup(func() { _ = rdb.Del(context.Background(), stream, stream+":dead").Err() })
+
+	o := pipetest.NewOracle(7)
+	ops := o.Generate(20000, 200, 50)
+	pipe := rdb.Pipeline()
+	for _, op := range ops {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: op.Fields()})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A relay instance crashed after reading 1,000 entries and writing the
+	// first 500 of them to Kafka, before acknowledging any.
+	if err := rdb.XGroupCreateMkStream(ctx, stream, relay.DefaultGroup, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: relay.DefaultGroup, Consumer: "crashed", Streams: []string{stream, ">"}, Count: 1000, Block: -1}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early []*eventsv1.Event
+	for _, m := range res[0].Messages[:500] {
+		ev, err := relay.Convert(m.ID, m.Values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		early = append(early, ev)
+	}
+	produce(t, e, early)
+
+	startConsumer(t, e, 500)
+	for i := range 2 {
+		w := relay.NewKafkaWriter(e.brokers, e.topic)
+		defer w.Close()
+		r := relay.New(logging.Discard(), rdb, w, relay.WithStream(stream), relay.WithConsumerName("relay-"+strconv.Itoa(i)),
+			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond), relay.WithRegisterer(nil))
+		rctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(rctx) }()
+		defer wg.Wait()
+		defer cancel()
+	}
+	want := o.Want()
+	pipetest.Eventually(t, 120*time.Second, func() error {
+		if n := rdb.XLen(ctx, stream).Val(); n != 0 {
+			return fmt.Errorf("outbox still holds %d entries", n)
+		}
+		got, err := pipetest.Snapshot(ctx, e.conn)
+		if err != nil {
+			return err
+		}
+		if d := pipetest.Diff(got, want); d != "" {
+			return errors.New(d)
+		}
+		return nil
+	})
+	waitDrained(t, e)
+	assertState(t, e, want)
+	t.Logf("%d requests → %d outbox entries (+%d duplicates); %d likes, %d follows",
+		20000, len(ops), len(early), len(want.Likes), len(want.Follows))
+
+	// Redelivery: every message of the topic once more.
+	replayTopic(t, e)
+	waitDrained(t, e)
+	assertState(t, e, want)
+}
+
+// replayTopic reads the whole topic and appends every message again.
+func replayTopic(t testing.TB, e *env) {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.topic, GroupID: "replay-" + pipetest.Suffix(), StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	ends := map[int]int64{}
+	client := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	var reqs []kafka.OffsetRequest
+	for p := range partitions {
+		reqs = append(reqs, kafka.LastOffsetOf(p))
+	}
+	lo, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{e.topic: reqs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, p := range lo.Topics[e.topic] {
+		ends[p.Partition] = p.LastOffset
+		total += p.LastOffset
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var msgs []kafka.Message
+	for int64(len(msgs)) < total {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			t.Fatalf("replay read %d of %d: %v", len(msgs), total, err)
+		}
+		if m.Offset < ends[m.Partition] {
+			msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
+		}
+	}
+	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	defer w.Close()
+	for len(msgs) > 0 {
+		n := min(len(msgs), 5000)
+		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+func likeEv(kind eventsv1.Kind, user string, v uint64) *eventsv1.Event {
+	return &eventsv1.Event{EventId: "e" + strconv.FormatUint(v, 10), Kind: kind, UserId: user, Namespace: "article", ItemId: "1", Version: v}
+}
+
+// TestOutOfOrderNeverResurrects: the unlike (newer) arrives before the like
+// it undid, in separate batches.
+func TestOutOfOrderNeverResurrects(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	produce(t, e, []*eventsv1.Event{
+		likeEv(eventsv1.Kind_KIND_UNLIKE, "alice", 20),
+		likeEv(eventsv1.Kind_KIND_LIKE, "alice", 10),
+		likeEv(eventsv1.Kind_KIND_LIKE, "bob", 11),
+		{EventId: "f2", Kind: eventsv1.Kind_KIND_UNFOLLOW, UserId: "alice", TargetUserId: "bob", Version: 30},
+		{EventId: "f1", Kind: eventsv1.Kind_KIND_FOLLOW, UserId: "alice", TargetUserId: "bob", Version: 29},
+	})
+	startConsumer(t, e, 1) // one event per batch: the stale like gets its own transaction
+	waitDrained(t, e)
+	q := db.New(e.conn)
+	counts, err := q.ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	likers, err := q.ListLikers(ctx, db.ListLikersParams{Namespace: "article", ItemID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 1 || counts[0].Value != 1 || len(likers) != 1 || likers[0] != "bob" {
+		t.Fatalf("counts %+v likers %v; want likes=1 by bob only", counts, likers)
+	}
+	uc, err := q.GetUserCounts(ctx, "bob")
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		t.Fatal(err)
+	}
+	if uc.Followers != 0 {
+		t.Fatalf("bob has %d followers after a newer unfollow", uc.Followers)
+	}
+}
+
+// TestPoisonMessagesGoToDeadLetterTopic: undecodable and invalid messages
+// land in the DLQ with a reason; the events around them are applied.
+func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	defer w.Close()
+	invalid, _ := proto.Marshal(&eventsv1.Event{EventId: "bad", Kind: eventsv1.Kind_KIND_LIKE, Namespace: "article", ItemId: "1", Version: 5})
+	unknown, _ := proto.Marshal(&eventsv1.Event{EventId: "unk", Kind: eventsv1.Kind(99), UserId: "x", Version: 5})
+	var msgs []kafka.Message
+	for i := range 10 {
+		m, _ := relay.Message(likeEv(eventsv1.Kind_KIND_LIKE, "u"+strconv.Itoa(i), uint64(100+i)), "")
+		msgs = append(msgs, m)
+		if i == 3 {
+			msgs = append(msgs,
+				kafka.Message{Key: []byte("article/1"), Value: []byte("\xff\xff not protobuf")},
+				kafka.Message{Key: []byte("article/1"), Value: invalid},
+				kafka.Message{Key: []byte("article/1"), Value: unknown})
+		}
+	}
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	startConsumer(t, e, 100)
+	waitDrained(t, e)
+	counts, err := db.New(e.conn).ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 1 || counts[0].Value != 10 {
+		t.Fatalf("counts %+v, want likes=10", counts)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.dlq, Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	reasons := map[string]string{}
+	for range 3 {
+		m, err := r.FetchMessage(rctx)
+		if err != nil {
+			t.Fatalf("dead-letter topic: %v", err)
+		}
+		var reason, source string
+		for _, h := range m.Headers {
+			switch h.Key {
+			case consumer.HeaderDLQReason:
+				reason = string(h.Value)
+			case consumer.HeaderDLQSource:
+				source = string(h.Value)
+			}
+		}
+		if reason == "" || !strings.HasPrefix(source, e.topic+"/") {
+			t.Fatalf("dead letter without reason or source: %v", m.Headers)
+		}
+		reasons[string(m.Value)] = reason
+	}
+	if !strings.Contains(reasons["\xff\xff not protobuf"], "decode") || !strings.Contains(reasons[string(invalid)], "user_id is empty") ||
+		!strings.Contains(reasons[string(unknown)], "unknown kind") {
+		t.Fatalf("reasons: %q", reasons)
+	}
+}
+
+var errCrash = errors.New("simulated crash between the MySQL commit and the offset commit")
+
+// TestCrashBetweenTransactionAndOffsetCommit: three consumer instances in a
+// row die right after a MySQL commit, before committing offsets; the
+// redelivered batches must not count anything twice.
+func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
+	e := setup(t)
+	o := pipetest.NewOracle(11)
+	produce(t, e, toEvents(t, o.Generate(6000, 50, 20)))
+	for i := range 3 {
+		var batches atomic.Int64
+		r := startConsumer(t, e, 50, consumer.WithAfterApply(func(context.Context, []kafka.Message) error {
+			if batches.Add(1) == int64(3+i) {
+				return errCrash
+			}
+			return nil
+		}))
+		if err := r.wait(t); !errors.Is(err, errCrash) {
+			t.Fatalf("run %d ended with %v", i, err)
+		}
+	}
+	startConsumer(t, e, 50)
+	waitDrained(t, e)
+	assertState(t, e, o.Want())
+}

@@ -1,0 +1,240 @@
+package pipetest
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/highgopress/highgopress/services/consumer/sink/db"
+)
+
+// Op is one state change as the counter's Lua script would append it to the
+// outbox (only operations that changed state, or new increments).
+type Op struct {
+	Kind      string // like, unlike, incr, follow, unfollow
+	User      string
+	Namespace string
+	Item      string
+	Target    string
+	Metric    string
+	Delta     int64
+	IdemKey   string
+}
+
+// Fields returns the outbox stream fields of the op.
+func (o Op) Fields() map[string]any {
+	f := map[string]any{"k": o.Kind, "u": o.User}
+	switch o.Kind {
+	case "like", "unlike":
+		f["ns"], f["id"], f["d"] = o.Namespace, o.Item, "1"
+		if o.Kind == "unlike" {
+			f["d"] = "-1"
+		}
+	case "follow", "unfollow":
+		f["t"], f["d"] = o.Target, "1"
+		if o.Kind == "unfollow" {
+			f["d"] = "-1"
+		}
+	case "incr":
+		f["ns"], f["id"], f["m"], f["d"], f["ik"] = o.Namespace, o.Item, o.Metric, strconv.FormatInt(o.Delta, 10), o.IdemKey
+	}
+	return f
+}
+
+// State is the durable state the sink must reach.
+type State struct {
+	Likes   map[string]bool  // "ns/item/user" liked
+	Follows map[string]bool  // "follower/followee" active
+	Counts  map[string]int64 // "ns/item/metric" → value (likes included), zero omitted
+	Users   map[string][2]int64
+}
+
+// Oracle simulates the counter's Redis state and records the ops it emits.
+type Oracle struct {
+	rng     *rand.Rand
+	likes   map[string]bool
+	follows map[string]bool
+	Ops     []Op
+	counts  map[string]int64
+	users   map[string][2]int64
+	seq     int
+	// Prefix is put before every generated user and item id, so tests that
+	// share a Redis do not share keys.
+	Prefix string
+}
+
+// NewOracle returns an oracle with a fixed seed.
+func NewOracle(seed uint64) *Oracle {
+	return &Oracle{
+		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		likes:   map[string]bool{},
+		follows: map[string]bool{},
+		counts:  map[string]int64{},
+		users:   map[string][2]int64{},
+	}
+}
+
+// Generate performs n random requests from users × items (with repeats, so
+// many are no-ops that emit nothing, as in Redis) and returns the emitted ops.
+func (o *Oracle) Generate(n, users, items int) []Op {
+	start := len(o.Ops)
+	for range n {
+		u := o.Prefix + "u" + strconv.Itoa(o.rng.IntN(users))
+		ns := []string{"article", "comment"}[o.rng.IntN(2)]
+		item := o.Prefix + "i" + strconv.Itoa(o.rng.IntN(items))
+		switch r := o.rng.IntN(10); {
+		case r < 6:
+			o.setLike(u, ns, item, o.rng.IntN(3) != 0)
+		case r < 8:
+			v := o.Prefix + "u" + strconv.Itoa(o.rng.IntN(users))
+			if v != u {
+				o.setFollow(u, v, o.rng.IntN(3) != 0)
+			}
+		default:
+			o.seq++
+			op := Op{Kind: "incr", User: u, Namespace: ns, Item: item, Metric: []string{"views", "shares"}[o.rng.IntN(2)],
+				Delta: int64(1 + o.rng.IntN(5)), IdemKey: "k" + strconv.Itoa(o.seq)}
+			o.counts[ns+"/"+item+"/"+op.Metric] += op.Delta
+			o.Ops = append(o.Ops, op)
+		}
+	}
+	return o.Ops[start:]
+}
+
+func (o *Oracle) setLike(u, ns, item string, like bool) {
+	k := ns + "/" + item + "/" + u
+	if o.likes[k] == like {
+		return // no state change: Redis emits nothing
+	}
+	o.likes[k] = like
+	kind, d := "like", int64(1)
+	if !like {
+		kind, d = "unlike", -1
+	}
+	o.counts[ns+"/"+item+"/likes"] += d
+	o.Ops = append(o.Ops, Op{Kind: kind, User: u, Namespace: ns, Item: item})
+}
+
+func (o *Oracle) setFollow(u, v string, follow bool) {
+	k := u + "/" + v
+	if o.follows[k] == follow {
+		return
+	}
+	o.follows[k] = follow
+	kind, d := "follow", int64(1)
+	if !follow {
+		kind, d = "unfollow", -1
+	}
+	fu, fv := o.users[u], o.users[v]
+	fu[1] += d
+	o.users[u] = fu
+	fv = o.users[v]
+	fv[0] += d
+	o.users[v] = fv
+	o.Ops = append(o.Ops, Op{Kind: kind, User: u, Target: v})
+}
+
+// Want returns the state the sink must hold after every op was applied.
+func (o *Oracle) Want() State {
+	s := State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
+	for k, v := range o.likes {
+		if v {
+			s.Likes[k] = true
+		}
+	}
+	for k, v := range o.follows {
+		if v {
+			s.Follows[k] = true
+		}
+	}
+	for k, v := range o.counts {
+		if v != 0 {
+			s.Counts[k] = v
+		}
+	}
+	for k, v := range o.users {
+		if v != [2]int64{} {
+			s.Users[k] = v
+		}
+	}
+	return s
+}
+
+// Snapshot reads the sink's state from MySQL.
+func Snapshot(ctx context.Context, conn *sql.DB) (State, error) {
+	q := db.New(conn)
+	s := State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
+	likes, err := q.ListAllLikes(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, l := range likes {
+		s.Likes[l.Namespace+"/"+l.ItemID+"/"+l.UserID] = true
+	}
+	follows, err := q.ListAllFollows(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, f := range follows {
+		s.Follows[f.Follower+"/"+f.Followee] = true
+	}
+	counts, err := q.ListAllItemCounts(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, c := range counts {
+		if c.Value != 0 {
+			s.Counts[c.Namespace+"/"+c.ItemID+"/"+c.Metric] = c.Value
+		}
+	}
+	users, err := q.ListAllUserCounts(ctx)
+	if err != nil {
+		return s, err
+	}
+	for _, u := range users {
+		if u.Followers != 0 || u.Following != 0 {
+			s.Users[u.UserID] = [2]int64{u.Followers, u.Following}
+		}
+	}
+	return s, nil
+}
+
+// Diff describes the first differences between got and want, or "".
+func Diff(got, want State) string {
+	var out string
+	add := func(format string, args ...any) {
+		if len(out) < 2000 {
+			out += fmt.Sprintf(format, args...) + "; "
+		}
+	}
+	if !maps.Equal(got.Likes, want.Likes) {
+		add("likes: got %d rows, want %d", len(got.Likes), len(want.Likes))
+	}
+	if !maps.Equal(got.Follows, want.Follows) {
+		add("follows: got %d rows, want %d", len(got.Follows), len(want.Follows))
+	}
+	for k, v := range want.Counts {
+		if got.Counts[k] != v {
+			add("count %s: got %d want %d", k, got.Counts[k], v)
+		}
+	}
+	for k, v := range got.Counts {
+		if _, ok := want.Counts[k]; !ok {
+			add("count %s: got %d want 0", k, v)
+		}
+	}
+	for k, v := range want.Users {
+		if got.Users[k] != v {
+			add("user %s: got %v want %v", k, got.Users[k], v)
+		}
+	}
+	for k, v := range got.Users {
+		if _, ok := want.Users[k]; !ok {
+			add("user %s: got %v want zero", k, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,135 @@
+// Package pipetest gives pipeline tests isolated resources on the real
+// servers: a fresh MySQL database and fresh Kafka topics per test, plus
+// polling helpers.
+package pipetest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+// Suffix returns a random lowercase hex suffix.
+func Suffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Database creates a fresh database on the server of baseDSN, drops it when
+// the test ends and returns a DSN for it.
+func Database(t testing.TB, baseDSN string) string {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(baseDSN)
+	if err != nil {
+		t.Fatalf("parse dsn: %v", err)
+	}
+	name := "hgp_t_" + Suffix()
+	admin := cfg.Clone()
+	admin.DBName = ""
+	conn, err := sql.Open("mysql", admin.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := sql.Open("mysql", admin.FormatDSN())
+		if err == nil {
+			_, _ = c.Exec("DROP DATABASE IF EXISTS " + name)
+			_ = c.Close()
+		}
+	})
+	out := cfg.Clone()
+	out.DBName = name
+	return out.FormatDSN()
+}
+
+// Topic creates a fresh topic with the given partitions and deletes it when
+// the test ends.
+func Topic(t testing.TB, brokers []string, partitions int) string {
+	t.Helper()
+	name := "hgp-t-" + Suffix()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := relay.EnsureTopic(ctx, brokers, name, partitions); err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	WaitTopic(t, brokers, name, partitions)
+	t.Cleanup(func() {
+		client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{name}})
+	})
+	return name
+}
+
+// WaitTopic waits until every partition of topic has a leader.
+func WaitTopic(t testing.TB, brokers []string, topic string, partitions int) {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	Eventually(t, 30*time.Second, func() error {
+		meta, err := client.Metadata(context.Background(), &kafka.MetadataRequest{Topics: []string{topic}})
+		if err != nil {
+			return err
+		}
+		for _, tp := range meta.Topics {
+			if tp.Name != topic {
+				continue
+			}
+			if tp.Error != nil {
+				return tp.Error
+			}
+			if len(tp.Partitions) != partitions {
+				return fmt.Errorf("topic %s has %d of %d partitions", topic, len(tp.Partitions), partitions)
+			}
+			for _, p := range tp.Partitions {
+				if p.Leader.ID < 0 || p.Error != nil {
+					return fmt.Errorf("partition %d has no leader", p.ID)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("topic %s not found", topic)
+	})
+}
+
+// Eventually polls f until it returns nil or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var err error
+	for i := 0; ; i++ {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", within, err)
+		}
+		time.Sleep(min(time.Duration(i+1)*20*time.Millisecond, 250*time.Millisecond)) // polling interval, not synchronisation
+	}
+}
+
+// Drained reports nil when the group's committed offsets reached the end of
+// every partition of topic.
+func Drained(ctx context.Context, brokers []string, group, topic string) error {
+	lag, err := consumer.GroupLag(ctx, brokers, group, topic)
+	if err != nil {
+		return err
+	}
+	if lag > 0 {
+		return fmt.Errorf("group %s is %d messages behind on %s", group, lag, topic)
+	}
+	return nil
+}

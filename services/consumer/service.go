@@ -1,0 +1,301 @@
+package consumer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/consumer/migrations"
+	"github.com/highgopress/highgopress/services/consumer/reconcile"
+	"github.com/highgopress/highgopress/services/consumer/sink"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+// Config is the consumer's configuration; ConfigFrom reads it from the
+// environment.
+type Config struct {
+	Addr           string        // HGP_CONSUMER_ADDR: health and /metrics
+	Brokers        []string      // HGP_KAFKA_BROKERS (required)
+	Topic          string        // HGP_KAFKA_TOPIC
+	DLQTopic       string        // HGP_KAFKA_DLQ_TOPIC
+	Group          string        // HGP_KAFKA_GROUP
+	Partitions     int           // HGP_KAFKA_PARTITIONS: used when the topic must be created
+	CreateTopics   bool          // HGP_KAFKA_CREATE_TOPICS
+	SessionTimeout time.Duration // HGP_KAFKA_SESSION_TIMEOUT
+	DSN            string        // HGP_MYSQL_DSN (required)
+	Migrate        bool          // HGP_CONSUMER_MIGRATE
+	BatchMax       int           // HGP_CONSUMER_BATCH_MAX
+	BatchWait      time.Duration // HGP_CONSUMER_BATCH_WAIT
+	Workers        int           // HGP_CONSUMER_WORKERS: group members in this process
+
+	// Reconciliation with the counter's Redis (optional).
+	RedisAddr         string        // HGP_REDIS_ADDR: empty disables reconciliation
+	RedisPassword     string        // HGP_REDIS_PASSWORD
+	RedisDB           int           // HGP_REDIS_DB
+	ReconcileInterval time.Duration // HGP_RECONCILE_INTERVAL: 0 disables the periodic job
+	ReconcileRepair   bool          // HGP_RECONCILE_REPAIR: repair, not only measure
+}
+
+// ConfigFrom reads the configuration; problems are recorded in cfg (see
+// cfg.Err), each naming its variable.
+func ConfigFrom(cfg *config.Reader) Config {
+	c := Config{
+		Addr:           cfg.String("HGP_CONSUMER_ADDR", "127.0.0.1:8083"),
+		Brokers:        cfg.List("HGP_KAFKA_BROKERS", nil),
+		Topic:          cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic),
+		Group:          cfg.String("HGP_KAFKA_GROUP", "highgopress-consumer"),
+		Partitions:     cfg.Int("HGP_KAFKA_PARTITIONS", 6, 1, 4096),
+		CreateTopics:   cfg.Bool("HGP_KAFKA_CREATE_TOPICS", true),
+		SessionTimeout: cfg.Duration("HGP_KAFKA_SESSION_TIMEOUT", 10*time.Second, time.Second, 5*time.Minute),
+		DSN:            cfg.Required("HGP_MYSQL_DSN"),
+		Migrate:        cfg.Bool("HGP_CONSUMER_MIGRATE", true),
+		BatchMax:       cfg.Int("HGP_CONSUMER_BATCH_MAX", 2000, 1, 100000),
+		BatchWait:      cfg.Duration("HGP_CONSUMER_BATCH_WAIT", 50*time.Millisecond, time.Millisecond, time.Minute),
+		Workers:        cfg.Int("HGP_CONSUMER_WORKERS", 2, 1, 64),
+
+		RedisAddr:         cfg.String("HGP_REDIS_ADDR", ""),
+		RedisPassword:     cfg.String("HGP_REDIS_PASSWORD", ""),
+		RedisDB:           cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16),
+		ReconcileInterval: cfg.Duration("HGP_RECONCILE_INTERVAL", 0, 0, 24*time.Hour),
+		ReconcileRepair:   cfg.Bool("HGP_RECONCILE_REPAIR", true),
+	}
+	c.DLQTopic = cfg.String("HGP_KAFKA_DLQ_TOPIC", c.Topic+".dlq")
+	if len(c.Brokers) == 0 {
+		cfg.Check("HGP_KAFKA_BROKERS", errors.New("is required (comma list of host:port)"))
+	}
+	if c.DSN != "" {
+		if _, err := mysql.ParseDSN(c.DSN); err != nil {
+			cfg.Check("HGP_MYSQL_DSN", fmt.Errorf("not a go-sql-driver DSN (user:pass@tcp(host:port)/db): %w", err))
+		}
+	}
+	return c
+}
+
+// Build is the consumer's bootstrap.BuildFunc: it migrates the schema
+// (unless HGP_CONSUMER_MIGRATE=false), opens MySQL and returns a component
+// whose worker joins the consumer group and consumes.
+func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*bootstrap.Component, error) {
+	c := ConfigFrom(cfg)
+	if err := cfg.Err(); err != nil {
+		return nil, err
+	}
+	svc, err := Open(ctx, logger, c)
+	if err != nil {
+		return nil, err
+	}
+	srv := server.New(logger, nil)
+	srv.Handle("/metrics", promhttp.Handler())
+	comp := &bootstrap.Component{
+		Name:    "consumer",
+		Addr:    c.Addr,
+		Server:  srv,
+		Workers: []func(context.Context) error{svc.Run},
+		Close:   svc.Close,
+	}
+	if c.RedisAddr != "" && c.ReconcileInterval > 0 {
+		rdb := svc.redisClient()
+		rec := svc.Reconciler(rdb)
+		comp.Workers = append(comp.Workers, func(ctx context.Context) error {
+			return rec.RunEvery(ctx, c.ReconcileInterval, c.ReconcileRepair)
+		})
+		comp.Close = func() error { return errors.Join(rdb.Close(), svc.Close()) }
+	}
+	return comp, nil
+}
+
+// Reconcile compares the counter's Redis (HGP_REDIS_ADDR) with MySQL once,
+// logs the drift and repairs it (unless HGP_RECONCILE_REPAIR=false): what
+// `consumer reconcile` runs.
+func Reconcile(ctx context.Context, logger *slog.Logger, cfg *config.Reader) error {
+	c := ConfigFrom(cfg)
+	if c.RedisAddr == "" {
+		cfg.Check("HGP_REDIS_ADDR", errors.New("is required to reconcile"))
+	}
+	if err := cfg.Err(); err != nil {
+		return err
+	}
+	c.Migrate = false
+	svc, err := Open(ctx, logger, c)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	rdb := svc.redisClient()
+	defer rdb.Close()
+	rec := svc.Reconciler(rdb)
+	rep, err := rec.Check(ctx)
+	if err != nil {
+		return err
+	}
+	logger.Info("reconciliation", "fields", rep.Fields, "drifts", len(rep.Drifts), "abs", rep.Abs(), "quiescent", rep.Quiescent)
+	if c.ReconcileRepair && len(rep.Drifts) > 0 {
+		n, err := rec.Repair(ctx, rep)
+		logger.Info("repair", "changed", n)
+		return err
+	}
+	return nil
+}
+
+func (s *Service) redisClient() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: s.cfg.RedisAddr, Password: s.cfg.RedisPassword, DB: s.cfg.RedisDB})
+}
+
+// Reconciler returns a reconciler between rdb and this service's MySQL. It
+// repairs counts only while the outbox is empty and this consumer group has
+// no lag (checked before and after each comparison).
+func (s *Service) Reconciler(rdb redis.Cmdable) *reconcile.Reconciler {
+	return reconcile.New(s.logger, rdb, s.db, reconcile.WithQuiescent(func(ctx context.Context) error {
+		n, err := rdb.XLen(ctx, relay.DefaultStream).Result()
+		if err != nil {
+			return fmt.Errorf("outbox length: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("outbox holds %d entries", n)
+		}
+		lag, err := GroupLag(ctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
+		if err != nil {
+			return err
+		}
+		if lag > 0 {
+			return fmt.Errorf("consumer group is %d messages behind", lag)
+		}
+		return nil
+	}))
+}
+
+// Migrate applies the schema migrations of cfg's HGP_MYSQL_DSN: what
+// `consumer migrate` runs.
+func Migrate(ctx context.Context, logger *slog.Logger, cfg *config.Reader) error {
+	dsn := cfg.Required("HGP_MYSQL_DSN")
+	if err := cfg.Err(); err != nil {
+		return err
+	}
+	_, err := migrations.Up(ctx, logger, dsn)
+	return err
+}
+
+// Service is a configured consumer: an open MySQL pool and what is needed
+// to join the Kafka group.
+type Service struct {
+	logger *slog.Logger
+	cfg    Config
+	db     *sql.DB
+	sink   *sink.Sink
+	opts   []Option
+}
+
+// Open migrates (when cfg.Migrate) and opens MySQL. Run consumes.
+func Open(ctx context.Context, logger *slog.Logger, cfg Config, opts ...Option) (*Service, error) {
+	if cfg.Migrate {
+		if _, err := migrations.Up(ctx, logger, cfg.DSN); err != nil {
+			return nil, err
+		}
+	}
+	conn, err := OpenDB(cfg.DSN)
+	if err != nil {
+		return nil, err
+	}
+	opts = append([]Option{WithBatch(cfg.BatchMax, cfg.BatchWait)}, opts...)
+	return &Service{logger: logger, cfg: cfg, db: conn, sink: sink.New(logger, conn), opts: opts}, nil
+}
+
+// OpenDB opens a MySQL pool for the sink: parameters interpolated client
+// side and several statements per query allowed (the sink sends a batch's
+// writes as one multi-statement query), times parsed.
+func OpenDB(dsn string) (*sql.DB, error) {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("mysql dsn: %w", err)
+	}
+	mc.InterpolateParams = true
+	mc.MultiStatements = true
+	mc.ParseTime = true
+	connector, err := mysql.NewConnector(mc)
+	if err != nil {
+		return nil, fmt.Errorf("mysql: %w", err)
+	}
+	conn := sql.OpenDB(connector)
+	conn.SetMaxOpenConns(16)
+	conn.SetMaxIdleConns(16)
+	conn.SetConnMaxLifetime(5 * time.Minute)
+	return conn, nil
+}
+
+// DB returns the MySQL pool.
+func (s *Service) DB() *sql.DB { return s.db }
+
+// Run joins the consumer group with cfg.Workers members (each its own
+// reader, partitions and transactions) and consumes until ctx is cancelled
+// or a member fails; members leave the group and close their Kafka clients
+// before Run returns.
+func (s *Service) Run(ctx context.Context) error {
+	if s.cfg.CreateTopics {
+		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		for _, t := range []string{s.cfg.Topic, s.cfg.DLQTopic} {
+			if err := relay.EnsureTopic(tctx, s.cfg.Brokers, t, s.cfg.Partitions); err != nil {
+				s.logger.Warn("could not ensure topic", "topic", t, "err", err)
+			}
+		}
+		cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, max(1, s.cfg.Workers))
+	for range max(1, s.cfg.Workers) {
+		go func() {
+			err := s.member(ctx)
+			cancel() // one member failing stops the others
+			errs <- err
+		}()
+	}
+	var all []error
+	for range max(1, s.cfg.Workers) {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// member is one consumer-group member: a reader, a dead-letter writer and a
+// Consumer loop.
+func (s *Service) member(ctx context.Context) error {
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:           s.cfg.Brokers,
+		GroupID:           s.cfg.Group,
+		Topic:             s.cfg.Topic,
+		MinBytes:          1,
+		MaxBytes:          16 << 20,
+		MaxWait:           100 * time.Millisecond,
+		QueueCapacity:     max(100, 2*s.cfg.BatchMax),
+		CommitInterval:    0, // synchronous commits, after the MySQL transaction
+		StartOffset:       kafka.FirstOffset,
+		SessionTimeout:    s.cfg.SessionTimeout,
+		RebalanceTimeout:  s.cfg.SessionTimeout,
+		HeartbeatInterval: max(s.cfg.SessionTimeout/10, 100*time.Millisecond),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			s.logger.Warn("kafka reader: " + fmt.Sprintf(msg, args...))
+		}),
+	})
+	dlq := &kafka.Writer{
+		Addr:         kafka.TCP(s.cfg.Brokers...),
+		Topic:        s.cfg.DLQTopic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 2 * time.Millisecond,
+	}
+	err := New(s.logger, reader, s.sink, dlq, s.opts...).Run(ctx)
+	return errors.Join(err, reader.Close(), dlq.Close())
+}
+
+// Close closes the MySQL pool (after Run returned).
+func (s *Service) Close() error { return s.db.Close() }

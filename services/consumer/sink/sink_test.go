@@ -1,0 +1,208 @@
+package sink_test
+
+import (
+	"context"
+	"database/sql"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
+	"github.com/highgopress/highgopress/services/consumer/migrations"
+	"github.com/highgopress/highgopress/services/consumer/sink"
+	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+func openSink(t *testing.T) (*sink.Sink, *sql.DB) {
+	t.Helper()
+	dsn := pipetest.Database(t, testenv.MySQLDSN(t))
+	if _, err := migrations.Up(context.Background(), logging.Discard(), dsn); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := consumer.OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return sink.New(logging.Discard(), conn), conn
+}
+
+// events converts ops to events the way the relay does, with the stream id
+// "<1700000000000+i>-0" as event id (so versions follow op order).
+func events(t *testing.T, ops []pipetest.Op) []*eventsv1.Event {
+	t.Helper()
+	out := make([]*eventsv1.Event, len(ops))
+	for i, op := range ops {
+		ev, err := relay.Convert(strconv.Itoa(1700000000000+i)+"-0", op.Fields())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = ev
+	}
+	return out
+}
+
+func like(kind string, v uint64) *eventsv1.Event {
+	k := eventsv1.Kind_KIND_LIKE
+	if kind == "unlike" {
+		k = eventsv1.Kind_KIND_UNLIKE
+	}
+	return &eventsv1.Event{EventId: strconv.FormatUint(v, 10), Kind: k, UserId: "alice", Namespace: "article", ItemId: "1", Version: v}
+}
+
+func likeState(t *testing.T, conn *sql.DB) (liked bool, count int64) {
+	t.Helper()
+	q := db.New(conn)
+	row, err := q.GetLike(context.Background(), db.GetLikeParams{Namespace: "article", ItemID: "1", UserID: "alice"})
+	if err != nil && err != sql.ErrNoRows {
+		t.Fatal(err)
+	}
+	counts, err := q.ListItemCounts(context.Background(), db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range counts {
+		if c.Metric == sink.LikesMetric {
+			count = c.Value
+		}
+	}
+	return row.Liked, count
+}
+
+func TestLikeVersions(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		batches [][]*eventsv1.Event
+		liked   bool
+		count   int64
+	}{
+		{"like", [][]*eventsv1.Event{{like("like", 1)}}, true, 1},
+		{"like then unlike", [][]*eventsv1.Event{{like("like", 1)}, {like("unlike", 2)}}, false, 0},
+		{"unlike arrives before the like it undoes", [][]*eventsv1.Event{{like("unlike", 2)}, {like("like", 1)}}, false, 0},
+		{"same batch reordered", [][]*eventsv1.Event{{like("unlike", 2), like("like", 1)}}, false, 0},
+		{"replayed like", [][]*eventsv1.Event{{like("like", 1)}, {like("like", 1)}, {like("like", 1), like("like", 1)}}, true, 1},
+		{"stale like after unlike and relike", [][]*eventsv1.Event{{like("like", 3)}, {like("unlike", 2)}, {like("like", 1)}}, true, 1},
+		{"full replay", [][]*eventsv1.Event{{like("like", 1), like("unlike", 2), like("like", 3)}, {like("like", 1), like("unlike", 2), like("like", 3)}}, true, 1},
+		{"stale unlike", [][]*eventsv1.Event{{like("like", 1)}, {like("unlike", 2)}, {like("like", 3)}, {like("unlike", 2)}}, true, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, conn := openSink(t)
+			for _, b := range tc.batches {
+				if _, err := s.Apply(ctx, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			liked, count := likeState(t, conn)
+			if liked != tc.liked || count != tc.count {
+				t.Fatalf("liked=%v count=%d, want liked=%v count=%d", liked, count, tc.liked, tc.count)
+			}
+		})
+	}
+}
+
+func TestIncrementAppliedOncePerEvent(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openSink(t)
+	inc := func(id string, d int64) *eventsv1.Event {
+		return &eventsv1.Event{EventId: id, Kind: eventsv1.Kind_KIND_INCREMENT, UserId: "u", Namespace: "article", ItemId: "1", Metric: "views", Delta: d, Version: 1}
+	}
+	res, err := s.Apply(ctx, []*eventsv1.Event{inc("1-0", 5), inc("1-0", 5), inc("2-0", 7)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Increments != 2 || res.Ignored != 1 {
+		t.Fatalf("result %+v, want 2 increments and 1 ignored", res)
+	}
+	if _, err := s.Apply(ctx, []*eventsv1.Event{inc("2-0", 7), inc("3-0", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := db.New(conn).ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 1 || counts[0].Value != 13 {
+		t.Fatalf("counts %+v, want views=13", counts)
+	}
+}
+
+func TestFollowCounts(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openSink(t)
+	f := func(kind eventsv1.Kind, from, to string, v uint64) *eventsv1.Event {
+		return &eventsv1.Event{EventId: strconv.FormatUint(v, 10), Kind: kind, UserId: from, TargetUserId: to, Version: v}
+	}
+	batches := [][]*eventsv1.Event{
+		{f(eventsv1.Kind_KIND_FOLLOW, "a", "b", 1), f(eventsv1.Kind_KIND_FOLLOW, "c", "b", 2)},
+		{f(eventsv1.Kind_KIND_UNFOLLOW, "a", "b", 3), f(eventsv1.Kind_KIND_FOLLOW, "a", "b", 1)}, // replayed stale follow
+	}
+	for _, b := range batches {
+		if _, err := s.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := db.New(conn)
+	b, err := q.GetUserCounts(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := q.GetUserCounts(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Followers != 1 || b.Following != 0 || a.Following != 0 {
+		t.Fatalf("b=%+v a=%+v, want b followers=1, a following=0", b, a)
+	}
+	following, err := q.ListFollowers(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(following) != 1 || following[0] != "c" {
+		t.Fatalf("followers of b = %v, want [c]", following)
+	}
+}
+
+// TestShuffledBatchesMatchOracle applies a random history in a random order
+// with random batch boundaries and every event delivered twice: the result
+// must equal the history applied in order once.
+func TestShuffledBatchesMatchOracle(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openSink(t)
+	o := pipetest.NewOracle(42)
+	evs := events(t, o.Generate(4000, 40, 15))
+	all := append(append([]*eventsv1.Event{}, evs...), evs...)
+	rng := rand.New(rand.NewPCG(1, 2))
+	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	for len(all) > 0 {
+		n := min(len(all), 1+rng.IntN(300))
+		if _, err := s.Apply(ctx, all[:n]); err != nil {
+			t.Fatal(err)
+		}
+		all = all[n:]
+	}
+	got, err := pipetest.Snapshot(ctx, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := pipetest.Diff(got, o.Want()); d != "" {
+		t.Fatalf("MySQL differs from the oracle: %s", d)
+	}
+	if len(o.Want().Likes) == 0 || len(o.Want().Follows) == 0 {
+		t.Fatal("history too small to mean anything")
+	}
+}
+
+func TestPermanentErrors(t *testing.T) {
+	if !sink.Permanent(sink.Validate(&eventsv1.Event{Kind: eventsv1.Kind_KIND_LIKE})) {
+		t.Fatal("an invalid event must be a permanent error")
+	}
+	if sink.Permanent(context.Canceled) {
+		t.Fatal("cancellation is not permanent")
+	}
+}
