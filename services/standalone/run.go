@@ -10,12 +10,12 @@ import (
 	"net"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 )
@@ -33,12 +33,11 @@ type Ready struct {
 // run starts the embedded middleware and every service, prints the banner
 // (or hands Ready to ready, for tests) and serves until ctx is done.
 func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Ready)) error {
-	redis := miniredis.NewMiniRedis()
-	if err := redis.StartAddr("127.0.0.1:0"); err != nil {
-		return fmt.Errorf("start embedded redis: %w", err)
+	mw, err := startEmbedded(logger, relay.DefaultTopic, relay.DefaultTopic+".dlq")
+	if err != nil {
+		return err
 	}
-	defer redis.Close()
-	logger.Info("embedded redis started", "addr", redis.Addr())
+	defer mw.Close()
 
 	identitySecret, err := randomSecret()
 	if err != nil {
@@ -49,7 +48,10 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 		return err
 	}
 	defaults := map[string]string{
-		"HGP_REDIS_ADDR":       redis.Addr(),
+		"HGP_REDIS_ADDR":       mw.RedisAddr,
+		"HGP_KAFKA_BROKERS":    mw.KafkaBrokers,
+		"HGP_MYSQL_DSN":        mw.MySQLDSN,
+		"HGP_CONSUMER_ADDR":    "127.0.0.1:0",
 		"HGP_IDENTITY_SECRET":  identitySecret,
 		"HGP_JWT_HS256_SECRET": jwtSecret,
 		"HGP_GATEWAY_ADDR":     gateway.DefaultAddr,
@@ -70,6 +72,13 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	counterComp.Listener = counterLn
 
+	consumerComp, err := consumer.Build(ctx, logger.With("component", "consumer"), cfg)
+	if err != nil {
+		_ = counterLn.Close()
+		_ = counterComp.Close()
+		return fmt.Errorf("consumer: %w", err)
+	}
+
 	// From here on, a failure must release what was built.
 	cleanup := func(closers ...func() error) {
 		for _, c := range closers {
@@ -83,12 +92,12 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 		err = cfg.Err()
 	}
 	if err != nil {
-		cleanup(counterLn.Close, counterComp.Close)
+		cleanup(counterLn.Close, consumerComp.Close, counterComp.Close)
 		return fmt.Errorf("gateway: %w", err)
 	}
 	gatewayLn, err := server.Listen(gatewayComp.Addr)
 	if err != nil {
-		cleanup(counterLn.Close, gatewayComp.Close, counterComp.Close)
+		cleanup(counterLn.Close, gatewayComp.Close, consumerComp.Close, counterComp.Close)
 		return err
 	}
 	gatewayComp.Listener = gatewayLn
@@ -97,7 +106,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	token, err := auth.Issue([]byte(secret), DevUser, 24*time.Hour,
 		cfg.String("HGP_JWT_ISSUER", gateway.DefaultIssuer), cfg.String("HGP_JWT_AUDIENCE", gateway.DefaultAudience))
 	if err != nil {
-		cleanup(gatewayLn.Close, counterLn.Close, gatewayComp.Close, counterComp.Close)
+		cleanup(gatewayLn.Close, counterLn.Close, gatewayComp.Close, consumerComp.Close, counterComp.Close)
 		return fmt.Errorf("issue dev token: %w", err)
 	}
 	r := Ready{GatewayURL: "http://" + hostPort(gatewayLn.Addr()), DevUser: DevUser, Token: token}
@@ -107,7 +116,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	if ready != nil {
 		ready(r)
 	}
-	return bootstrap.Run(ctx, logger, counterComp, gatewayComp)
+	return bootstrap.Run(ctx, logger, counterComp, consumerComp, gatewayComp)
 }
 
 func hostPort(a net.Addr) string { return a.String() }
