@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -26,6 +27,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/handler"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // Name is the component name.
@@ -37,14 +39,23 @@ var Services = []string{counterv1connect.CounterServiceName, counterv1connect.Fo
 // Counter is a wired counter service: a server with both services mounted
 // over a Redis store.
 type Counter struct {
-	server *server.Server
-	store  *redisstore.Store
-	app    *app.Service
+	logger            *slog.Logger
+	server            *server.Server
+	store             *redisstore.Store
+	app               *app.Service
+	requireNoEviction bool
+	// inflated counts bytes produced by gzip decompression of requests.
+	inflated atomic.Int64
 }
 
 // New wires the service around rdb (which the caller keeps and closes) and
 // signer (which verifies the internal identity header). It does not touch
 // Redis; see Prepare.
+//
+// rdb should not retry commands (for a *redis.Client: MaxRetries -1, as
+// Build sets it): a script re-sent after a lost reply runs again as a no-op
+// and reports changed=false for a write that did change. New logs a warning
+// when a *redis.Client retries.
 func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, opts ...Option) (*Counter, error) {
 	if rdb == nil || signer == nil {
 		return nil, errors.New("counter: a Redis client and an identity signer are required")
@@ -53,28 +64,44 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if rc, ok := rdb.(interface{ Options() *redis.Options }); ok && rc.Options().MaxRetries > 0 {
+		logger.Warn("the Redis client retries commands: a write whose reply was lost may be re-run and report changed=false; set MaxRetries to -1",
+			"max_retries", rc.Options().MaxRetries)
+	}
 	store := redisstore.New(logger, rdb,
 		redisstore.WithBatching(o.batching),
 		redisstore.WithWorkers(o.workers),
 		redisstore.WithBatchMax(o.batchMax),
 		redisstore.WithIdempotencyTTL(o.idempotencyTTL),
+		redisstore.WithMaxMetrics(o.maxMetrics),
+		redisstore.WithOutboxMaxLen(o.outboxMaxLen),
 	)
 	svc := app.New(logger, store, app.WithCacheTTL(o.cacheTTL))
 	h := handler.New(logger, svc)
+	c := &Counter{logger: logger, store: store, app: svc, requireNoEviction: o.requireNoEviction}
 
 	handlerOpts := []connect.HandlerOption{
 		connect.WithInterceptors(identity.NewInterceptor(signer)),
 		connect.WithReadMaxBytes(o.maxMessageBytes),
+		connect.WithSendMaxBytes(SendMaxBytes),
+		gzipHandlerOptions(o.maxMessageBytes, &c.inflated),
 		connect.WithCompressMinBytes(1024),
 	}
-	srv := server.New(logger, Services)
-	srv.Handle(counterv1connect.NewCounterServiceHandler(h, handlerOpts...))
-	srv.Handle(counterv1connect.NewFollowServiceHandler(h, handlerOpts...))
-	return &Counter{server: srv, store: store, app: svc}, nil
+	c.server = server.New(logger, Services)
+	c.server.Handle(counterv1connect.NewCounterServiceHandler(h, handlerOpts...))
+	c.server.Handle(counterv1connect.NewFollowServiceHandler(h, handlerOpts...))
+	return c, nil
 }
 
-// Prepare checks that Redis answers and loads the Lua scripts.
-func (c *Counter) Prepare(ctx context.Context) error { return c.store.LoadScripts(ctx) }
+// Prepare loads the Lua scripts (which checks that Redis answers) and
+// checks Redis's maxmemory-policy: anything but noeviction is logged as a
+// warning, or refused under WithRequireNoEviction.
+func (c *Counter) Prepare(ctx context.Context) error {
+	if err := c.store.LoadScripts(ctx); err != nil {
+		return err
+	}
+	return c.checkEviction(ctx)
+}
 
 // Server returns the server with both services, health and reflection.
 func (c *Counter) Server() *server.Server { return c.server }
@@ -109,6 +136,9 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		WithBatchMax(cfg.Int("HGP_COUNTER_BATCH_MAX", redisstore.DefaultBatchMax, 1, 10_000)),
 		WithCacheTTL(cfg.Duration("HGP_COUNTER_CACHE_TTL", app.DefaultCacheTTL, 0, time.Minute)),
 		WithMaxMessageBytes(cfg.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
+		WithMaxMetrics(cfg.Int("HGP_COUNTER_MAX_METRICS", redisstore.DefaultMaxMetrics, 1, MaxMetricsLimit)),
+		WithOutboxMaxLen(int64(cfg.Int("HGP_COUNTER_OUTBOX_MAXLEN", 0, 0, 1<<30))),
+		WithRequireNoEviction(cfg.Bool("HGP_COUNTER_REQUIRE_NOEVICTION", false)),
 	}
 	var signer *identity.Signer
 	if secret != "" {
@@ -120,7 +150,12 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		return nil, err
 	}
 
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Password: redisPassword, DB: redisDB})
+	// No retries: go-redis re-sends a command (or a whole pipeline) after a
+	// network error, and a script whose reply was lost would run again as
+	// a no-op, reporting changed=false for a write that did change. Such a
+	// write fails with Unavailable instead; retrying it is safe because
+	// every write is idempotent, by state or by idempotency key.
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Password: redisPassword, DB: redisDB, MaxRetries: -1})
 	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
@@ -135,12 +170,24 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		_ = rdb.Close()
 		return nil, fmt.Errorf("counter: %w", err)
 	}
-	return &bootstrap.Component{
+	comp := &bootstrap.Component{
 		Name:   Name,
 		Addr:   addr,
 		Server: c.Server(),
 		Close: func() error {
 			return errors.Join(c.Close(), rdb.Close())
 		},
-	}, nil
+	}
+	// The outbox relay runs in every counter instance when Kafka is
+	// configured; instances share the outbox through a stream consumer group.
+	rl, closeRelay, err := relay.FromConfig(logger.With("component", "relay"), rdb, cfg)
+	if err != nil {
+		_ = comp.Close()
+		return nil, fmt.Errorf("counter: relay: %w", err)
+	}
+	if rl != nil {
+		comp.Workers = append(comp.Workers, rl.Run)
+		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close()) }
+	}
+	return comp, nil
 }

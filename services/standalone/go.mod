@@ -7,6 +7,7 @@ require (
 	connectrpc.com/grpcreflect v1.3.0
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/dolthub/go-mysql-server v0.20.0
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/highgopress/highgopress/gen v0.0.0
 	github.com/highgopress/highgopress/platform v0.0.0
 	github.com/highgopress/highgopress/services/consumer v0.0.0
@@ -30,7 +31,6 @@ require (
 	github.com/dolthub/vitess v0.0.0-20250512224608-8fb9c6ea092c // indirect
 	github.com/fatih/color v1.19.0 // indirect
 	github.com/go-kit/kit v0.10.0 // indirect
-	github.com/go-sql-driver/mysql v1.10.1 // indirect
 	github.com/go-viper/mapstructure/v2 v2.5.0 // indirect
 	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
 	github.com/golang-migrate/migrate/v4 v4.19.1 // indirect

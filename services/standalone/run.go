@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
@@ -28,6 +27,8 @@ type Ready struct {
 	GatewayURL string
 	DevUser    string
 	Token      string
+	// MySQLDSN reaches the embedded MySQL holding the durable record.
+	MySQLDSN string
 }
 
 // run starts the embedded middleware and every service, prints the banner
@@ -109,7 +110,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 		cleanup(gatewayLn.Close, counterLn.Close, gatewayComp.Close, consumerComp.Close, counterComp.Close)
 		return fmt.Errorf("issue dev token: %w", err)
 	}
-	r := Ready{GatewayURL: "http://" + hostPort(gatewayLn.Addr()), DevUser: DevUser, Token: token}
+	r := Ready{GatewayURL: "http://" + gatewayLn.Addr().String(), DevUser: DevUser, Token: token, MySQLDSN: mw.MySQLDSN}
 	if out != nil {
 		banner(out, r)
 	}
@@ -118,8 +119,6 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	return bootstrap.Run(ctx, logger, counterComp, consumerComp, gatewayComp)
 }
-
-func hostPort(a net.Addr) string { return a.String() }
 
 func randomSecret() (string, error) {
 	b := make([]byte, 32)

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/highgopress/highgopress/platform/logging"
 )
@@ -72,6 +75,26 @@ func TestStandaloneServesLikesOverCurlShapedJSON(t *testing.T) {
 	counts, _ := m["counts"].([]any)
 	if code != 200 || len(counts) != 1 || counts[0].(map[string]any)["likes"] != "1" {
 		t.Fatalf("GetCounts: %d %v", code, m)
+	}
+
+	// The like travels outbox → relay → Kafka (kfake) → consumer → MySQL
+	// (go-mysql-server): poll the durable record until it shows up.
+	db, err := sql.Open("mysql", r.MySQLDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var likes int64
+		err := db.QueryRow(`SELECT value FROM item_counts WHERE namespace = 'article' AND item_id = 'hello-world' AND metric = 'likes'`).Scan(&likes)
+		if err == nil && likes == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("like not persisted to MySQL within 30s: likes=%d err=%v", likes, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	cancel()
