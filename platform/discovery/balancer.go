@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -246,8 +247,9 @@ func (b *Balancer) endpoints(service string) ([]*endpoint, error) {
 
 // IsConnectionError reports whether err means the instance could not be
 // reached or dropped the connection (refused, reset, unreachable, dial
-// failure, broken pipe, connection closed before a response): the errors that
-// eject an instance. It looks through wrapping, including *connect.Error.
+// failure, broken pipe, connection closed before a response, HTTP/2
+// connection force-closed or lost): the errors that eject an instance. It
+// looks through wrapping, including *connect.Error.
 func IsConnectionError(err error) bool {
 	if err == nil {
 		return false
@@ -267,5 +269,11 @@ func IsConnectionError(err error) bool {
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
 		return true
 	}
-	return false
+	// HTTP/2 connection failures, which net/http's bundled http2 does not
+	// export: the client closed the connection after a write to it failed
+	// (the peer died; the other requests in flight get "force closed"), or
+	// pings went unanswered ("lost").
+	msg := err.Error()
+	return strings.Contains(msg, "http2: client connection force closed") ||
+		strings.Contains(msg, "http2: client connection lost")
 }

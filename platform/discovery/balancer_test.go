@@ -371,6 +371,9 @@ func TestIsConnectionError(t *testing.T) {
 		{"refused real dial", realErr, true},
 		{"refused wrapped in connect", connect.NewError(connect.CodeUnavailable, realErr), true},
 		{"reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{"h2 force closed", fmt.Errorf("Post \"http://x/read\": %w", errors.New("http2: client connection force closed via ClientConn.Close")), true},
+		{"h2 lost", errors.New("http2: client connection lost"), true},
+		{"h2 stream reset", errors.New("stream error: stream ID 3; INTERNAL_ERROR; received from peer"), false},
 		{"deadline", context.DeadlineExceeded, false},
 		{"application", connect.NewError(connect.CodeNotFound, errors.New("nope")), false},
 	}

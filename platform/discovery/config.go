@@ -3,6 +3,7 @@ package discovery
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,12 +21,17 @@ import (
 //	                             127.0.0.1 when listening on all interfaces)
 //	HGP_CONSUL_CHECK_INTERVAL    health check interval (default 1s)
 //	HGP_CONSUL_DEREGISTER_AFTER  DeregisterCriticalServiceAfter (default 1m)
+//	HGP_CONSUL_TAGS              comma list of tags added to this instance's registration
+//	                             (default none), e.g. a deployment or test-run label that
+//	                             callers select with a tag filter (WithTag)
 type Config struct {
 	Addr            string
 	Token           string
 	AdvertiseHost   string
 	CheckInterval   time.Duration
 	DeregisterAfter time.Duration
+	// Tags are added to every Registration made from this Config.
+	Tags []string
 }
 
 // ConfigFrom reads Config; errors are recorded on cfg and name the variable.
@@ -36,6 +42,7 @@ func ConfigFrom(cfg *config.Reader) Config {
 		AdvertiseHost:   cfg.String("HGP_ADVERTISE_HOST", ""),
 		CheckInterval:   cfg.Duration("HGP_CONSUL_CHECK_INTERVAL", time.Second, 100*time.Millisecond, time.Minute),
 		DeregisterAfter: cfg.Duration("HGP_CONSUL_DEREGISTER_AFTER", time.Minute, time.Minute, 24*time.Hour),
+		Tags:            cfg.List("HGP_CONSUL_TAGS", nil),
 	}
 }
 
@@ -46,7 +53,8 @@ func (c Config) Enabled() bool { return c.Addr != "" }
 func (c Config) Client() (*api.Client, error) { return NewClient(c.Addr, c.Token) }
 
 // Registration describes the instance listening on listenAddr ("host:port")
-// as service, with a gRPC health check on it.
+// as service, with a gRPC health check on it. Its tags are Config.Tags
+// followed by tags.
 func (c Config) Registration(service, listenAddr string, tags ...string) (Registration, error) {
 	host, portStr, err := net.SplitHostPort(listenAddr)
 	if err != nil {
@@ -67,7 +75,7 @@ func (c Config) Registration(service, listenAddr string, tags ...string) (Regist
 		Service:                        service,
 		Address:                        host,
 		Port:                           port,
-		Tags:                           tags,
+		Tags:                           append(slices.Clone(c.Tags), tags...),
 		HealthCheck:                    GRPCCheck(hp),
 		Interval:                       c.CheckInterval,
 		DeregisterCriticalServiceAfter: c.DeregisterAfter,

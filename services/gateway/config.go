@@ -7,9 +7,13 @@ import (
 	"time"
 
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/identity"
+	"github.com/highgopress/highgopress/services/gateway/apistats"
+	"github.com/highgopress/highgopress/services/gateway/apistats/kafkasink"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
+	"github.com/highgopress/highgopress/services/gateway/ratelimit"
 )
 
 // Defaults of the gateway's configuration.
@@ -20,6 +24,10 @@ const (
 	DefaultLeeway       = 30 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxTimeout   = 30 * time.Second
+	// DefaultReadHeaderTimeout cuts off clients that send headers slowly.
+	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultRateKeyPrefix prefixes the rate limiter's Redis keys.
+	DefaultRateKeyPrefix = "hgp:rl"
 )
 
 // Config is the gateway's validated configuration.
@@ -31,6 +39,10 @@ type Config struct {
 	CounterURLs []*url.URL
 	// MaxBodyBytes bounds a request body (HGP_GATEWAY_MAX_BODY_BYTES).
 	MaxBodyBytes int64
+	// MaxMessageBytes bounds a compressed request message once inflated
+	// (HGP_MAX_MESSAGE_BYTES, as for the backends; 0: 256 KiB). The gateway
+	// checks it without inflating more than this (see checkCompressed).
+	MaxMessageBytes int64
 	// MaxTimeout caps every forwarded call (HGP_GATEWAY_MAX_TIMEOUT).
 	MaxTimeout time.Duration
 	// Auth configures token verification (HGP_JWT_*).
@@ -40,17 +52,81 @@ type Config struct {
 	CORSOrigins []string
 	// IdentitySecret signs the internal identity header (HGP_IDENTITY_SECRET).
 	IdentitySecret []byte
+	// ReadHeaderTimeout bounds how long a client may take to send its
+	// request headers (HGP_GATEWAY_READ_HEADER_TIMEOUT; 0: 5s).
+	ReadHeaderTimeout time.Duration
+
+	// Consul, when Consul.Enabled() (HGP_CONSUL_ADDR and the other
+	// HGP_CONSUL_* variables), routes to the healthy instances in Consul's
+	// catalog instead of CounterURLs.
+	Consul discovery.Config
+	// ConsulTag restricts routing to instances carrying this Consul tag
+	// (HGP_GATEWAY_CONSUL_TAG; empty: every instance).
+	ConsulTag string
+
+	// RateLimit enables rate limiting (HGP_RATE_ENABLED; default on when
+	// HGP_REDIS_ADDR is set) with the budgets of Rate (HGP_RATE_*).
+	RateLimit bool
+	Rate      ratelimit.Config
+	// RateKeyPrefix prefixes the limiter's Redis keys (HGP_RATE_KEY_PREFIX,
+	// default hgp:rl).
+	RateKeyPrefix string
+	// Redis holds the shared rate-limit budgets (HGP_REDIS_ADDR,
+	// HGP_REDIS_PASSWORD, HGP_REDIS_DB). Without an address the budgets are
+	// per replica (in-process).
+	Redis RedisConfig
+
+	// APIStats configures API call statistics (HGP_APISTATS_FLUSH_INTERVAL).
+	APIStats apistats.Config
+	// Kafka, when Brokers is set (HGP_KAFKA_BROKERS, HGP_KAFKA_TOPIC), is
+	// where API statistics go as API_CALL events; otherwise they are logged.
+	Kafka KafkaConfig
+}
+
+// RedisConfig locates the Redis that keeps the shared rate-limit budgets.
+type RedisConfig struct {
+	Addr, Password string
+	DB             int
+}
+
+// KafkaConfig locates the topic API_CALL events are written to.
+type KafkaConfig struct {
+	Brokers []string
+	Topic   string
 }
 
 // ReadConfig reads the gateway's variables from r. Problems are recorded in
 // r (see config.Reader.Err), each naming its variable. With needURLs false,
-// HGP_GATEWAY_COUNTER_URLS is optional (a Balancer is supplied in code).
+// HGP_GATEWAY_COUNTER_URLS is optional (a Balancer is supplied in code); it
+// is also optional when HGP_CONSUL_ADDR is set (routing through Consul).
 func ReadConfig(r *config.Reader, needURLs bool) Config {
 	c := Config{
-		Addr:         r.String("HGP_GATEWAY_ADDR", DefaultAddr),
-		MaxBodyBytes: int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
-		MaxTimeout:   r.Duration("HGP_GATEWAY_MAX_TIMEOUT", DefaultMaxTimeout, 100*time.Millisecond, time.Hour),
-		CORSOrigins:  r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
+		Addr:              r.String("HGP_GATEWAY_ADDR", DefaultAddr),
+		MaxBodyBytes:      int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
+		MaxMessageBytes:   int64(r.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
+		MaxTimeout:        r.Duration("HGP_GATEWAY_MAX_TIMEOUT", DefaultMaxTimeout, 100*time.Millisecond, time.Hour),
+		ReadHeaderTimeout: r.Duration("HGP_GATEWAY_READ_HEADER_TIMEOUT", DefaultReadHeaderTimeout, 100*time.Millisecond, time.Minute),
+		CORSOrigins:       r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
+		Consul:            discovery.ConfigFrom(r),
+		ConsulTag:         r.String("HGP_GATEWAY_CONSUL_TAG", ""),
+		Redis: RedisConfig{
+			Addr:     r.String("HGP_REDIS_ADDR", ""),
+			Password: r.String("HGP_REDIS_PASSWORD", ""),
+			DB:       r.Int("HGP_REDIS_DB", 0, 0, 1<<16),
+		},
+		APIStats: apistats.ConfigFrom(r),
+		Kafka: KafkaConfig{
+			Brokers: r.List("HGP_KAFKA_BROKERS", nil),
+			Topic:   r.String("HGP_KAFKA_TOPIC", kafkasink.DefaultTopic),
+		},
+	}
+	c.RateLimit = r.Bool("HGP_RATE_ENABLED", c.Redis.Addr != "")
+	if c.RateLimit {
+		c.Rate = ratelimit.ConfigFrom(r)
+		c.RateKeyPrefix = r.String("HGP_RATE_KEY_PREFIX", DefaultRateKeyPrefix)
+	}
+	if c.Consul.Enabled() {
+		needURLs = false
 	}
 	for _, o := range c.CORSOrigins {
 		if u, err := url.Parse(o); o != "*" && (err != nil || u.Scheme == "" || u.Host == "" || u.Path != "") {

@@ -79,6 +79,15 @@ func TestReadConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"HGP_GATEWAY_MAX_BODY_BYTES": "10"}, "HGP_GATEWAY_MAX_BODY_BYTES"},
 		{map[string]string{"HGP_GATEWAY_MAX_BODY_BYTES": "lots"}, "HGP_GATEWAY_MAX_BODY_BYTES"},
 		{map[string]string{"HGP_GATEWAY_MAX_TIMEOUT": "1ms"}, "HGP_GATEWAY_MAX_TIMEOUT"},
+		{map[string]string{"HGP_GATEWAY_READ_HEADER_TIMEOUT": "1ms"}, "HGP_GATEWAY_READ_HEADER_TIMEOUT"},
+		{map[string]string{"HGP_MAX_MESSAGE_BYTES": "1"}, "HGP_MAX_MESSAGE_BYTES"},
+		{map[string]string{"HGP_CONSUL_CHECK_INTERVAL": "1ns"}, "HGP_CONSUL_CHECK_INTERVAL"},
+		{map[string]string{"HGP_REDIS_DB": "-1"}, "HGP_REDIS_DB"},
+		{map[string]string{"HGP_RATE_ENABLED": "maybe"}, "HGP_RATE_ENABLED"},
+		{map[string]string{"HGP_REDIS_ADDR": "127.0.0.1:6379", "HGP_RATE_WRITE_USER": "lots"}, "HGP_RATE_WRITE_USER"},
+		{map[string]string{"HGP_RATE_ENABLED": "true", "HGP_RATE_REDIS_DOWN": "sideways"}, "HGP_RATE_REDIS_DOWN"},
+		{map[string]string{"HGP_RATE_ENABLED": "true", "HGP_RATE_TRUSTED_PROXIES": "not-an-ip"}, "HGP_RATE_TRUSTED_PROXIES"},
+		{map[string]string{"HGP_APISTATS_FLUSH_INTERVAL": "1ms"}, "HGP_APISTATS_FLUSH_INTERVAL"},
 	}
 	for _, tc := range cases {
 		r := config.FromMap(tc.vars)
@@ -93,5 +102,61 @@ func TestReadConfigErrorsNameTheVariable(t *testing.T) {
 	gateway.ReadConfig(r, false)
 	if err := r.Err(); err != nil {
 		t.Fatalf("without static URLs: %v", err)
+	}
+}
+
+// TestReadConfigDiscoveryRateStats: Consul makes the static URLs optional;
+// rate limiting is on by default exactly when Redis is configured; API
+// statistics go to Kafka when brokers are set.
+func TestReadConfigDiscoveryRateStats(t *testing.T) {
+	base := func(extra map[string]string) map[string]string {
+		m := map[string]string{"HGP_IDENTITY_SECRET": identitySecret, "HGP_JWT_HS256_SECRET": hsSecret}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	r := config.FromMap(base(map[string]string{
+		"HGP_CONSUL_ADDR":                 "127.0.0.1:8500",
+		"HGP_GATEWAY_CONSUL_TAG":          "blue",
+		"HGP_REDIS_ADDR":                  "127.0.0.1:6379",
+		"HGP_REDIS_DB":                    "3",
+		"HGP_RATE_WRITE_USER":             "5-M",
+		"HGP_RATE_KEY_PREFIX":             "hgp:rl:staging",
+		"HGP_GATEWAY_READ_HEADER_TIMEOUT": "2s",
+		"HGP_MAX_MESSAGE_BYTES":           "65536",
+		"HGP_KAFKA_BROKERS":               "127.0.0.1:9092, 127.0.0.1:9093",
+		"HGP_APISTATS_FLUSH_INTERVAL":     "1s",
+	}))
+	c := gateway.ReadConfig(r, true)
+	if err := r.Err(); err != nil {
+		t.Fatalf("with consul and no static URLs: %v", err)
+	}
+	if !c.Consul.Enabled() || c.ConsulTag != "blue" || len(c.CounterURLs) != 0 ||
+		!c.RateLimit || c.Rate.WriteUser != "5-M" || c.Rate.ReadUser != "200-S" || c.RateKeyPrefix != "hgp:rl:staging" ||
+		c.Redis.Addr != "127.0.0.1:6379" || c.Redis.DB != 3 ||
+		c.ReadHeaderTimeout != 2*time.Second || c.MaxMessageBytes != 65536 ||
+		len(c.Kafka.Brokers) != 2 || c.Kafka.Topic != "user-actions" || c.APIStats.FlushInterval != time.Second {
+		t.Fatalf("config %+v", c)
+	}
+
+	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081"}))
+	c = gateway.ReadConfig(r, true)
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c.RateLimit || c.Consul.Enabled() || c.ReadHeaderTimeout != gateway.DefaultReadHeaderTimeout ||
+		c.MaxMessageBytes != gateway.DefaultMaxMessageBytes || c.APIStats.FlushInterval != 10*time.Second || len(c.Kafka.Brokers) != 0 {
+		t.Fatalf("defaults without redis or consul: %+v", c)
+	}
+
+	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081",
+		"HGP_REDIS_ADDR": "127.0.0.1:6379", "HGP_RATE_ENABLED": "false"}))
+	if c = gateway.ReadConfig(r, true); r.Err() != nil || c.RateLimit {
+		t.Fatalf("HGP_RATE_ENABLED=false: %+v, %v", c, r.Err())
+	}
+	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081", "HGP_RATE_ENABLED": "true"}))
+	if c = gateway.ReadConfig(r, true); r.Err() != nil || !c.RateLimit || c.Redis.Addr != "" {
+		t.Fatalf("HGP_RATE_ENABLED=true without redis (in-process budgets): %+v, %v", c, r.Err())
 	}
 }

@@ -1,7 +1,10 @@
 // Package gateway is HighGoPress's only public door. It authenticates end
-// users (JWT bearer tokens), routes each public RPC to a backend instance
-// and forwards it without decoding, carrying the acting user in the signed
-// internal identity header. Connect, gRPC and gRPC-Web are served from one
+// users (JWT bearer tokens), rate-limits them per user and per client IP
+// with budgets shared by every replica (Redis), routes each public RPC to a
+// healthy backend instance from Consul's catalog (or a static list) and
+// forwards it without decoding, carrying the acting user in the signed
+// internal identity header, and counts calls per procedure and result code
+// (API statistics). Connect, gRPC and gRPC-Web are served from one
 // port over HTTP/1.1 and h2c, with gRPC health checks and server reflection
 // answered locally.
 package gateway
@@ -16,11 +19,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
 
 	// The gateway serves reflection for these services: importing the
 	// generated packages registers their descriptors.
@@ -29,36 +35,56 @@ import (
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/gateway/apistats"
+	"github.com/highgopress/highgopress/services/gateway/apistats/kafkasink"
 	"github.com/highgopress/highgopress/services/gateway/auth"
+	"github.com/highgopress/highgopress/services/gateway/backends"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
+	"github.com/highgopress/highgopress/services/gateway/ratelimit"
 	"github.com/highgopress/highgopress/services/gateway/route"
 )
 
-// Limits of the public server.
+// Limits of the public server (ReadHeaderTimeout is the default of
+// Config.ReadHeaderTimeout).
 const (
-	ReadHeaderTimeout = 5 * time.Second
+	ReadHeaderTimeout = DefaultReadHeaderTimeout
 	ReadTimeout       = 30 * time.Second
 	IdleTimeout       = 120 * time.Second
 	MaxHeaderBytes    = 16 << 10
 )
 
-// Gateway is the public handler: route table, authentication, body and
-// deadline limits, forwarding.
+// Gateway is the public handler: route table, authentication, rate limits,
+// body and deadline limits, forwarding, API statistics.
 type Gateway struct {
 	logger     *slog.Logger
+	addr       string
 	routes     *route.Table
 	verifier   *auth.Verifier
 	proxy      *proxy.Proxy
 	transport  *http.Transport
 	errw       *connect.ErrorWriter
 	maxBody    int64
+	maxMsg     int64
 	maxTimeout time.Duration
 	admit      Admission
 	server     *server.Server
+
+	consul    *backends.Consul   // nil unless routing through Consul
+	limiter   *ratelimit.Limiter // nil when rate limiting is off
+	rdb       *redis.Client      // the limiter's Redis client, if any
+	recorder  *apistats.Recorder
+	sinkClose func() error
+	workers   []func(context.Context) error
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// New returns a Gateway for cfg.
-func New(logger *slog.Logger, cfg Config, opts ...Option) (*Gateway, error) {
+// New returns a Gateway for cfg. Routing: the Balancer given with
+// WithBalancer, else Consul when cfg.Consul is enabled, else the static
+// cfg.CounterURLs. Rate limiting and API statistics are set up from cfg.
+// The gateway's background work (Consul watchers, statistics flushes) runs
+// in Workers; Close releases everything after the server stopped.
+func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error) {
 	o := options{routes: route.Default()}
 	for _, opt := range opts {
 		opt(&o)
@@ -74,57 +100,287 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (*Gateway, error) {
 	if cfg.MaxBodyBytes <= 0 || cfg.MaxTimeout <= 0 {
 		return nil, errors.New("max body bytes and max timeout must be positive")
 	}
-	balancer := o.balancer
-	if balancer == nil {
-		static := map[string][]*url.URL{}
-		for _, r := range o.routes.Routes() {
-			if r.Backend != route.CounterBackend {
-				return nil, fmt.Errorf("route %s: no static instances for backend %q", r.Procedure, r.Backend)
-			}
-			static[r.Backend] = cfg.CounterURLs
-		}
-		if balancer, err = proxy.NewRoundRobin(static); err != nil {
-			return nil, fmt.Errorf("static balancer: %w", err)
-		}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	transport := server.NewH2CTransport()
-	g := &Gateway{
+	g = &Gateway{
 		logger:     logger,
+		addr:       cfg.Addr,
 		routes:     o.routes,
 		verifier:   verifier,
 		transport:  transport,
 		errw:       connect.NewErrorWriter(),
 		maxBody:    cfg.MaxBodyBytes,
+		maxMsg:     cfg.MaxMessageBytes,
 		maxTimeout: cfg.MaxTimeout,
-		admit:      o.admit,
+	}
+	defer func() {
+		if err != nil {
+			_ = g.Close()
+		}
+	}()
+
+	balancer, err := g.balancer(cfg, o)
+	if err != nil {
+		return nil, err
 	}
 	g.proxy = proxy.New(logger, balancer, signer, append([]proxy.Option{proxy.WithTransport(transport)}, o.proxyOpts...)...)
+
+	if err := g.setUpAPIStats(cfg, o); err != nil {
+		return nil, err
+	}
+	if cfg.RateLimit {
+		if err := g.setUpRateLimit(cfg); err != nil {
+			return nil, err
+		}
+	}
+	g.admit = o.admit
+
+	readHeader := cfg.ReadHeaderTimeout
+	if readHeader <= 0 {
+		readHeader = ReadHeaderTimeout
+	}
 	sopts := append([]server.Option{
-		server.WithReadHeaderTimeout(ReadHeaderTimeout),
+		server.WithReadHeaderTimeout(readHeader),
 		server.WithReadTimeout(ReadTimeout),
 		server.WithIdleTimeout(IdleTimeout),
 		server.WithMaxHeaderBytes(MaxHeaderBytes),
 	}, o.serverOpts...)
-	sopts = append(sopts, server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
+	// Middleware, innermost first (server.WithMiddleware: outermost last):
+	// rate limit (the client IP's and the verified user's budgets, spent
+	// concurrently: one Redis round trip of latency) → authentication
+	// (verifies the token, rejects nothing) → API statistics (which count
+	// every rejection) → CORS (preflights answered first, RateLimit
+	// headers exposed).
+	if g.limiter != nil {
+		sopts = append(sopts, server.WithMiddleware(g.limiter.Middleware))
+	}
+	sopts = append(sopts,
+		server.WithMiddleware(g.authMiddleware),
+		server.WithMiddleware(g.recorder.Middleware),
+		server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
 	g.server = server.New(logger, o.routes.Services(), sopts...)
 	g.server.Handle("/", g)
 	return g, nil
+}
+
+// balancer chooses how instances are picked.
+func (g *Gateway) balancer(cfg Config, o options) (proxy.Balancer, error) {
+	if o.balancer != nil {
+		return o.balancer, nil
+	}
+	if cfg.Consul.Enabled() {
+		client, err := cfg.Consul.Client()
+		if err != nil {
+			return nil, fmt.Errorf("consul (HGP_CONSUL_ADDR): %w", err)
+		}
+		var bopts []backends.Option
+		if cfg.ConsulTag != "" {
+			bopts = append(bopts, backends.WithTag(cfg.ConsulTag))
+		}
+		bopts = append(bopts, o.consulOpts...)
+		c, err := backends.NewConsul(g.logger, client, backendServices(g.routes), bopts...)
+		if err != nil {
+			return nil, fmt.Errorf("consul balancer: %w", err)
+		}
+		g.consul = c
+		g.workers = append(g.workers, c.Run)
+		g.logger.Info("routing through consul", "consul", cfg.Consul.Addr, "services", backendServices(g.routes), "tag", cfg.ConsulTag)
+		return c, nil
+	}
+	static := map[string][]*url.URL{}
+	for _, r := range g.routes.Routes() {
+		if r.Backend != route.CounterBackend {
+			return nil, fmt.Errorf("route %s: no static instances for backend %q", r.Procedure, r.Backend)
+		}
+		static[r.Backend] = cfg.CounterURLs
+	}
+	b, err := proxy.NewRoundRobin(static)
+	if err != nil {
+		return nil, fmt.Errorf("static balancer: %w", err)
+	}
+	return b, nil
+}
+
+// backendServices lists the backend services of the routes, sorted.
+func backendServices(t *route.Table) []string {
+	var out []string
+	for _, r := range t.Routes() {
+		if !slices.Contains(out, r.Backend) {
+			out = append(out, r.Backend)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// setUpAPIStats creates the recorder and its sink: the one given with
+// WithStatsSink, else Kafka when brokers are configured, else the log.
+func (g *Gateway) setUpAPIStats(cfg Config, o options) error {
+	sink := o.statsSink
+	if sink == nil && len(cfg.Kafka.Brokers) > 0 {
+		w := kafkasink.NewWriter(cfg.Kafka.Brokers, cfg.Kafka.Topic)
+		sink, g.sinkClose = kafkasink.New(w), w.Close
+		g.logger.Info("api statistics go to kafka", "topic", cfg.Kafka.Topic, "flush_interval", cfg.APIStats.FlushInterval)
+	}
+	if sink == nil {
+		sink = apistats.LogSink{Logger: g.logger}
+	}
+	g.recorder = apistats.NewRecorder(g.logger, sink, cfg.APIStats, append([]apistats.Option{
+		apistats.WithKnownProcedures(func(p string) bool { _, ok := g.routes.Lookup(p); return ok }),
+	}, o.statsOpts...)...)
+	g.workers = append(g.workers, g.recorder.Run)
+	return nil
+}
+
+// setUpRateLimit creates the limiter, a server middleware spending the
+// client IP's budget and, for a request whose token authMiddleware
+// verified, the user's budget, concurrently; classes come from the route
+// table (unrouted paths count as writes).
+func (g *Gateway) setUpRateLimit(cfg Config) error {
+	var rdb redis.UniversalClient
+	if cfg.Redis.Addr != "" {
+		g.rdb = ratelimit.NewRedisClient(cfg.Redis.Addr, cfg.Redis.Password, cfg.Redis.DB)
+		rdb = g.rdb
+	} else {
+		g.logger.Warn("rate limiting without HGP_REDIS_ADDR: budgets are per gateway replica, not shared")
+	}
+	prefix := cfg.RateKeyPrefix
+	if prefix == "" {
+		prefix = DefaultRateKeyPrefix
+	}
+	lim, err := ratelimit.New(g.logger, rdb, cfg.Rate,
+		ratelimit.WithKeyPrefix(prefix),
+		ratelimit.WithSubject(verifiedSubject),
+		ratelimit.WithClassify(func(r *http.Request) ratelimit.Class {
+			if rt, ok := g.routes.Lookup(r.URL.Path); ok && rt.Class == route.Read {
+				return ratelimit.Read
+			}
+			return ratelimit.Write
+		}))
+	if err != nil {
+		return fmt.Errorf("rate limiter: %w", err)
+	}
+	g.limiter = lim
+	return nil
+}
+
+// authResult is the outcome of authenticating a routed request, computed
+// once by authMiddleware so the rate limiter can spend the user's budget
+// together with the IP's, and reused by ServeHTTP.
+type authResult struct {
+	subject string
+	err     error
+}
+
+type authKey struct{}
+
+// authMiddleware verifies the bearer token of routed requests and records
+// the outcome in the request context. It rejects nothing: ServeHTTP does,
+// after the rate limiter ran (so failed authentications spend the client's
+// IP budget too).
+func (g *Gateway) authMiddleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, ok := g.routes.Lookup(r.URL.Path)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		subject, err := g.authenticate(r, rt)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey{}, &authResult{subject, err})))
+	})
+}
+
+// verifiedSubject is the authenticated user of r, or "" (anonymous, or
+// authentication failed): never an unverified claim.
+func verifiedSubject(r *http.Request) string {
+	if res, ok := r.Context().Value(authKey{}).(*authResult); ok && res.err == nil {
+		return res.subject
+	}
+	return ""
 }
 
 // Server returns the public server: the gateway's routes plus local health
 // checks and reflection of the public services.
 func (g *Gateway) Server() *server.Server { return g.server }
 
-// Close releases idle connections to backends.
+// Workers returns the gateway's background work: Consul watchers (when
+// routing through Consul) and the API statistics flusher. Each runs until
+// its context is cancelled.
+func (g *Gateway) Workers() []func(context.Context) error { return slices.Clone(g.workers) }
+
+// Component returns the gateway as a bootstrap component: its server on
+// Config.Addr, its workers, and Close.
+func (g *Gateway) Component() *bootstrap.Component {
+	return &bootstrap.Component{Name: "gateway", Addr: g.addr, Server: g.server, Workers: g.Workers(), Close: g.Close}
+}
+
+// Instances returns the instances of a backend service the gateway
+// currently knows from Consul ("host:port", sorted); nil without Consul.
+func (g *Gateway) Instances(service string) []string {
+	if g.consul == nil {
+		return nil
+	}
+	return g.consul.Instances(service)
+}
+
+// Stats are the gateway's counters, for metrics and tests.
+type Stats struct {
+	// Backends is set when routing through Consul.
+	Backends *backends.Stats
+	// RateLimit is set when rate limiting is on.
+	RateLimit *ratelimit.Stats
+	APIStats  apistats.RecorderStats
+}
+
+// Stats returns the gateway's counters.
+func (g *Gateway) Stats() Stats {
+	var st Stats
+	if g.consul != nil {
+		b := g.consul.Stats()
+		st.Backends = &b
+	}
+	if g.limiter != nil {
+		l := g.limiter.Stats()
+		st.RateLimit = &l
+	}
+	if g.recorder != nil {
+		st.APIStats = g.recorder.Stats()
+	}
+	return st
+}
+
+// Close flushes the API statistics counted so far (call it after the server
+// stopped, so in-flight requests are counted), closes the statistics sink
+// and the rate limiter's Redis client, and releases idle connections to
+// backends. Calling it again does nothing.
 func (g *Gateway) Close() error {
-	g.transport.CloseIdleConnections()
-	return nil
+	g.closeOnce.Do(func() {
+		var errs []error
+		if g.recorder != nil {
+			errs = append(errs, g.recorder.Close())
+		}
+		if g.sinkClose != nil {
+			errs = append(errs, g.sinkClose())
+		}
+		if g.rdb != nil {
+			errs = append(errs, g.rdb.Close())
+		}
+		if g.transport != nil {
+			g.transport.CloseIdleConnections()
+		}
+		g.closeErr = errors.Join(errs...)
+	})
+	return g.closeErr
 }
 
 // Build is the gateway's bootstrap.BuildFunc.
 func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*bootstrap.Component, error) {
 	return BuildWith()(ctx, logger, cfg)
 }
+
+var redisLoggerOnce sync.Once
 
 // BuildWith returns a BuildFunc applying opts; with WithBalancer,
 // HGP_GATEWAY_COUNTER_URLS becomes optional.
@@ -138,12 +394,21 @@ func BuildWith(opts ...Option) bootstrap.BuildFunc {
 		if err := r.Err(); err != nil {
 			return nil, err
 		}
+		// go-redis logs through a process-wide logger: send it to slog.
+		redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{logger.With("lib", "go-redis")}) })
 		g, err := New(logger, cfg, opts...)
 		if err != nil {
 			return nil, err
 		}
-		return &bootstrap.Component{Name: "gateway", Addr: cfg.Addr, Server: g.Server(), Close: g.Close}, nil
+		return g.Component(), nil
 	}
+}
+
+// redisLogger adapts slog to go-redis's logger.
+type redisLogger struct{ l *slog.Logger }
+
+func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	r.l.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // ServeHTTP handles the routed procedures: everything the server does not
@@ -168,7 +433,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	actor, err := g.authenticate(r, rt)
+	var (
+		actor string
+		err   error
+	)
+	if res, ok := r.Context().Value(authKey{}).(*authResult); ok {
+		actor, err = res.subject, res.err
+	} else {
+		actor, err = g.authenticate(r, rt)
+	}
 	if err != nil {
 		g.logger.Debug("unauthenticated", "path", r.URL.Path, "err", err)
 		g.fail(w, r, connect.CodeUnauthenticated, auth.Reason(err).Error())
@@ -196,6 +469,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if code, msg, ok := checkCompressed(r, body, g.maxMsg); !ok {
+		g.fail(w, r, code, msg)
+		return
+	}
 
 	timeout := g.maxTimeout
 	if d, ok := clientTimeout(r.Header); ok && d < timeout {
@@ -213,7 +490,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out.ContentLength = 0
 		out.GetBody = func() (io.ReadCloser, error) { return http.NoBody, nil }
 	}
-	g.proxy.Forward(w, out, proxy.Target{Service: rt.Backend, Retry: rt.Class == route.Read, Actor: actor})
+	g.proxy.Forward(w, out, proxy.Target{Service: rt.Backend, Retry: rt.Class == route.Read, Actor: actor, Unary: !rt.Streaming})
 }
 
 // authenticate returns the token's subject, or "" for an anonymous read.

@@ -5,6 +5,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,16 @@ type Balancer interface {
 	Pick(ctx context.Context, service string) (Backend, error)
 }
 
+// ExcludingBalancer is a Balancer that can avoid one instance: the proxy
+// uses it to send a retry to another instance than the one that just
+// failed. Balancers without it are simply asked to Pick again.
+type ExcludingBalancer interface {
+	Balancer
+	// PickExcluding is Pick avoiding the instance at hostPort when another
+	// one is available (it may return that instance when it is the only one).
+	PickExcluding(ctx context.Context, service, hostPort string) (Backend, error)
+}
+
 // ErrNoBackend reports that a Balancer has no instance for a service.
 var ErrNoBackend = errors.New("no backend available")
 
@@ -59,7 +70,17 @@ type Target struct {
 	Retry bool
 	// Actor is the authenticated user; empty for anonymous calls.
 	Actor string
+	// Unary marks a unary RPC: the backend's response body is read
+	// completely (up to MaxBufferedResponse) before anything is sent to
+	// the client, so an instance that dies mid-response gives the client a
+	// clean Unavailable in its protocol instead of a broken stream. Larger
+	// responses, and those of streaming RPCs, are streamed as they arrive.
+	Unary bool
 }
+
+// MaxBufferedResponse bounds the response body of a unary RPC the proxy
+// holds before answering (see Target.Unary).
+const MaxBufferedResponse = 4 << 20
 
 // Proxy forwards requests to the instance a Balancer picks.
 type Proxy struct {
@@ -91,12 +112,13 @@ func New(logger *slog.Logger, balancer Balancer, signer *identity.Signer, opts .
 		errw:     connect.NewErrorWriter(),
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:       p.rewrite,
-		Transport:     roundTripper{p},
-		FlushInterval: -1, // server streams: every message goes out at once
-		ErrorHandler:  p.handleError,
-		BufferPool:    &bufferPool{},
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		ModifyResponse: p.bufferUnary,
+		FlushInterval:  -1, // server streams: every message goes out at once
+		ErrorHandler:   p.handleError,
+		BufferPool:     &bufferPool{},
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return p
 }
@@ -141,6 +163,31 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = ""
 }
 
+// bufferUnary reads a unary RPC's response before the client sees any of
+// it. A read error goes to handleError (Unavailable); the balancer learns it
+// through Done when the body is closed.
+func (p *Proxy) bufferUnary(resp *http.Response) error {
+	t, _ := resp.Request.Context().Value(targetKey{}).(*Target)
+	if t == nil || !t.Unary || resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, MaxBufferedResponse+1))
+	if err != nil {
+		return fmt.Errorf("%s: reading the response: %w", t.Service, err)
+	}
+	var r io.Reader = bytes.NewReader(buf)
+	if len(buf) > MaxBufferedResponse {
+		r = io.MultiReader(r, resp.Body) // too large to hold: stream the rest
+	}
+	resp.Body = readCloser{Reader: r, Closer: resp.Body}
+	return nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
 // roundTripper picks an instance per attempt and retries where safe.
 type roundTripper struct{ p *Proxy }
 
@@ -153,8 +200,17 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var lastErr error
 	var lastHost string
+	excluding, _ := p.balancer.(ExcludingBalancer)
 	for attempt := 0; attempt < p.attempts; attempt++ {
-		b, err := p.balancer.Pick(ctx, t.Service)
+		var (
+			b   Backend
+			err error
+		)
+		if attempt > 0 && excluding != nil {
+			b, err = excluding.PickExcluding(ctx, t.Service, lastHost)
+		} else {
+			b, err = p.balancer.Pick(ctx, t.Service)
+		}
 		if err != nil {
 			if lastErr != nil {
 				return nil, lastErr

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/grpcreflect"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -54,6 +55,21 @@ func (s *sequence) Pick(context.Context, string) (proxy.Backend, error) {
 		s.dones = append(s.dones, err)
 		s.mu.Unlock()
 	}}, nil
+}
+
+// waitDones polls until the balancer was told n outcomes.
+func waitDones(t *testing.T, seq *sequence, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		seq.mu.Lock()
+		got := len(seq.dones)
+		seq.mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
 }
 
 func serveProxy(t *testing.T, b proxy.Balancer, target proxy.Target) (string, *http.Client) {
@@ -154,13 +170,14 @@ func TestRetryPolicy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The body ends after the proxy handler returned, so after the
-			// balancer was told the outcome.
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != tc.status || aborted.Load() != 1 || served.Load() != tc.served {
 				t.Fatalf("status %d, aborted %d, served %d", resp.StatusCode, aborted.Load(), served.Load())
 			}
+			// The client may have the whole body (its length is known)
+			// just before the proxy closes the backend's: wait for Done.
+			waitDones(t, seq, int(1+tc.served))
 			seq.mu.Lock()
 			defer seq.mu.Unlock()
 			if len(seq.dones) != int(1+tc.served) || seq.dones[0] == nil || proxy.IsDialError(seq.dones[0]) ||
@@ -217,5 +234,124 @@ func TestNoBackend(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusServiceUnavailable || out.Code != "unavailable" || out.Message != "no backend available" {
 		t.Fatalf("status %d, %+v", resp.StatusCode, out)
+	}
+}
+
+// excluding hands out bad to Pick and, to PickExcluding(bad), good; it
+// records what was excluded.
+type excluding struct {
+	bad, good *url.URL
+	mu        sync.Mutex
+	excluded  []string
+}
+
+func (e *excluding) Pick(context.Context, string) (proxy.Backend, error) {
+	return proxy.Backend{URL: e.bad}, nil
+}
+
+func (e *excluding) PickExcluding(_ context.Context, _, hostPort string) (proxy.Backend, error) {
+	e.mu.Lock()
+	e.excluded = append(e.excluded, hostPort)
+	e.mu.Unlock()
+	if hostPort == e.bad.Host {
+		return proxy.Backend{URL: e.good}, nil
+	}
+	return proxy.Backend{URL: e.bad}, nil
+}
+
+// TestRetryUsesPickExcluding: a balancer that can avoid an instance is
+// asked for another one than the instance that just failed.
+func TestRetryUsesPickExcluding(t *testing.T) {
+	bad, _ := rpctest.Serve(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(http.ErrAbortHandler) }))
+	good, _ := rpctest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	b := &excluding{bad: mustURL(t, bad), good: mustURL(t, good)}
+	purl, client := serveProxy(t, b, proxy.Target{Service: "counter", Retry: true})
+	req, _ := http.NewRequest(http.MethodPost, purl+"/x.v1.S/GetM", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Test-Buffer", "1")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if resp.StatusCode != http.StatusOK || len(b.excluded) != 1 || b.excluded[0] != b.bad.Host {
+		t.Fatalf("status %d, excluded %v", resp.StatusCode, b.excluded)
+	}
+}
+
+// TestUnaryResponseCutOff: a backend that dies after sending the response
+// headers and part of the body. For a unary RPC the client gets a clean
+// Unavailable in its protocol (the proxy read the response before
+// answering) and the balancer learns the error; a streaming RPC's response
+// is passed on as it comes, so its client sees the stream break.
+func TestUnaryResponseCutOff(t *testing.T) {
+	backend, _ := rpctest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"count":`))
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	for _, unary := range []bool{true, false} {
+		t.Run(fmt.Sprintf("unary=%v", unary), func(t *testing.T) {
+			seq := &sequence{urls: []*url.URL{mustURL(t, backend)}}
+			purl, client := serveProxy(t, seq, proxy.Target{Service: "counter", Unary: unary})
+			req, _ := http.NewRequest(http.MethodPost, purl+"/x.v1.S/M", strings.NewReader("{}"))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, readErr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if unary {
+				var out struct{ Code string }
+				if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(body, &out) != nil || out.Code != "unavailable" {
+					t.Fatalf("HTTP %d, body %q, read error %v", resp.StatusCode, body, readErr)
+				}
+			} else if resp.StatusCode != http.StatusOK || readErr == nil {
+				t.Fatalf("streamed: HTTP %d, body %q, read error %v; want the break passed on", resp.StatusCode, body, readErr)
+			}
+			waitDones(t, seq, 1)
+			seq.mu.Lock()
+			defer seq.mu.Unlock()
+			if len(seq.dones) != 1 || seq.dones[0] == nil {
+				t.Fatalf("Done outcomes %v", seq.dones)
+			}
+		})
+	}
+}
+
+// TestUnaryLargeResponseStreams: a unary response larger than
+// MaxBufferedResponse is not held whole; it arrives intact.
+func TestUnaryLargeResponseStreams(t *testing.T) {
+	big := bytes.Repeat([]byte("z"), proxy.MaxBufferedResponse+12345)
+	backend, _ := rpctest.Serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/proto")
+		_, _ = w.Write(big)
+	}))
+	seq := &sequence{urls: []*url.URL{mustURL(t, backend)}}
+	purl, client := serveProxy(t, seq, proxy.Target{Service: "counter", Unary: true})
+	req, _ := http.NewRequest(http.MethodPost, purl+"/x.v1.S/M", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/proto")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("got %d bytes (err %v), want %d", len(got), err, len(big))
+	}
+	waitDones(t, seq, 1)
+	seq.mu.Lock()
+	defer seq.mu.Unlock()
+	if len(seq.dones) != 1 || seq.dones[0] != nil {
+		t.Fatalf("Done outcomes %v", seq.dones)
 	}
 }

@@ -43,6 +43,10 @@ type Route struct {
 	Backend string
 	// Class is Read or Write.
 	Class Class
+	// Streaming is set for client, server or bidirectional streaming RPCs
+	// (none in the public API today); unary responses are buffered by the
+	// proxy (see proxy.Target.Unary), streamed ones are not.
+	Streaming bool
 }
 
 // Service returns the fully-qualified protobuf service of the procedure.
@@ -83,13 +87,13 @@ func New(routes ...Route) (*Table, error) {
 // counter backend.
 func Default() *Table {
 	routes := []Route{
-		{counterv1connect.CounterServiceLikeProcedure, CounterBackend, Write},
-		{counterv1connect.CounterServiceUnlikeProcedure, CounterBackend, Write},
-		{counterv1connect.CounterServiceIncrementProcedure, CounterBackend, Write},
-		{counterv1connect.CounterServiceGetCountsProcedure, CounterBackend, Read},
-		{counterv1connect.FollowServiceFollowProcedure, CounterBackend, Write},
-		{counterv1connect.FollowServiceUnfollowProcedure, CounterBackend, Write},
-		{counterv1connect.FollowServiceGetUserStatsProcedure, CounterBackend, Read},
+		{Procedure: counterv1connect.CounterServiceLikeProcedure, Backend: CounterBackend, Class: Write},
+		{Procedure: counterv1connect.CounterServiceUnlikeProcedure, Backend: CounterBackend, Class: Write},
+		{Procedure: counterv1connect.CounterServiceIncrementProcedure, Backend: CounterBackend, Class: Write},
+		{Procedure: counterv1connect.CounterServiceGetCountsProcedure, Backend: CounterBackend, Class: Read},
+		{Procedure: counterv1connect.FollowServiceFollowProcedure, Backend: CounterBackend, Class: Write},
+		{Procedure: counterv1connect.FollowServiceUnfollowProcedure, Backend: CounterBackend, Class: Write},
+		{Procedure: counterv1connect.FollowServiceGetUserStatsProcedure, Backend: CounterBackend, Class: Read},
 	}
 	t := &Table{routes: make(map[string]Route, len(routes))}
 	for _, r := range routes {

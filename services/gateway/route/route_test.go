@@ -35,8 +35,9 @@ func TestDefaultCoversTheAPI(t *testing.T) {
 			if readOnly(m) {
 				want = route.Read
 			}
-			if r.Class != want || r.Backend != route.CounterBackend || r.Service() != string(svc.FullName()) {
-				t.Errorf("%s: %+v, want class %v on %s", path, r, want, route.CounterBackend)
+			streaming := m.IsStreamingClient() || m.IsStreamingServer()
+			if r.Class != want || r.Backend != route.CounterBackend || r.Service() != string(svc.FullName()) || r.Streaming != streaming {
+				t.Errorf("%s: %+v, want class %v on %s, streaming %v", path, r, want, route.CounterBackend, streaming)
 			}
 		}
 	}

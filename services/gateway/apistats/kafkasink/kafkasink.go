@@ -1,0 +1,108 @@
+// Package kafkasink publishes the gateway's API call statistics to Kafka as
+// API_CALL events (binary protobuf eventsv1.Event) on the user-actions
+// topic, keyed "api/<procedure>", for the analytics service.
+package kafkasink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/services/gateway/apistats"
+)
+
+// DefaultTopic is the topic API_CALL events go to (HGP_KAFKA_TOPIC).
+const DefaultTopic = "user-actions"
+
+// HeaderEventType carries the event kind ("KIND_API_CALL"), as on every
+// event of the user-actions topic.
+const HeaderEventType = "hgp-event-type"
+
+// Writer is the part of *kafka.Writer the sink uses: WriteMessages returns
+// once the broker acknowledged every message (or failed).
+type Writer interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Sink is an apistats.Sink writing one Kafka message per stat.
+type Sink struct {
+	w Writer
+}
+
+// New returns a Sink writing with w (see NewWriter).
+func New(w Writer) *Sink { return &Sink{w: w} }
+
+// NewWriter returns the synchronous, acks=all, key-hashed writer the sink
+// needs. Close it after the recorder's final flush.
+func NewWriter(brokers []string, topic string) *kafka.Writer {
+	return &kafka.Writer{
+		Addr:         kafka.TCP(brokers...),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    1000,
+		BatchTimeout: 5 * time.Millisecond,
+		MaxAttempts:  3,
+		ReadTimeout:  10 * time.Second,
+		WriteTimeout: 10 * time.Second,
+	}
+}
+
+// Publish implements apistats.Sink. A failed write is returned (the
+// recorder keeps the batch, with the same event ids, for the next flush).
+func (s *Sink) Publish(ctx context.Context, stats []apistats.Stat) error {
+	if len(stats) == 0 {
+		return nil
+	}
+	msgs := make([]kafka.Message, 0, len(stats))
+	for _, st := range stats {
+		m, err := Message(st)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	if err := s.w.WriteMessages(ctx, msgs...); err != nil {
+		return fmt.Errorf("kafkasink: write %d events: %w", len(msgs), err)
+	}
+	return nil
+}
+
+// Event maps a stat to its API_CALL event: the stat's id, procedure, code,
+// the call count as delta, and the end of the window as time.
+func Event(st apistats.Stat) *eventsv1.Event {
+	return &eventsv1.Event{
+		EventId:   st.ID,
+		Time:      timestamppb.New(st.End),
+		Kind:      eventsv1.Kind_KIND_API_CALL,
+		Procedure: st.Procedure,
+		Code:      st.Code,
+		Delta:     st.Count,
+	}
+}
+
+// Key is the Kafka key of a stat's event: "api/<procedure>", so one
+// procedure's counts stay in one partition.
+func Key(st apistats.Stat) string { return "api/" + st.Procedure }
+
+// Message encodes a stat as a Kafka message.
+func Message(st apistats.Stat) (kafka.Message, error) {
+	if st.ID == "" {
+		return kafka.Message{}, errors.New("kafkasink: stat without id")
+	}
+	value, err := proto.Marshal(Event(st))
+	if err != nil {
+		return kafka.Message{}, fmt.Errorf("kafkasink: encode %s: %w", st.ID, err)
+	}
+	return kafka.Message{
+		Key:     []byte(Key(st)),
+		Value:   value,
+		Headers: []kafka.Header{{Key: HeaderEventType, Value: []byte(eventsv1.Kind_KIND_API_CALL.String())}},
+	}, nil
+}

@@ -1,0 +1,452 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/grpchealth"
+	"github.com/hashicorp/consul/api"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/gateway"
+)
+
+// tmpRoot holds what the test binary builds (the counter command); removed
+// by TestMain.
+var tmpRoot string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tmpRoot != "" {
+		_ = os.RemoveAll(tmpRoot)
+	}
+	os.Exit(code)
+}
+
+// counterDB is the Redis database the counter processes of these tests use
+// (not used by other packages' tests); every test uses its own item ids.
+const counterDB = 13
+
+// waitFor polls cond every 10ms until it holds or the deadline passes, and
+// returns how long it took.
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := start.Add(within)
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+func unique(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e10, rand.IntN(1e6))
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a process's or a logger's output for failure reports.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf.Len() > 4<<20 { // bounded
+		return len(p), nil
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// testLogger logs into a buffer that is printed if the test fails.
+func testLogger(t testing.TB, name string) *slog.Logger {
+	buf := &syncBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- %s log ---\n%s", name, tail(buf.String(), 60))
+		}
+	})
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+var counterBuild struct {
+	once sync.Once
+	path string
+	err  error
+	out  string
+}
+
+// counterBinary builds the counter command once per test binary.
+func counterBinary(t testing.TB) string {
+	t.Helper()
+	counterBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "hgp-gateway-test-")
+		if err != nil {
+			counterBuild.err = err
+			return
+		}
+		tmpRoot = dir
+		root, err := filepath.Abs("../..")
+		if err != nil {
+			counterBuild.err = err
+			return
+		}
+		path := filepath.Join(dir, "counter")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/highgopress/highgopress/services/counter/cmd/counter")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		counterBuild.path, counterBuild.err, counterBuild.out = path, err, string(out)
+	})
+	if counterBuild.err != nil {
+		t.Fatalf("go build counter: %v\n%s", counterBuild.err, counterBuild.out)
+	}
+	return counterBuild.path
+}
+
+// counterProc is a counter service process on a loopback port.
+type counterProc struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *syncBuffer
+}
+
+// startCounter runs the counter command against the real Redis (database
+// counterDB) with vars added to its environment, and waits until its health
+// check answers SERVING.
+func startCounter(t testing.TB, redisAddr string, vars map[string]string) *counterProc {
+	t.Helper()
+	bin := counterBinary(t)
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	env := map[string]string{
+		"HGP_IDENTITY_SECRET":   identitySecret,
+		"HGP_REDIS_ADDR":        redisAddr,
+		"HGP_REDIS_DB":          strconv.Itoa(counterDB),
+		"HGP_COUNTER_ADDR":      addr,
+		"HGP_COUNTER_CACHE_TTL": "0s",
+		"HGP_LOG_LEVEL":         "info",
+	}
+	for k, v := range vars {
+		env[k] = v
+	}
+	// A clean environment: nothing from the developer's shell (Kafka,
+	// Consul, …) leaks into the process.
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &counterProc{addr: addr, cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start counter: %v", err)
+	}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("--- counter %s log ---\n%s", addr, tail(p.logs.String(), 40))
+		}
+	})
+	hc := grpchealth.NewClient(server.NewH2CClient(), "http://"+addr)
+	waitFor(t, 30*time.Second, "counter "+addr+" serving", func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("counter %s exited during start-up:\n%s", addr, p.logs.String())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		res, err := hc.Check(ctx, &grpchealth.CheckRequest{})
+		return err == nil && res.Status == grpchealth.StatusServing
+	})
+	return p
+}
+
+// kill9 kills the process (SIGKILL) and waits until it is gone.
+func (p *counterProc) kill9() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// stop ends the process gracefully (SIGTERM; SIGKILL after 15s).
+func (p *counterProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		p.kill9()
+	}
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM) in bytes.
+func (p *counterProc) peakRSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatalf("read process status: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", rest, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc status")
+	return 0
+}
+
+// runningGateway is a gateway built from variables (the way gateway.Build
+// does it) and run the way bootstrap.Main does: server and workers until the
+// test ends, then an orderly shutdown.
+type runningGateway struct {
+	g      *gateway.Gateway
+	url    string
+	client *http.Client // h2c
+	http1  *http.Client
+	stop   func()
+}
+
+// gatewayVars are the variables every test gateway has.
+func gatewayVars(vars map[string]string) map[string]string {
+	out := map[string]string{
+		"HGP_IDENTITY_SECRET":  identitySecret,
+		"HGP_JWT_HS256_SECRET": hsSecret,
+		"HGP_GATEWAY_ADDR":     "127.0.0.1:0",
+	}
+	for k, v := range vars {
+		out[k] = v
+	}
+	return out
+}
+
+func startGateway(t testing.TB, vars map[string]string, opts ...gateway.Option) *runningGateway {
+	t.Helper()
+	r := config.FromMap(gatewayVars(vars))
+	cfg := gateway.ReadConfig(r, true)
+	if err := r.Err(); err != nil {
+		t.Fatalf("gateway config: %v", err)
+	}
+	logger := testLogger(t, "gateway")
+	g, err := gateway.New(logger, cfg, opts...)
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	comp := g.Component()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp.Listener = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bootstrap.Run(ctx, logger, comp) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("gateway stopped with %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("gateway did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	client := server.NewH2CClient()
+	h1 := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	t.Cleanup(h1.CloseIdleConnections)
+	rg := &runningGateway{g: g, url: "http://" + ln.Addr().String(), client: client, http1: h1, stop: stop}
+	return rg
+}
+
+// counterRedis is a client for the counters' database, to check state.
+func counterRedis(t testing.TB, addr string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, DB: counterDB})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("redis %s: %v", addr, err)
+	}
+	return rdb
+}
+
+// dropItemKeys deletes the counter's keys of items (test cleanup).
+func dropItemKeys(rdb *redis.Client, ns string, ids ...string) {
+	ctx := context.Background()
+	for _, id := range ids {
+		rdb.Del(ctx, "hgp:c:{"+ns+":"+id+"}", "hgp:lk:{"+ns+":"+id+"}")
+	}
+}
+
+func consulAPI(t testing.TB, addr string) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(&api.Config{Address: addr, Scheme: "http"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// consulBinary is the consul command scripts/mw.sh installs.
+func consulBinary() string {
+	if p := os.Getenv("HGP_MW_BIN_CONSUL"); p != "" {
+		return p
+	}
+	home, _ := os.UserHomeDir()
+	p := filepath.Join(home, ".cache", "highgopress", "bin", "consul")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+// privateConsul is a `consul agent -dev` of one test alone, so it can be
+// stopped without disturbing the shared agent.
+type privateConsul struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startPrivateConsul(t testing.TB) *privateConsul {
+	t.Helper()
+	bin := consulBinary()
+	if bin == "" {
+		if os.Getenv("HGP_INTEGRATION") == "require" {
+			t.Fatal("no consul binary (HGP_MW_BIN_CONSUL or ~/.cache/highgopress/bin/consul): run scripts/mw.sh install consul")
+		}
+		t.Skip("no consul binary: run scripts/mw.sh install consul")
+	}
+	httpPort := freePort(t)
+	hcl := fmt.Sprintf(`ports { grpc = -1, grpc_tls = -1, dns = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
+		freePort(t), freePort(t), freePort(t))
+	a := &privateConsul{addr: "127.0.0.1:" + strconv.Itoa(httpPort), done: make(chan struct{})}
+	a.cmd = exec.Command(bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(httpPort), "-hcl", hcl, "-log-level", "warn")
+	a.cmd.Stdout, a.cmd.Stderr = io.Discard, io.Discard
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("start consul: %v", err)
+	}
+	go func() { _ = a.cmd.Wait(); close(a.done) }()
+	t.Cleanup(a.kill)
+	c := consulAPI(t, a.addr)
+	waitFor(t, 30*time.Second, "private consul agent leader", func() bool {
+		leader, err := c.Status().Leader()
+		return err == nil && leader != ""
+	})
+	return a
+}
+
+func (a *privateConsul) kill() {
+	select {
+	case <-a.done:
+		return
+	default:
+	}
+	_ = a.cmd.Process.Kill()
+	<-a.done
+}
+
+// privateRedis is a redis-server of one test alone, so it can be stopped.
+type privateRedis struct {
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func startPrivateRedis(t testing.TB) *privateRedis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("HGP_INTEGRATION") == "require" {
+			t.Fatal("redis-server not installed")
+		}
+		t.Skip("redis-server not installed")
+	}
+	port := freePort(t)
+	r := &privateRedis{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
+	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir())
+	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("start redis-server: %v", err)
+	}
+	go func() { _ = r.cmd.Wait(); close(r.done) }()
+	t.Cleanup(r.kill)
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
+	defer rdb.Close()
+	waitFor(t, 10*time.Second, "private redis", func() bool { return rdb.Ping(context.Background()).Err() == nil })
+	return r
+}
+
+func (r *privateRedis) kill() {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.done
+}
