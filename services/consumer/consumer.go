@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/backoff"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 )
 
@@ -210,7 +211,7 @@ func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []k
 	if len(events) == 0 {
 		return sink.Result{}, nil
 	}
-	b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 	for {
 		res, err := c.sink.Apply(ctx, events)
 		if err == nil {
@@ -225,7 +226,7 @@ func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []k
 		}
 		c.m.errors.WithLabelValues("apply").Inc()
 		c.logger.Warn("applying batch failed; retrying", "err", err, "events", len(events))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return res, ctx.Err()
 		}
 	}
@@ -234,7 +235,7 @@ func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []k
 func (c *Consumer) applyEach(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, bad *[]poison) (sink.Result, error) {
 	var total sink.Result
 	for i, ev := range events {
-		b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+		b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 		for {
 			res, err := c.sink.Apply(ctx, []*eventsv1.Event{ev})
 			if err == nil {
@@ -251,7 +252,7 @@ func (c *Consumer) applyEach(ctx context.Context, events []*eventsv1.Event, msgs
 				break
 			}
 			c.m.errors.WithLabelValues("apply").Inc()
-			if !b.wait(ctx) {
+			if !b.Wait(ctx) {
 				return total, ctx.Err()
 			}
 		}
@@ -275,7 +276,7 @@ func (c *Consumer) deadLetter(ctx context.Context, bad []poison) error {
 		out = append(out, kafka.Message{Key: p.msg.Key, Value: p.msg.Value, Headers: headers})
 		c.logger.Warn("message dead-lettered", "topic", p.msg.Topic, "partition", p.msg.Partition, "offset", p.msg.Offset, "reason", p.reason)
 	}
-	b := newBackoff(c.o.backoffMin, c.o.backoffMax)
+	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 	for {
 		err := c.dlq.WriteMessages(ctx, out...)
 		if err == nil {
@@ -287,7 +288,7 @@ func (c *Consumer) deadLetter(ctx context.Context, bad []poison) error {
 		}
 		c.m.errors.WithLabelValues("dead_letter").Inc()
 		c.logger.Warn("writing dead letters failed; retrying", "err", err)
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return ctx.Err()
 		}
 	}
@@ -312,21 +313,4 @@ func Decode(value []byte) (*eventsv1.Event, error) {
 		return nil, err
 	}
 	return ev, nil
-}
-
-type backoff struct{ cur, max time.Duration }
-
-func newBackoff(min, max time.Duration) *backoff { return &backoff{cur: min, max: max} }
-
-// wait sleeps for the current delay and doubles it; false when ctx ended.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
-	b.cur = min(b.cur*2, b.max)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

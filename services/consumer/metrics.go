@@ -1,9 +1,9 @@
 package consumer
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	platformmetrics "github.com/highgopress/highgopress/platform/metrics"
 )
 
 type metrics struct {
@@ -47,23 +47,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.events = register(reg, m.events)
-	m.deadLetters = register(reg, m.deadLetters)
-	m.batchSize = register(reg, m.batchSize)
-	m.batchTime = register(reg, m.batchTime)
-	m.lag = register(reg, m.lag)
-	m.errors = register(reg, m.errors)
+	m.events = platformmetrics.Register(reg, m.events)
+	m.deadLetters = platformmetrics.Register(reg, m.deadLetters)
+	m.batchSize = platformmetrics.Register(reg, m.batchSize)
+	m.batchTime = platformmetrics.Register(reg, m.batchTime)
+	m.lag = platformmetrics.Register(reg, m.lag)
+	m.errors = platformmetrics.Register(reg, m.errors)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -1,9 +1,9 @@
 package reconcile
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	platformmetrics "github.com/highgopress/highgopress/platform/metrics"
 )
 
 type metrics struct {
@@ -35,21 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.fields = register(reg, m.fields)
-	m.abs = register(reg, m.abs)
-	m.repaired = register(reg, m.repaired)
-	m.runs = register(reg, m.runs)
+	m.fields = platformmetrics.Register(reg, m.fields)
+	m.abs = platformmetrics.Register(reg, m.abs)
+	m.repaired = platformmetrics.Register(reg, m.repaired)
+	m.runs = platformmetrics.Register(reg, m.runs)
 	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

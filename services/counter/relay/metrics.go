@@ -1,9 +1,9 @@
 package relay
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	platformmetrics "github.com/highgopress/highgopress/platform/metrics"
 )
 
 type metrics struct {
@@ -47,25 +47,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.depth = register(reg, m.depth)
-	m.latency = register(reg, m.latency)
-	m.writeTime = register(reg, m.writeTime)
-	m.relayed = register(reg, m.relayed)
-	m.deadLetters = register(reg, m.deadLetters)
-	m.errors = register(reg, m.errors)
+	m.depth = platformmetrics.Register(reg, m.depth)
+	m.latency = platformmetrics.Register(reg, m.latency)
+	m.writeTime = platformmetrics.Register(reg, m.writeTime)
+	m.relayed = platformmetrics.Register(reg, m.relayed)
+	m.deadLetters = platformmetrics.Register(reg, m.deadLetters)
+	m.errors = platformmetrics.Register(reg, m.errors)
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// the same name (several relays in one process share their metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -24,6 +24,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/highgopress/highgopress/platform/backoff"
 )
 
 // Defaults of the outbox contract.
@@ -100,11 +102,11 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		r.fail("group", err)
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return nil
 		}
 	}
-	b.reset()
+	b.Reset()
 	ownPending := true // first re-read what this consumer name left pending
 	var lastClaim time.Time
 	for ctx.Err() == nil {
@@ -136,12 +138,12 @@ func (r *Relay) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !b.wait(ctx) {
+			if !b.Wait(ctx) {
 				return nil
 			}
 			continue
 		}
-		b.reset()
+		b.Reset()
 	}
 	return nil
 }
@@ -254,7 +256,7 @@ func (r *Relay) process(ctx context.Context, entries []redis.XMessage) error {
 			return ctx.Err() // entries stay pending; the next start relays them again
 		}
 		r.fail("kafka_write", err)
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return ctx.Err()
 		}
 	}
@@ -336,25 +338,4 @@ func (r *Relay) fail(op string, err error) {
 	r.logger.Warn("relay operation failed; retrying", "op", op, "err", err)
 }
 
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (r *Relay) newBackoff() *backoff {
-	return &backoff{min: r.o.backoffMin, max: r.o.backoffMax, cur: r.o.backoffMin}
-}
-
-func (b *backoff) reset() { b.cur = b.min }
-
-// wait sleeps for the current delay and doubles it; false when ctx ended.
-func (b *backoff) wait(ctx context.Context) bool {
-	t := time.NewTimer(b.cur)
-	defer t.Stop()
-	b.cur = min(b.cur*2, b.max)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func (r *Relay) newBackoff() *backoff.Backoff { return backoff.New(r.o.backoffMin, r.o.backoffMax) }
