@@ -2,6 +2,7 @@ package counter_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -262,7 +263,7 @@ func TestConcurrentLikes(t *testing.T) {
 				}
 			}
 			close(tasks)
-			wg.Wait()
+			waitGroup(t, &wg, "the likes")
 			select {
 			case err := <-errs:
 				t.Fatal(err)
@@ -337,7 +338,7 @@ func TestConcurrentLikes(t *testing.T) {
 					}()
 				}
 			}
-			loops.Wait()
+			waitGroup(t, &loops, "the like/unlike loops")
 			close(loopErrs)
 			for err := range loopErrs {
 				t.Fatal(err)
@@ -350,11 +351,6 @@ func TestConcurrentLikes(t *testing.T) {
 			})
 			if n := e.outboxLen(t); n != int64(users*items+ops) {
 				t.Fatalf("outbox has %d entries; want %d", n, users*items+ops)
-			}
-			if batching {
-				if pipelines, commands := e.c.Store().Stats(); pipelines >= commands {
-					t.Logf("batching on: %d pipelines for %d commands", pipelines, commands)
-				}
 			}
 		})
 	}
@@ -408,7 +404,7 @@ func TestIncrementIsIdempotent(t *testing.T) {
 					}()
 				}
 			}
-			wg.Wait()
+			waitGroup(t, &wg, "the increments")
 			close(vals)
 			close(errs)
 			for err := range errs {
@@ -469,7 +465,7 @@ func TestFollowCounts(t *testing.T) {
 			}()
 		}
 	}
-	wg.Wait()
+	waitGroup(t, &wg, "the follows")
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -653,10 +649,12 @@ func newOtherSigner(t *testing.T) *identity.Signer {
 	return s
 }
 
-// hgetallCounter counts HGETALL commands per key.
+// hgetallCounter counts HGETALL commands per key and, while hold is open,
+// holds every command list carrying one (the first fetch of a read).
 type hgetallCounter struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu   sync.Mutex
+	n    map[string]int
+	hold <-chan struct{} // nil: never hold
 }
 
 func (h *hgetallCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -674,18 +672,24 @@ func (h *hgetallCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) red
 }
 func (h *hgetallCounter) count(cmds []redis.Cmder) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	found := false
 	for _, c := range cmds {
 		if c.Name() == "hgetall" {
 			h.n[fmt.Sprint(c.Args()[1])]++
+			found = true
 		}
+	}
+	h.mu.Unlock()
+	if found && h.hold != nil {
+		<-h.hold
 	}
 }
 func (h *hgetallCounter) get(key string) int { h.mu.Lock(); defer h.mu.Unlock(); return h.n[key] }
 
 func TestReadCache(t *testing.T) {
 	e := newEnv(t, counter.WithCacheTTL(time.Minute))
-	hook := &hgetallCounter{n: map[string]int{}}
+	hold, release := releaser(t)
+	hook := &hgetallCounter{n: map[string]int{}, hold: hold}
 	e.rdb.AddHook(hook)
 	cs := e.counters(rpctest.Protocols[1])
 	item := ref("articles", "hot")
@@ -699,14 +703,34 @@ func TestReadCache(t *testing.T) {
 		return res.Msg.Counts[0]
 	}
 
-	// Concurrent misses of one key reach Redis once.
+	// Concurrent misses of one key reach Redis once: the first read's
+	// HGETALL is held until every other read waits for it (without the
+	// single-flight they would send HGETALLs of their own and never wait).
 	const readers = 50
 	var wg sync.WaitGroup
+	errs := make(chan error, readers)
 	for range readers {
 		wg.Add(1)
-		go func() { defer wg.Done(); get("") }()
+		go func() {
+			defer wg.Done()
+			res, err := cs.GetCounts(bg, as(e, "", &counterv1.GetCountsRequest{Items: []*counterv1.ItemRef{item}}))
+			if err == nil && res.Msg.Counts[0].Likes != 0 {
+				err = fmt.Errorf("likes = %d; want 0", res.Msg.Counts[0].Likes)
+			}
+			errs <- err
+		}()
 	}
-	wg.Wait()
+	waitFor(t, "one HGETALL held and the other readers waiting for it", func() bool {
+		return hook.get(key) == 1 && e.c.App().CacheStats().Waiting == readers-1
+	})
+	release()
+	waitGroup(t, &wg, "the readers")
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if n := hook.get(key); n != 1 {
 		t.Fatalf("%d concurrent reads of one key sent %d HGETALLs; want 1", readers, n)
 	}
@@ -775,9 +799,12 @@ func TestBuild(t *testing.T) {
 	}{
 		"missing secret": {with("HGP_IDENTITY_SECRET", ""), []string{"HGP_IDENTITY_SECRET", "required"}},
 		"short secret":   {with("HGP_IDENTITY_SECRET", "short"), []string{"HGP_IDENTITY_SECRET", "at least 32"}},
-		"bad values": {with("HGP_COUNTER_BATCHING", "maybe", "HGP_COUNTER_WORKERS", "0", "HGP_COUNTER_CACHE_TTL", "soon", "HGP_MAX_MESSAGE_BYTES", "x"),
-			[]string{"HGP_COUNTER_BATCHING", "HGP_COUNTER_WORKERS", "HGP_COUNTER_CACHE_TTL", "HGP_MAX_MESSAGE_BYTES"}},
-		"redis down": {with(), []string{"HGP_REDIS_ADDR", "127.0.0.1:1", "PING"}},
+		"bad values": {with("HGP_COUNTER_BATCHING", "maybe", "HGP_COUNTER_WORKERS", "0", "HGP_COUNTER_CACHE_TTL", "soon", "HGP_MAX_MESSAGE_BYTES", "x",
+			"HGP_COUNTER_MAX_METRICS", "0", "HGP_COUNTER_OUTBOX_MAXLEN", "-1", "HGP_COUNTER_REQUIRE_NOEVICTION", "perhaps"),
+			[]string{"HGP_COUNTER_BATCHING", "HGP_COUNTER_WORKERS", "HGP_COUNTER_CACHE_TTL", "HGP_MAX_MESSAGE_BYTES",
+				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION"}},
+		"too many metrics allowed": {with("HGP_COUNTER_MAX_METRICS", "257"), []string{"HGP_COUNTER_MAX_METRICS"}},
+		"redis down":               {with(), []string{"HGP_REDIS_ADDR", "127.0.0.1:1", "PING"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			comp, err := counter.Build(bg, logging.Discard(), tc.cfg)
@@ -816,4 +843,98 @@ func TestBuild(t *testing.T) {
 		_, err = e.counters(rpctest.Protocols[2]).Like(bg, as(e, "u2", &counterv1.LikeRequest{Item: ref("a", "b")}))
 		wantCode(t, "Like after Close", err, connect.CodeUnavailable, "")
 	})
+}
+
+// TestReadHonoursDeadline: a read whose caller's deadline passes while Redis
+// is slow returns DeadlineExceeded at once, although it leads the fetch;
+// the fetch goes on for a reader that joined it, and its result is cached.
+func TestReadHonoursDeadline(t *testing.T) {
+	for _, batching := range []bool{true, false} {
+		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
+			e := newEnv(t, counter.WithBatching(batching), counter.WithCacheTTL(time.Minute))
+			hold, release := releaser(t)
+			hook := &hgetallCounter{n: map[string]int{}, hold: hold}
+			e.rdb.AddHook(hook)
+			items := []domain.ItemRef{{Namespace: "articles", ID: "slow"}}
+			key := redisstore.CountsKey(items[0])
+			if err := e.rdb.HSet(bg, key, "likes", 3).Err(); err != nil {
+				t.Fatal(err)
+			}
+
+			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+			defer cancel()
+			leader := make(chan error, 1)
+			go func() {
+				_, err := e.c.App().GetCounts(ctx, "", items)
+				leader <- err
+			}()
+			waitFor(t, "the HGETALL to be held", func() bool { return hook.get(key) == 1 })
+			follower := make(chan []domain.ItemView, 1)
+			go func() {
+				v, _ := e.c.App().GetCounts(bg, "", items)
+				follower <- v
+			}()
+			// Redis has not answered (the HGETALL is held): the caller must
+			// still get its deadline.
+			if err := recv(t, leader, "the read with a deadline"); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("GetCounts with a passed deadline = %v; want DeadlineExceeded", err)
+			}
+			waitFor(t, "the second reader to join", func() bool { return e.c.App().CacheStats().Waiting == 1 })
+			release()
+			if v := recv(t, follower, "the joined read"); len(v) != 1 || v[0].Counts.Likes != 3 {
+				t.Fatalf("joined read = %+v; want likes 3", v)
+			}
+			if v, err := e.c.App().GetCounts(bg, "", items); err != nil || v[0].Counts.Likes != 3 || hook.get(key) != 1 {
+				t.Fatalf("cached read = %+v, %v after %d HGETALLs; want likes 3 from the one fetch", v, err, hook.get(key))
+			}
+		})
+	}
+}
+
+// TestMetricsPerItemCap: an item has at most WithMaxMetrics metrics besides
+// likes; one more is refused with ResourceExhausted and changes nothing.
+func TestMetricsPerItemCap(t *testing.T) {
+	const maxMetrics = 3
+	e := newEnv(t, counter.WithMaxMetrics(maxMetrics))
+	item := ref("videos", "full")
+	it := domain.ItemRef{Namespace: "videos", ID: "full"}
+	incr := func(p rpctest.Protocol, metric, key string) (int64, error) {
+		res, err := e.counters(p).Increment(bg, as(e, "u1", &counterv1.IncrementRequest{
+			Item: item, Metric: metric, Delta: 1, IdempotencyKey: key,
+		}))
+		if err != nil {
+			return 0, err
+		}
+		return res.Msg.Value, nil
+	}
+	// likes is not a metric: it does not count against the cap.
+	if _, err := e.counters(rpctest.Protocols[0]).Like(bg, as(e, "u1", &counterv1.LikeRequest{Item: item})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxMetrics {
+		if v, err := incr(rpctest.Protocols[0], fmt.Sprint("m", i), fmt.Sprint("key-m", i, "-0000")); err != nil || v != 1 {
+			t.Fatalf("metric %d = %d, %v", i, v, err)
+		}
+	}
+	hashBefore, _ := e.rdb.HGetAll(bg, redisstore.CountsKey(it)).Result()
+	outboxBefore := e.outboxLen(t)
+	for _, p := range rpctest.Protocols {
+		key := "key-over-" + p.Name
+		_, err := incr(p, "one_too_many", key)
+		wantCode(t, p.Name+": a metric over the cap", err, connect.CodeResourceExhausted, "already has 3 metrics")
+		if n, _ := e.rdb.Exists(bg, redisstore.IdempotencyKey("u1", key)).Result(); n != 0 {
+			t.Fatalf("%s: a refused Increment kept an idempotency record", p.Name)
+		}
+		// Metrics the item has still count.
+		if v, err := incr(p, "m0", "key-m0-"+p.Name); err != nil || v < 2 {
+			t.Fatalf("%s: existing metric = %d, %v", p.Name, v, err)
+		}
+	}
+	hashAfter, _ := e.rdb.HGetAll(bg, redisstore.CountsKey(it)).Result()
+	if _, ok := hashAfter["one_too_many"]; ok || len(hashAfter) != len(hashBefore) {
+		t.Fatalf("counts after refused metrics = %v; before %v", hashAfter, hashBefore)
+	}
+	if n := e.outboxLen(t); n != outboxBefore+int64(len(rpctest.Protocols)) {
+		t.Fatalf("outbox grew by %d; want %d (only the increments of m0)", n-outboxBefore, len(rpctest.Protocols))
+	}
 }

@@ -2,15 +2,20 @@ package counter_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/redis/go-redis/v9"
 
 	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
@@ -46,7 +51,7 @@ func newSigner(t testing.TB) *identity.Signer {
 // realRedis returns a client of the test database, flushed.
 func realRedis(t testing.TB) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: testDB, PoolSize: 64})
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: testDB, PoolSize: 64, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatalf("FLUSHDB: %v", err)
@@ -67,8 +72,9 @@ func newEnv(t testing.TB, opts ...counter.Option) *env {
 	return &env{rdb: rdb, c: c, url: url, http: client, signer: signer}
 }
 
-func (e *env) counters(p rpctest.Protocol) counterv1connect.CounterServiceClient {
-	return counterv1connect.NewCounterServiceClient(e.http, e.url, p.Opts...)
+// counters returns a CounterService client over p, with extra options.
+func (e *env) counters(p rpctest.Protocol, opts ...connect.ClientOption) counterv1connect.CounterServiceClient {
+	return counterv1connect.NewCounterServiceClient(e.http, e.url, append(slices.Clone(p.Opts), opts...)...)
 }
 
 func (e *env) follows(p rpctest.Protocol) counterv1connect.FollowServiceClient {
@@ -124,4 +130,67 @@ func wantCode(t testing.TB, what string, err error, code connect.Code, msg strin
 	if msg != "" && !strings.Contains(err.Error(), msg) {
 		t.Fatalf("%s: message %q does not contain %q", what, err.Error(), msg)
 	}
+}
+
+// waitTimeout bounds every wait in these tests, so a hang fails the test
+// that caused it.
+const waitTimeout = 60 * time.Second
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitGroup waits for wg or fails the test at the deadline.
+func waitGroup(t testing.TB, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	recv(t, done, what)
+}
+
+// recv receives from ch or fails the test at the deadline.
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// releaser returns a channel to block on and a function closing it once;
+// it is closed when the test ends at the latest (before earlier cleanups
+// such as closing the service, which waits for blocked work).
+func releaser(t testing.TB) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(release)
+	return ch, release
+}
+
+// configFor is the configuration of a counter on the test database of the
+// real Redis, listening on any loopback port, with kv overriding it.
+func configFor(t testing.TB, kv ...string) *config.Reader {
+	t.Helper()
+	m := map[string]string{
+		"HGP_IDENTITY_SECRET": secret,
+		"HGP_REDIS_ADDR":      testenv.RedisAddr(t),
+		"HGP_REDIS_DB":        fmt.Sprint(testDB),
+		"HGP_COUNTER_ADDR":    "127.0.0.1:0",
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return config.FromMap(m)
 }

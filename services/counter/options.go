@@ -17,11 +17,21 @@ type options struct {
 	cacheTTL        time.Duration
 	maxMessageBytes int
 	idempotencyTTL  time.Duration
+	maxMetrics      int
+	outboxMaxLen    int64
+	// requireNoEviction makes Prepare fail unless Redis's
+	// maxmemory-policy is noeviction.
+	requireNoEviction bool
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
 // decompression).
 const DefaultMaxMessageBytes = 256 << 10
+
+// SendMaxBytes bounds every response message. The largest legitimate one, a
+// GetCounts of 500 items with the most metrics allowed (256) in JSON, is
+// about 8 MiB.
+const SendMaxBytes = 16 << 20
 
 func defaultOptions() options {
 	return options{
@@ -31,6 +41,7 @@ func defaultOptions() options {
 		cacheTTL:        app.DefaultCacheTTL,
 		maxMessageBytes: DefaultMaxMessageBytes,
 		idempotencyTTL:  redisstore.DefaultIdempotencyTTL,
+		maxMetrics:      redisstore.DefaultMaxMetrics,
 	}
 }
 
@@ -50,11 +61,39 @@ func WithBatchMax(n int) Option { return func(o *options) { o.batchMax = n } }
 // (HGP_COUNTER_CACHE_TTL, default 100ms; 0 disables the cache).
 func WithCacheTTL(d time.Duration) Option { return func(o *options) { o.cacheTTL = d } }
 
-// WithMaxMessageBytes sets the largest accepted request message
-// (HGP_MAX_MESSAGE_BYTES, default 256 KiB); larger ones fail with
-// ResourceExhausted before being decoded.
-func WithMaxMessageBytes(n int) Option { return func(o *options) { o.maxMessageBytes = n } }
+// WithMaxMessageBytes sets the largest accepted request message after
+// decompression (HGP_MAX_MESSAGE_BYTES, default 256 KiB; values < 1 are
+// ignored). Larger ones fail with ResourceExhausted before being decoded;
+// a gzip-compressed one is inflated by at most n+1 bytes before that.
+func WithMaxMessageBytes(n int) Option {
+	return func(o *options) {
+		if n >= 1 {
+			o.maxMessageBytes = n
+		}
+	}
+}
 
 // WithIdempotencyTTL sets how long Increment idempotency records live
 // (default 24h).
 func WithIdempotencyTTL(d time.Duration) Option { return func(o *options) { o.idempotencyTTL = d } }
+
+// MaxMetricsLimit is the largest value HGP_COUNTER_MAX_METRICS accepts; it
+// keeps the largest response (see SendMaxBytes) bounded.
+const MaxMetricsLimit = 256
+
+// WithMaxMetrics sets the largest number of distinct metrics (besides
+// likes) one item may have (HGP_COUNTER_MAX_METRICS, default 32). An
+// Increment that would add one more fails with ResourceExhausted.
+func WithMaxMetrics(n int) Option { return func(o *options) { o.maxMetrics = n } }
+
+// WithOutboxMaxLen makes every write trim the outbox stream to about n
+// entries (XADD MAXLEN ~ n; HGP_COUNTER_OUTBOX_MAXLEN). The default 0 never
+// trims: entries trimmed before the relay moved them to Kafka are lost
+// downstream. Only for deployments where nothing relays the outbox (the
+// standalone mode until it embeds Kafka).
+func WithOutboxMaxLen(n int64) Option { return func(o *options) { o.outboxMaxLen = n } }
+
+// WithRequireNoEviction makes Prepare fail when Redis's maxmemory-policy is
+// not noeviction (HGP_COUNTER_REQUIRE_NOEVICTION, default false: Prepare
+// only logs a warning).
+func WithRequireNoEviction(on bool) Option { return func(o *options) { o.requireNoEviction = on } }

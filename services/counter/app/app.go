@@ -19,7 +19,9 @@ type Store interface {
 	SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error)
 	// Increment applies in once per (user, idempotency key) and returns the
 	// value after the first application; a key reused with other
-	// parameters fails with domain.ErrIdempotencyConflict.
+	// parameters fails with domain.ErrIdempotencyConflict; a metric the
+	// item does not have yet fails with domain.ErrTooManyMetrics when the
+	// item already has the most metrics allowed.
 	Increment(ctx context.Context, user string, in domain.Increment) (int64, error)
 	// SetFollow makes user follow (follow=true) or unfollow target.
 	SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error)
@@ -52,6 +54,25 @@ func New(logger *slog.Logger, store Store, opts ...Option) *Service {
 		store:  store,
 		items:  cache.New[domain.ItemCounts](o.cacheTTL, o.cacheEntries),
 		users:  cache.New[domain.UserCounts](o.cacheTTL, o.cacheEntries),
+	}
+}
+
+// CacheStats describes the read caches at one moment.
+type CacheStats struct {
+	// Items and Users are the numbers of cached entries (fresh or not yet
+	// swept).
+	Items, Users int
+	// Waiting is the number of reads now waiting for a Redis fetch that
+	// another read leads (the single-flight at work).
+	Waiting int
+}
+
+// CacheStats returns the state of the read caches.
+func (s *Service) CacheStats() CacheStats {
+	return CacheStats{
+		Items:   s.items.Len(),
+		Users:   s.users.Len(),
+		Waiting: s.items.Waiting() + s.users.Waiting(),
 	}
 }
 

@@ -12,7 +12,9 @@ package cache
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +31,8 @@ type Cache[V any] struct {
 	ttl        time.Duration
 	maxEntries int
 	now        func() time.Time // time.Now; replaced in tests
+
+	waiting atomic.Int64 // callers waiting for a fetch led by another caller
 
 	mu        sync.Mutex
 	entries   map[string]entry[V]
@@ -71,7 +75,10 @@ func (c *Cache[V]) Enabled() bool { return c.ttl > 0 }
 
 // Get returns the values of keys in order. Fresh cached values are returned
 // as they are; keys another caller is already fetching are waited for; all
-// other keys are loaded with one call of fetch, and cached.
+// other keys are loaded with one call of fetch, and cached. Get returns
+// ctx.Err() as soon as ctx ends, also while a fetch it started is running:
+// that fetch goes on (with ctx's values but not its cancellation) for the
+// other callers waiting for it, and its result is still cached.
 func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) ([]V, error) {
 	out := make([]V, len(keys))
 	if !c.Enabled() {
@@ -93,6 +100,7 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 		waitIdx []int // indexes filled from a flight (ours or another caller's)
 		waitFl  []*flight[V]
 		mine    map[string]*flight[V]
+		joined  bool // waits for a fetch another caller leads
 		now     = c.now()
 	)
 	c.mu.Lock()
@@ -102,6 +110,9 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 			continue
 		}
 		if f, ok := c.flights[k]; ok {
+			if mine[k] != f {
+				joined = true
+			}
 			waitIdx, waitFl = append(waitIdx, i), append(waitFl, f)
 			continue
 		}
@@ -122,9 +133,14 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 
 	if len(lead) > 0 {
 		// The fetch serves other callers too, so it must not be cut short
-		// by this caller's cancellation; the store's own timeouts bound it.
-		vals, err := fetch(context.WithoutCancel(ctx), lead)
-		c.complete(keys, lead, leadFl, vals, err)
+		// by this caller's cancellation: it runs on its own goroutine, and
+		// this caller waits for it like any other, until its own ctx ends.
+		// The store's own timeouts bound the fetch.
+		go c.lead(context.WithoutCancel(ctx), keys, lead, leadFl, fetch)
+	}
+	if joined {
+		c.waiting.Add(1)
+		defer c.waiting.Add(-1)
 	}
 	for j, f := range waitFl {
 		select {
@@ -139,6 +155,29 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 	}
 	return out, nil
 }
+
+// lead runs a fetch for the keys keys[lead[j]] and publishes its results to
+// their flights. A panicking fetch fails the flights instead of leaving
+// their waiters stranded (and does not take the process down: it runs
+// outside the request's goroutine, where net/http would have recovered it).
+func (c *Cache[V]) lead(ctx context.Context, keys []string, lead []int, fls []*flight[V], fetch FetchFunc[V]) {
+	var (
+		vals []V
+		err  error = errFetchPanicked
+	)
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errFetchPanicked, r)
+		}
+		c.complete(keys, lead, fls, vals, err)
+	}()
+	vals, err = fetch(ctx, lead)
+}
+
+// Waiting returns the number of callers now waiting for a fetch another
+// caller leads (a measure of how much the single-flight saves; tests use
+// it to know that callers have joined a fetch).
+func (c *Cache[V]) Waiting() int { return int(c.waiting.Load()) }
 
 // complete publishes the results of a fetch to waiting callers and the cache.
 func (c *Cache[V]) complete(keys []string, lead []int, fls []*flight[V], vals []V, err error) {
@@ -208,4 +247,7 @@ type cacheError string
 
 func (e cacheError) Error() string { return string(e) }
 
-const errShortFetch = cacheError("cache: fetch returned a wrong number of values")
+const (
+	errShortFetch    = cacheError("cache: fetch returned a wrong number of values")
+	errFetchPanicked = cacheError("cache: fetch panicked")
+)

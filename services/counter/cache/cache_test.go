@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -119,11 +120,15 @@ func TestDisabledFetchesEverything(t *testing.T) {
 }
 
 // blockingFetch returns a fetch that signals when it starts and waits for
-// release before answering v for every index.
+// release before answering v for every index. started must have room for
+// every call the test expects (a fetch never blocks on it).
 func blockingFetch(started chan<- struct{}, release <-chan struct{}, v int, calls *atomic.Int32) FetchFunc[int] {
 	return func(_ context.Context, idx []int) ([]int, error) {
 		calls.Add(1)
-		started <- struct{}{}
+		select {
+		case started <- struct{}{}:
+		default:
+		}
 		<-release
 		out := make([]int, len(idx))
 		for i := range out {
@@ -133,10 +138,14 @@ func blockingFetch(started chan<- struct{}, release <-chan struct{}, v int, call
 	}
 }
 
-// waitFor polls cond until it holds or a deadline passes.
+// waitTimeout bounds every wait in these tests: a broken cache fails a
+// test instead of hanging it.
+const waitTimeout = 30 * time.Second
+
+// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not reached before the deadline")
@@ -145,45 +154,136 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// recv receives from ch or fails the test at the deadline.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// release returns a channel that blocking fetches wait on, closed when the
+// test ends at the latest, so no fetch outlives it.
+func release(t *testing.T) (ch chan struct{}, closeOnce func()) {
+	ch = make(chan struct{})
+	var once sync.Once
+	closeOnce = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(closeOnce)
+	return ch, closeOnce
+}
+
 func TestConcurrentMissesFetchOnce(t *testing.T) {
 	c, _ := newTestCache(time.Hour)
 	var calls atomic.Int32
 	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	fetch := blockingFetch(started, release, 7, &calls)
+	rel, releaseAll := release(t)
+	fetch := blockingFetch(started, rel, 7, &calls)
 
 	const n = 20
-	results := make(chan int, n)
-	errs := make(chan error, n)
-	var joined atomic.Int32
+	type result struct {
+		v   []int
+		err error
+	}
+	results := make(chan result, n)
 	for range n {
 		go func() {
-			joined.Add(1)
 			v, err := c.Get(context.Background(), []string{"hot"}, fetch)
-			if err != nil {
-				errs <- err
-				return
-			}
-			results <- v[0]
+			results <- result{v, err}
 		}()
 	}
-	<-started // one leader is fetching
-	waitFor(t, func() bool { return joined.Load() == n })
-	// Every other caller either waits on the flight or has not looked yet;
-	// either way none may start a second fetch while the first runs.
-	close(release)
+	recv(t, started, "the first fetch")
+	// Hold the first fetch until every other caller waits for it: without
+	// the single-flight they would start fetches of their own and never
+	// be counted as waiting.
+	waitFor(t, func() bool { return c.Waiting() == n-1 })
+	releaseAll()
 	for range n {
-		select {
-		case v := <-results:
-			if v != 7 {
-				t.Fatalf("got %d; want 7", v)
-			}
-		case err := <-errs:
-			t.Fatal(err)
+		r := recv(t, results, "a Get")
+		if r.err != nil || !equal(r.v, []int{7}) {
+			t.Fatalf("Get = %v, %v; want [7]", r.v, r.err)
 		}
 	}
 	if calls.Load() != 1 {
 		t.Fatalf("%d fetches for one hot key; want 1", calls.Load())
+	}
+	if c.Waiting() != 0 {
+		t.Fatalf("Waiting = %d after every Get returned", c.Waiting())
+	}
+}
+
+// TestLeaderHonoursItsContext: the caller that starts a fetch returns when
+// its own context ends, while the fetch it started goes on for the others
+// and is still cached.
+func TestLeaderHonoursItsContext(t *testing.T) {
+	for _, how := range []string{"cancel", "deadline"} {
+		t.Run(how, func(t *testing.T) {
+			c, _ := newTestCache(time.Hour)
+			var calls atomic.Int32
+			started := make(chan struct{}, 1)
+			rel, releaseAll := release(t)
+			fetch := blockingFetch(started, rel, 5, &calls)
+
+			var (
+				ctx    context.Context
+				cancel context.CancelFunc
+				want   error
+			)
+			if how == "cancel" {
+				ctx, cancel = context.WithCancel(context.Background())
+				want = context.Canceled
+			} else {
+				ctx, cancel = context.WithTimeout(context.Background(), 20*time.Millisecond)
+				want = context.DeadlineExceeded
+			}
+			defer cancel()
+			leader := make(chan error, 1)
+			go func() {
+				_, err := c.Get(ctx, []string{"k"}, fetch)
+				leader <- err
+			}()
+			recv(t, started, "the fetch")
+			// A second caller joins the same fetch.
+			follower := make(chan []int, 1)
+			go func() {
+				v, _ := c.Get(context.Background(), []string{"k"}, fetch)
+				follower <- v
+			}()
+			waitFor(t, func() bool { return c.Waiting() == 1 })
+			if how == "cancel" {
+				cancel()
+			}
+			// The fetch is still blocked: the leader must not wait for it.
+			if err := recv(t, leader, "the leader to give up"); !errors.Is(err, want) {
+				t.Fatalf("leader's Get = %v; want %v", err, want)
+			}
+			releaseAll()
+			if v := recv(t, follower, "the follower"); !equal(v, []int{5}) {
+				t.Fatalf("follower got %v; want [5] from the leader's fetch", v)
+			}
+			s := newStore()
+			if got := get(t, c, s, "k"); !equal(got, []int{5}) || s.calls != 0 || calls.Load() != 1 {
+				t.Fatalf("after the abandoned fetch: %v with %d+%d fetches; want cached [5] from one fetch", got, calls.Load(), s.calls)
+			}
+		})
+	}
+}
+
+func TestFetchPanicFailsItsFlights(t *testing.T) {
+	c, _ := newTestCache(time.Hour)
+	_, err := c.Get(context.Background(), []string{"k"}, func(context.Context, []int) ([]int, error) {
+		panic("boom")
+	})
+	if !errors.Is(err, errFetchPanicked) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Get with a panicking fetch = %v", err)
+	}
+	s := newStore()
+	s.set("k", 1)
+	if got := get(t, c, s, "k"); !equal(got, []int{1}) {
+		t.Fatalf("after a panicking fetch = %v; want [1]", got)
 	}
 }
 
@@ -191,13 +291,13 @@ func TestInvalidateDetachesFlight(t *testing.T) {
 	c, _ := newTestCache(time.Hour)
 	var calls atomic.Int32
 	started := make(chan struct{}, 1)
-	release := make(chan struct{})
+	rel, releaseAll := release(t)
 	done := make(chan []int, 1)
 	go func() {
-		v, _ := c.Get(context.Background(), []string{"k"}, blockingFetch(started, release, 1, &calls))
+		v, _ := c.Get(context.Background(), []string{"k"}, blockingFetch(started, rel, 1, &calls))
 		done <- v
 	}()
-	<-started
+	recv(t, started, "the fetch")
 	// A write lands while the read is in flight: the old value must not be
 	// cached, and a new reader must not join the stale fetch.
 	c.Invalidate("k")
@@ -206,8 +306,8 @@ func TestInvalidateDetachesFlight(t *testing.T) {
 	if got := get(t, c, s, "k"); !equal(got, []int{2}) {
 		t.Fatalf("read after invalidation = %v; want [2]", got)
 	}
-	close(release)
-	if v := <-done; !equal(v, []int{1}) {
+	releaseAll()
+	if v := recv(t, done, "the detached flight's caller"); !equal(v, []int{1}) {
 		t.Fatalf("detached flight returned %v to its caller; want [1]", v)
 	}
 	if got := get(t, c, s, "k"); !equal(got, []int{2}) {
@@ -236,10 +336,9 @@ func TestWaiterHonoursItsContext(t *testing.T) {
 	c, _ := newTestCache(time.Hour)
 	var calls atomic.Int32
 	started := make(chan struct{}, 1)
-	release := make(chan struct{})
-	defer close(release)
-	go func() { _, _ = c.Get(context.Background(), []string{"k"}, blockingFetch(started, release, 1, &calls)) }()
-	<-started
+	rel, _ := release(t)
+	go func() { _, _ = c.Get(context.Background(), []string{"k"}, blockingFetch(started, rel, 1, &calls)) }()
+	recv(t, started, "the fetch")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := c.Get(ctx, []string{"k"}, func(context.Context, []int) ([]int, error) {

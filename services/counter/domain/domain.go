@@ -100,6 +100,9 @@ var (
 	// ErrIdempotencyConflict reports an idempotency key reused with
 	// different parameters.
 	ErrIdempotencyConflict = errors.New("idempotency key was already used with different parameters")
+	// ErrTooManyMetrics reports an Increment that would add a metric to an
+	// item that already has the most metrics allowed; nothing was changed.
+	ErrTooManyMetrics = errors.New("too many metrics on one item")
 	// ErrUnavailable reports that the store cannot be reached; retrying later
 	// may succeed.
 	ErrUnavailable = errors.New("counter storage is unavailable")

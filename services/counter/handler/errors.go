@@ -20,6 +20,7 @@ const (
 //	domain.ErrInvalid, domain.ErrSelfFollow -> InvalidArgument
 //	domain.ErrUnauthenticated               -> Unauthenticated
 //	domain.ErrIdempotencyConflict           -> AlreadyExists
+//	domain.ErrTooManyMetrics                -> ResourceExhausted
 //	domain.ErrUnavailable                   -> Unavailable
 //	context.Canceled / DeadlineExceeded     -> Canceled / DeadlineExceeded
 //	anything else                           -> Internal
@@ -31,6 +32,8 @@ func Code(err error) connect.Code {
 		return connect.CodeUnauthenticated
 	case errors.Is(err, domain.ErrIdempotencyConflict):
 		return connect.CodeAlreadyExists
+	case errors.Is(err, domain.ErrTooManyMetrics):
+		return connect.CodeResourceExhausted
 	case errors.Is(err, domain.ErrUnavailable):
 		return connect.CodeUnavailable
 	case errors.Is(err, context.Canceled):
@@ -48,7 +51,7 @@ func (h *Handler) toConnect(ctx context.Context, procedure string, err error) er
 	code := Code(err)
 	switch code {
 	case connect.CodeInvalidArgument, connect.CodeUnauthenticated, connect.CodeAlreadyExists,
-		connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		connect.CodeResourceExhausted, connect.CodeCanceled, connect.CodeDeadlineExceeded:
 		return connect.NewError(code, err)
 	case connect.CodeUnavailable:
 		h.logger.WarnContext(ctx, "storage unavailable", "procedure", procedure, "err", err)

@@ -26,6 +26,7 @@ func TestErrorMapping(t *testing.T) {
 		{domain.ErrSelfFollow, connect.CodeInvalidArgument, "themselves", ""},
 		{domain.ErrUnauthenticated, connect.CodeUnauthenticated, "acting user", ""},
 		{domain.ErrIdempotencyConflict, connect.CodeAlreadyExists, "different parameters", ""},
+		{fmt.Errorf("%w: item a/b already has 32 metrics", domain.ErrTooManyMetrics), connect.CodeResourceExhausted, "already has 32 metrics", ""},
 		{fmt.Errorf("%w: %s", domain.ErrUnavailable, secret), connect.CodeUnavailable, "retry later", "10.1.2.3"},
 		{fmt.Errorf("redis: %s", "ERR Error running script (call to f_abc): WRONGTYPE"), connect.CodeInternal, "internal error", "WRONGTYPE"},
 		{context.Canceled, connect.CodeCanceled, "", ""},

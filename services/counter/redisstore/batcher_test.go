@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,12 +22,27 @@ type fakeClient struct {
 	batches [][]redis.Cmder
 	hold    chan struct{} // when set, every exec waits for a value
 	started chan int      // when set, receives each exec's size as it starts
+	// stop, closed when the test ends, releases every held exec, so that a
+	// failing test cannot leave workers blocked (and Close waiting for them).
+	stop chan struct{}
 }
 
 type fakePipe struct {
 	redis.Pipeliner
 	c    *fakeClient
 	cmds []redis.Cmder
+}
+
+// newHeldBatcher returns a batcher over a fakeClient whose pipelines wait
+// for the test. When the test ends the fake's holds are released first,
+// then the batcher is closed.
+func newHeldBatcher(t *testing.T, workers, max, queue int) (*fakeClient, *batcher) {
+	t.Helper()
+	f := &fakeClient{hold: make(chan struct{}), started: make(chan int, 64), stop: make(chan struct{})}
+	b := newBatcher(f, true, workers, max, queue)
+	t.Cleanup(b.Close)
+	t.Cleanup(func() { close(f.stop) }) // runs before b.Close
+	return f, b
 }
 
 func (f *fakeClient) Pipeline() redis.Pipeliner { return &fakePipe{c: f} }
@@ -42,10 +59,16 @@ func (p *fakePipe) Exec(context.Context) ([]redis.Cmder, error) { return p.cmds,
 
 func (f *fakeClient) exec(cmds []redis.Cmder) error {
 	if f.started != nil {
-		f.started <- len(cmds)
+		select {
+		case f.started <- len(cmds):
+		case <-f.stop:
+		}
 	}
 	if f.hold != nil {
-		<-f.hold
+		select {
+		case <-f.hold:
+		case <-f.stop:
+		}
 	}
 	f.mu.Lock()
 	f.batches = append(f.batches, cmds)
@@ -54,6 +77,16 @@ func (f *fakeClient) exec(cmds []redis.Cmder) error {
 		c.(*redis.StatusCmd).SetVal("OK")
 	}
 	return nil
+}
+
+// release lets one held pipeline finish, or fails the test at the deadline.
+func (f *fakeClient) release(t *testing.T) {
+	t.Helper()
+	select {
+	case f.hold <- struct{}{}:
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for a pipeline to release")
+	}
 }
 
 func (f *fakeClient) sizes() []int {
@@ -68,10 +101,14 @@ func (f *fakeClient) sizes() []int {
 
 func ok(ctx context.Context) *redis.StatusCmd { return redis.NewStatusCmd(ctx, "ping") }
 
-// waitFor polls cond until it holds or a deadline passes.
+// waitTimeout bounds every wait in these tests: a broken batcher fails a
+// test instead of hanging the run.
+const waitTimeout = 30 * time.Second
+
+// waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -80,10 +117,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// recv receives from ch or fails the test at the deadline.
+func recv[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// TestBatcherCoalesces: jobs queued while the only worker is busy go out
+// together, at most max commands per pipeline.
+//
+// It once hung for 14 minutes in a full run: any failure (a deadline of
+// waitFor under load, a wrong size) ran the deferred Close, which waited
+// for the worker, which waited forever on the fake's hold channel; and the
+// bare channel receives had no deadline either. Now every wait has a
+// deadline and the fake's holds are released before Close runs.
 func TestBatcherCoalesces(t *testing.T) {
-	f := &fakeClient{hold: make(chan struct{}), started: make(chan int, 16)}
-	b := newBatcher(f, true, 1, 4, 16)
-	defer b.Close()
+	f, b := newHeldBatcher(t, 1, 4, 16)
 
 	errs := make(chan error, 10)
 	cmds := make([]*redis.StatusCmd, 10)
@@ -91,7 +146,7 @@ func TestBatcherCoalesces(t *testing.T) {
 		cmds[i] = ok(context.Background())
 	}
 	go func() { errs <- b.Do(context.Background(), cmds[0]) }()
-	if n := <-f.started; n != 1 {
+	if n := recv(t, f.started, "the first pipeline"); n != 1 {
 		t.Fatalf("first pipeline carries %d commands; want 1", n)
 	}
 	// The only worker is busy: the next nine queue up.
@@ -99,13 +154,13 @@ func TestBatcherCoalesces(t *testing.T) {
 		go func() { errs <- b.Do(context.Background(), c) }()
 	}
 	waitFor(t, "nine queued jobs", func() bool { return len(b.jobs) == 9 })
-	for range 3 { // pipelines of 1, 4, 4 and 1 commands
-		f.hold <- struct{}{}
-		<-f.started
+	for i := range 3 { // pipelines of 1, 4, 4 and 1 commands
+		f.release(t)
+		recv(t, f.started, fmt.Sprintf("pipeline %d", i+2))
 	}
-	f.hold <- struct{}{}
+	f.release(t)
 	for range cmds {
-		if err := <-errs; err != nil {
+		if err := recv(t, errs, "a Do"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +169,7 @@ func TestBatcherCoalesces(t *testing.T) {
 			t.Fatalf("command %d has no reply", i)
 		}
 	}
-	if got := f.sizes(); len(got) != 4 || got[0] != 1 || got[1] != 4 || got[2] != 4 || got[3] != 1 {
+	if got := f.sizes(); !slices.Equal(got, []int{1, 4, 4, 1}) {
 		t.Fatalf("pipeline sizes %v; want [1 4 4 1]", got)
 	}
 	if batches, commands := b.Stats(); batches != 4 || commands != 10 {
@@ -123,9 +178,7 @@ func TestBatcherCoalesces(t *testing.T) {
 }
 
 func TestBatcherCallerGivesUp(t *testing.T) {
-	f := &fakeClient{hold: make(chan struct{}), started: make(chan int, 16)}
-	b := newBatcher(f, true, 1, 8, 16)
-	defer b.Close()
+	f, b := newHeldBatcher(t, 1, 8, 16)
 
 	// A caller whose context is already done never queues.
 	done, cancel := context.WithCancel(context.Background())
@@ -139,9 +192,9 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { first <- b.Do(ctx, ok(ctx)) }()
-	<-f.started
+	recv(t, f.started, "the first pipeline")
 	cancel()
-	if err := <-first; !errors.Is(err, context.Canceled) {
+	if err := recv(t, first, "the abandoned Do"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned Do = %v", err)
 	}
 	// A caller that gives up while queued is skipped by the worker.
@@ -150,25 +203,26 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 	go func() { queued <- b.Do(qctx, ok(qctx)) }()
 	waitFor(t, "queued job", func() bool { return len(b.jobs) == 1 })
 	qcancel()
-	if err := <-queued; !errors.Is(err, context.Canceled) {
+	if err := recv(t, queued, "the queued Do"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued Do = %v", err)
 	}
-	f.hold <- struct{}{} // finish the abandoned pipeline
+	f.release(t) // finish the abandoned pipeline
 
 	live := ok(context.Background())
 	res := make(chan error, 1)
 	go func() { res <- b.Do(context.Background(), live) }()
-	if n := <-f.started; n != 1 {
+	if n := recv(t, f.started, "the next pipeline"); n != 1 {
 		t.Fatalf("next pipeline carries %d commands; want only the live one", n)
 	}
-	f.hold <- struct{}{}
-	if err := <-res; err != nil || live.Val() != "OK" {
+	f.release(t)
+	if err := recv(t, res, "the live Do"); err != nil || live.Val() != "OK" {
 		t.Fatalf("live Do = %v, %q", err, live.Val())
 	}
 }
 
 func TestBatcherCloseDrains(t *testing.T) {
-	f := &fakeClient{hold: make(chan struct{}), started: make(chan int, 64)}
+	f := &fakeClient{hold: make(chan struct{}), started: make(chan int, 64), stop: make(chan struct{})}
+	t.Cleanup(func() { close(f.stop) })
 	b := newBatcher(f, true, 2, 4, 4)
 	const n = 20
 	var succeeded, refused atomic.Int32
@@ -192,7 +246,7 @@ func TestBatcherCloseDrains(t *testing.T) {
 			}
 		}()
 	}
-	<-f.started
+	recv(t, f.started, "the first pipeline")
 	closed := make(chan struct{})
 	go func() { b.Close(); close(closed) }()
 	go func() { // keep pipelines flowing until Close returns
@@ -204,12 +258,10 @@ func TestBatcherCloseDrains(t *testing.T) {
 			}
 		}
 	}()
-	select {
-	case <-closed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return")
-	}
-	wg.Wait()
+	recv(t, closed, "Close to return")
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	recv(t, done, "every Do to return")
 	if succeeded.Load()+refused.Load() != n {
 		t.Fatalf("%d succeeded + %d refused != %d", succeeded.Load(), refused.Load(), n)
 	}
@@ -228,8 +280,25 @@ func TestClassify(t *testing.T) {
 		{errClosed, true},
 		{redisErr("LOADING Redis is loading the dataset in memory"), true},
 		{redisErr("READONLY You can't write against a read only replica."), true},
+		// Replies of Redis 7.0, copied from a server: OOM under
+		// noeviction, for a command and for a write inside a script.
+		{redisErr("OOM command not allowed when used memory > 'maxmemory'."), true},
+		{redisErr("OOM command not allowed when used memory > 'maxmemory'. script: f4d24541261242fd1be161c98c2e7d1a6910a6dc, on @user_script:1."), true},
+		{redisErr("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."), true},
+		{redisErr("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."), true},
+		{redisErr("READONLY You can't write against a read only replica. script: 9d3f, on @user_script:3."), true},
+		{redisErr("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk."), true},
+		{redisErr("NOREPLICAS Not enough good replicas to write."), true},
+		{redisErr("ERR max number of clients reached"), true},
+		// Redis 6 wraps errors raised inside scripts.
+		{redisErr("ERR Error running script (call to f_4d2a): @user_script:1: @user_script: 1: -OOM command not allowed when used memory > 'maxmemory'."), true},
 		{redisErr("ERR Error running script: increment would overflow"), false},
+		{redisErr("ERR Error running script (call to f_4d2a): @user_script:1: user_script:1: attempt to compare nil with number"), false},
 		{redisErr("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+		// Only whole codes: these are mistakes, not "busy".
+		{redisErr("BUSYKEY Target key name already exists."), false},
+		{redisErr("BUSYGROUP Consumer Group name already exists"), false},
+		{redisErr("ERR OOM-like text in an unrelated error"), false},
 	}
 	for _, c := range cases {
 		if got := errors.Is(classify(c.err), domain.ErrUnavailable); got != c.unavailable {

@@ -3,7 +3,7 @@ package redisstore
 import "github.com/highgopress/highgopress/services/counter/domain"
 
 // OutboxStream is the Redis stream the scripts append events to, read by the
-// relay. It is never trimmed by the writer.
+// relay. The writer never trims it unless WithOutboxMaxLen says so.
 const OutboxStream = "hgp:outbox"
 
 // Key layout. Every part is validated before it gets here (see package

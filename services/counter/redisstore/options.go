@@ -13,10 +13,16 @@ type options struct {
 	workers        int
 	batchMax       int
 	idempotencyTTL time.Duration
+	maxMetrics     int
+	outboxMaxLen   int64
 }
 
 // DefaultIdempotencyTTL is how long an Increment's idempotency record lives.
 const DefaultIdempotencyTTL = 24 * time.Hour
+
+// DefaultMaxMetrics is the default largest number of distinct metrics (hash
+// fields besides "likes") one item may have.
+const DefaultMaxMetrics = 32
 
 // DefaultBatchMax is the default largest number of commands in one pipeline.
 const DefaultBatchMax = 128
@@ -31,6 +37,7 @@ func defaultOptions() options {
 		workers:        DefaultWorkers(),
 		batchMax:       DefaultBatchMax,
 		idempotencyTTL: DefaultIdempotencyTTL,
+		maxMetrics:     DefaultMaxMetrics,
 	}
 }
 
@@ -64,6 +71,32 @@ func WithIdempotencyTTL(d time.Duration) Option {
 	return func(o *options) {
 		if d >= time.Second {
 			o.idempotencyTTL = d
+		}
+	}
+}
+
+// WithMaxMetrics sets the largest number of distinct metrics (besides
+// likes) one item may have (default 32; values < 1 are ignored). An
+// Increment that would add one more fails with domain.ErrTooManyMetrics and
+// changes nothing; metrics the item already has can always be incremented.
+func WithMaxMetrics(n int) Option {
+	return func(o *options) {
+		if n >= 1 {
+			o.maxMetrics = n
+		}
+	}
+}
+
+// WithOutboxMaxLen bounds the outbox stream: every append trims it to about
+// n entries (XADD MAXLEN ~ n; Redis trims whole stream nodes, so the stream
+// may hold up to ~100 more). The default 0 never trims, which is what the
+// relay needs: a trimmed entry that was not relayed yet is lost for
+// downstream consumers. Use it only where nothing relays the outbox (the
+// standalone mode until it embeds Kafka). Values < 0 are ignored.
+func WithOutboxMaxLen(n int64) Option {
+	return func(o *options) {
+		if n >= 0 {
+			o.outboxMaxLen = n
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,6 +33,11 @@ type Store struct {
 	client Client
 	b      *batcher
 	ttlSec int64
+	// maxMetrics is the most metrics besides likes an item may have.
+	maxMetrics any
+	// outboxMaxLen is the outbox bound passed to the scripts ("0": never
+	// trim); both are boxed once here rather than on every call.
+	outboxMaxLen any
 }
 
 // New returns a Store using client, which it does not close.
@@ -45,6 +51,9 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 		client: client,
 		b:      newBatcher(client, o.batching, o.workers, o.batchMax, o.workers*o.batchMax),
 		ttlSec: int64(o.idempotencyTTL.Seconds()),
+
+		maxMetrics:   o.maxMetrics,
+		outboxMaxLen: strconv.FormatInt(o.outboxMaxLen, 10),
 	}
 }
 
@@ -108,7 +117,7 @@ func direction(on bool) string {
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
 		[]string{LikersKey(item), CountsKey(item), OutboxStream},
-		user, item.Namespace, item.ID, direction(like))
+		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen)
 	if err != nil {
 		return domain.LikeResult{}, err
 	}
@@ -122,7 +131,7 @@ func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, l
 func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
 	v, err := s.run(ctx, followScript,
 		[]string{FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream},
-		user, target, direction(follow))
+		user, target, direction(follow), s.outboxMaxLen)
 	if err != nil {
 		return domain.FollowResult{}, err
 	}
@@ -139,21 +148,44 @@ func Fingerprint(in domain.Increment) string {
 }
 
 // Increment applies in once per (user, idempotency key) and returns the
-// metric's value after the first application.
+// metric's value after the first application. A metric the item does not
+// have yet is refused with domain.ErrTooManyMetrics when the item already
+// has the most metrics allowed (WithMaxMetrics).
 func (s *Store) Increment(ctx context.Context, user string, in domain.Increment) (int64, error) {
 	v, err := s.run(ctx, incrScript,
 		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), OutboxStream},
-		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey)
+		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
+		s.maxMetrics, s.outboxMaxLen)
 	if err != nil {
 		return 0, err
 	}
 	if len(v) != 2 {
 		return 0, fmt.Errorf("increment script returned %d values", len(v))
 	}
-	if v[0] < 0 {
+	switch v[0] {
+	case -1:
 		return 0, domain.ErrIdempotencyConflict
+	case -2:
+		return 0, fmt.Errorf("%w: item %s/%s already has %d metrics besides likes, the most allowed; metric %q cannot be added",
+			domain.ErrTooManyMetrics, in.Item.Namespace, in.Item.ID, v[1], in.Metric)
 	}
 	return v[1], nil
+}
+
+// MaxMemoryPolicy returns Redis's maxmemory-policy (CONFIG GET). An error
+// matching domain.ErrUnavailable means Redis could not be asked; any other
+// error is Redis refusing CONFIG (disabled or renamed on managed services,
+// or not implemented, as in miniredis).
+func (s *Store) MaxMemoryPolicy(ctx context.Context) (string, error) {
+	cmd := redis.NewMapStringStringCmd(ctx, "config", "get", "maxmemory-policy")
+	if err := s.client.Process(ctx, cmd); err != nil {
+		return "", classify(err)
+	}
+	policy, ok := cmd.Val()["maxmemory-policy"]
+	if !ok {
+		return "", errors.New("CONFIG GET maxmemory-policy returned no value")
+	}
+	return policy, nil
 }
 
 // ReadItems returns the counters of fetch and, for a viewer, whether the
@@ -288,8 +320,46 @@ func optInt(v any) (int64, error) {
 	return 0, fmt.Errorf("unexpected %T", v)
 }
 
-// unavailablePrefixes are Redis replies meaning "not now" rather than "never".
-var unavailablePrefixes = []string{"LOADING", "READONLY", "MASTERDOWN", "BUSY", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS"}
+// unavailableCodes are the error codes (first word) of Redis replies that
+// mean "not now" rather than "never": out of memory under noeviction, still
+// loading the dataset, a replica or a primary without its link, busy
+// running a script, unable to persist, a cluster reconfiguring. A client
+// may retry them later; the write was not applied.
+var unavailableCodes = []string{
+	"OOM", "LOADING", "READONLY", "MASTERDOWN", "BUSY", "MISCONF",
+	"CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS",
+}
+
+// unavailableMessages are "ERR ..." replies that mean the same.
+var unavailableMessages = []string{"max number of clients reached"}
+
+// scriptErrMarker precedes the original error in script errors of Redis
+// before 7 ("ERR Error running script (call to f_<sha>):
+// @user_script:3: -OOM command not allowed ..."); Redis 7 keeps the
+// original code at the start ("OOM command not allowed ... script: <sha>,
+// on @user_script:3.").
+const scriptErrMarker = ": -"
+
+// unavailableReply reports whether a Redis error reply means "not now".
+func unavailableReply(msg string) bool {
+	if strings.HasPrefix(msg, "ERR Error running script") {
+		if i := strings.LastIndex(msg, scriptErrMarker); i >= 0 {
+			msg = msg[i+len(scriptErrMarker):]
+		}
+	}
+	code, rest, _ := strings.Cut(msg, " ")
+	if code == "ERR" {
+		for _, m := range unavailableMessages {
+			if strings.HasPrefix(rest, m) {
+				return true
+			}
+		}
+		return false
+	}
+	// Whole codes only: BUSY is "busy running a script", but BUSYKEY and
+	// BUSYGROUP are plain mistakes.
+	return slices.Contains(unavailableCodes, code)
+}
 
 // classify wraps errors that mean Redis cannot be reached or cannot serve
 // right now with domain.ErrUnavailable. Context errors stay as they are.
@@ -302,11 +372,8 @@ func classify(err error) error {
 	}
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		msg := strings.TrimPrefix(rerr.Error(), "ERR ")
-		for _, p := range unavailablePrefixes {
-			if strings.HasPrefix(msg, p) {
-				return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
-			}
+		if unavailableReply(rerr.Error()) {
+			return fmt.Errorf("%w: %w", domain.ErrUnavailable, err)
 		}
 		return fmt.Errorf("redis: %w", err)
 	}

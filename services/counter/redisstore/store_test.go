@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,29 +32,29 @@ type env struct {
 // the standalone mode embeds.
 var backends = []struct {
 	name string
-	new  func(t *testing.T) env
+	new  func(t *testing.T, opts ...redisstore.Option) env
 }{
-	{"redis/batching=on", func(t *testing.T) env { return realEnv(t, true) }},
-	{"redis/batching=off", func(t *testing.T) env { return realEnv(t, false) }},
+	{"redis/batching=on", func(t *testing.T, opts ...redisstore.Option) env { return realEnv(t, true, opts...) }},
+	{"redis/batching=off", func(t *testing.T, opts ...redisstore.Option) env { return realEnv(t, false, opts...) }},
 	{"miniredis", miniEnv},
 }
 
-func realEnv(t *testing.T, batching bool) env {
+func realEnv(t *testing.T, batching bool, opts ...redisstore.Option) env {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: testDB})
 	t.Cleanup(func() { _ = rdb.Close() })
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatalf("FLUSHDB: %v", err)
 	}
-	return newEnv(t, rdb, redisstore.WithBatching(batching), redisstore.WithWorkers(2))
+	return newEnv(t, rdb, append([]redisstore.Option{redisstore.WithBatching(batching), redisstore.WithWorkers(2)}, opts...)...)
 }
 
-func miniEnv(t *testing.T) env {
+func miniEnv(t *testing.T, opts ...redisstore.Option) env {
 	t.Helper()
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	return newEnv(t, rdb)
+	return newEnv(t, rdb, opts...)
 }
 
 func newEnv(t *testing.T, rdb *redis.Client, opts ...redisstore.Option) env {
@@ -62,9 +63,9 @@ func newEnv(t *testing.T, rdb *redis.Client, opts ...redisstore.Option) env {
 	return env{store: s, rdb: rdb}
 }
 
-func forEachBackend(t *testing.T, f func(t *testing.T, e env)) {
+func forEachBackend(t *testing.T, f func(t *testing.T, e env), opts ...redisstore.Option) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, b.new(t)) })
+		t.Run(b.name, func(t *testing.T) { f(t, b.new(t, opts...)) })
 	}
 }
 
@@ -303,6 +304,9 @@ func TestUnavailable(t *testing.T) {
 			if err := s.LoadScripts(ctx); !errors.Is(err, domain.ErrUnavailable) {
 				t.Fatalf("LoadScripts: %v; want ErrUnavailable", err)
 			}
+			if _, err := s.MaxMemoryPolicy(ctx); !errors.Is(err, domain.ErrUnavailable) {
+				t.Fatalf("MaxMemoryPolicy: %v; want ErrUnavailable", err)
+			}
 		})
 	}
 }
@@ -326,5 +330,96 @@ func TestClosedStore(t *testing.T) {
 				t.Fatalf("closed store wrote %d keys", n)
 			}
 		})
+	}
+}
+
+func TestMetricCap(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e env) {
+		it := domain.ItemRef{Namespace: "n", ID: "full"}
+		if _, err := e.store.SetLike(ctx, "u1", it, true); err != nil { // likes is not a metric
+			t.Fatal(err)
+		}
+		for i, m := range []string{"a", "b"} {
+			in := domain.Increment{Item: it, Metric: m, Delta: 1, IdempotencyKey: fmt.Sprintf("key-%d-000", i)}
+			if _, err := e.store.Increment(ctx, "u1", in); err != nil {
+				t.Fatalf("metric %s: %v", m, err)
+			}
+		}
+		before := outbox(t, e.rdb)
+		over := domain.Increment{Item: it, Metric: "c", Delta: 1, IdempotencyKey: "key-over-0"}
+		_, err := e.store.Increment(ctx, "u1", over)
+		if !errors.Is(err, domain.ErrTooManyMetrics) || !strings.Contains(err.Error(), "already has 2 metrics") {
+			t.Fatalf("third metric: %v; want ErrTooManyMetrics naming the 2 metrics", err)
+		}
+		if h, _ := e.rdb.HGetAll(ctx, redisstore.CountsKey(it)).Result(); !maps.Equal(h, map[string]string{"likes": "1", "a": "1", "b": "1"}) {
+			t.Fatalf("counts after a refused metric = %v", h)
+		}
+		if n, _ := e.rdb.Exists(ctx, redisstore.IdempotencyKey("u1", over.IdempotencyKey)).Result(); n != 0 || len(outbox(t, e.rdb)) != len(before) {
+			t.Fatal("a refused metric left an idempotency record or an outbox entry")
+		}
+		// An existing metric still counts, also with a negative delta; a
+		// replay of an applied key is answered from its record.
+		if v, err := e.store.Increment(ctx, "u1", domain.Increment{Item: it, Metric: "a", Delta: -5, IdempotencyKey: "key-neg-0"}); err != nil || v != -4 {
+			t.Fatalf("existing metric = %d, %v; want -4", v, err)
+		}
+		if v, err := e.store.Increment(ctx, "u1", domain.Increment{Item: it, Metric: "a", Delta: 1, IdempotencyKey: "key-0-000"}); err != nil || v != 1 {
+			t.Fatalf("replayed key = %d, %v; want its first value 1", v, err)
+		}
+		// Other items have their own allowance.
+		other := over
+		other.Item.ID = "empty"
+		if v, err := e.store.Increment(ctx, "u1", other); err != nil || v != 1 {
+			t.Fatalf("metric of another item = %d, %v", v, err)
+		}
+	}, redisstore.WithMaxMetrics(2))
+}
+
+func TestOutboxMaxLen(t *testing.T) {
+	const bound, writes = 10, 600
+	// Redis trims approximately: whole stream nodes of up to
+	// stream-node-max-entries (default 100) entries.
+	const slack = 100
+	write := func(t *testing.T, e env) {
+		t.Helper()
+		for i := range writes {
+			if _, err := e.store.SetLike(ctx, fmt.Sprint("u", i), domain.ItemRef{Namespace: "n", ID: "a"}, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("bounded", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, e env) {
+			write(t, e)
+			n, err := e.rdb.XLen(ctx, redisstore.OutboxStream).Result()
+			if err != nil || n < bound || n > bound+slack {
+				t.Fatalf("outbox holds %d entries (%v) after %d writes; want %d to %d", n, err, writes, bound, bound+slack)
+			}
+			// Trimming drops the oldest entries only.
+			last, _ := e.rdb.XRevRangeN(ctx, redisstore.OutboxStream, "+", "-", 1).Result()
+			if len(last) != 1 || last[0].Values["u"] != fmt.Sprint("u", writes-1) {
+				t.Fatalf("newest entry = %v; want the last like", last)
+			}
+		}, redisstore.WithOutboxMaxLen(bound))
+	})
+	t.Run("default never trims", func(t *testing.T) {
+		forEachBackend(t, func(t *testing.T, e env) {
+			write(t, e)
+			if n, err := e.rdb.XLen(ctx, redisstore.OutboxStream).Result(); err != nil || n != writes {
+				t.Fatalf("outbox holds %d entries (%v); want all %d", n, err, writes)
+			}
+		})
+	})
+}
+
+func TestMaxMemoryPolicy(t *testing.T) {
+	e := realEnv(t, true)
+	if p, err := e.store.MaxMemoryPolicy(ctx); err != nil || p == "" {
+		t.Fatalf("MaxMemoryPolicy = %q, %v", p, err)
+	}
+	// miniredis has no CONFIG, like a managed Redis that disables it: an
+	// error that does not mean "unavailable".
+	m := miniEnv(t)
+	if _, err := m.store.MaxMemoryPolicy(ctx); err == nil || errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("MaxMemoryPolicy without CONFIG = %v; want a plain error", err)
 	}
 }
