@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 
 // counterDB is the Redis database the counter processes of these tests use
 // (not used by other packages' tests); every test uses its own item ids.
-const counterDB = 13
+const counterDB = 10
 
 // waitFor polls cond every 10ms until it holds or the deadline passes, and
 // returns how long it took.
