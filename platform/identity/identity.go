@@ -3,8 +3,9 @@
 // The gateway is the only component that reads end-user credentials. It
 // forwards the authenticated user in the Header, signed with an HMAC secret
 // shared only by the gateway and the backends; backends trust the user only
-// when the signature verifies and the stamp is fresh. The gateway strips any
-// copy of the header a client sends.
+// when the signature verifies, the stamp is fresh and the signed procedure is
+// the one being called (a header seen on a read cannot be replayed on a
+// write). The gateway strips any copy of the header a client sends.
 package identity
 
 import (
@@ -45,20 +46,22 @@ func NewSigner(secret []byte) (*Signer, error) {
 	return &Signer{secret: append([]byte(nil), secret...), now: time.Now}, nil
 }
 
-// Sign returns the header value naming user, valid for MaxSkew.
-func (s *Signer) Sign(user string) string {
+// Sign returns the header value naming user for one call of procedure
+// (for example "/highgopress.counter.v1.CounterService/Like"), valid for
+// MaxSkew.
+func (s *Signer) Sign(user, procedure string) string {
 	ts := strconv.FormatInt(s.now().Unix(), 10)
-	return "v1:" + ts + ":" + s.mac(ts, user) + ":" + user
+	return "v2:" + ts + ":" + s.mac(ts, procedure, user) + ":" + user
 }
 
-// Verify returns the user named by a header value.
-func (s *Signer) Verify(value string) (string, error) {
+// Verify returns the user named by a header value signed for procedure.
+func (s *Signer) Verify(value, procedure string) (string, error) {
 	parts := strings.SplitN(value, ":", 4)
-	if len(parts) != 4 || parts[0] != "v1" || parts[3] == "" {
+	if len(parts) != 4 || parts[0] != "v2" || parts[3] == "" {
 		return "", fmt.Errorf("%w: malformed", ErrInvalid)
 	}
 	ts, sig, user := parts[1], parts[2], parts[3]
-	if !hmac.Equal([]byte(sig), []byte(s.mac(ts, user))) {
+	if !hmac.Equal([]byte(sig), []byte(s.mac(ts, procedure, user))) {
 		return "", fmt.Errorf("%w: bad signature", ErrInvalid)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
@@ -71,9 +74,9 @@ func (s *Signer) Verify(value string) (string, error) {
 	return user, nil
 }
 
-func (s *Signer) mac(ts, user string) string {
+func (s *Signer) mac(ts, procedure, user string) string {
 	m := hmac.New(sha256.New, s.secret)
-	m.Write([]byte("v1\x00" + ts + "\x00" + user))
+	m.Write([]byte("v2\x00" + ts + "\x00" + procedure + "\x00" + user))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

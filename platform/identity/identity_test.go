@@ -20,10 +20,12 @@ func newSigner(t *testing.T, secret string) *Signer {
 	return s
 }
 
+const like = "/highgopress.counter.v1.CounterService/Like"
+
 func TestSignVerify(t *testing.T) {
 	s := newSigner(t, strings.Repeat("k", 32))
 	for _, user := range []string{"u1", "alice:with.colons", "x"} {
-		got, err := s.Verify(s.Sign(user))
+		got, err := s.Verify(s.Sign(user, like), like)
 		if err != nil || got != user {
 			t.Fatalf("Verify(Sign(%q)) = %q, %v", user, got, err)
 		}
@@ -33,21 +35,22 @@ func TestSignVerify(t *testing.T) {
 func TestVerifyRejects(t *testing.T) {
 	s := newSigner(t, strings.Repeat("k", 32))
 	other := newSigner(t, strings.Repeat("o", 32))
-	valid := s.Sign("u1")
+	valid := s.Sign("u1", like)
 	parts := strings.SplitN(valid, ":", 4)
 	old := newSigner(t, strings.Repeat("k", 32))
 	old.now = func() time.Time { return time.Now().Add(-MaxSkew - time.Minute) }
 	cases := map[string]string{
-		"empty":         "",
-		"garbage":       "hello",
-		"other secret":  other.Sign("u1"),
-		"user swapped":  parts[0] + ":" + parts[1] + ":" + parts[2] + ":u2",
-		"time swapped":  parts[0] + ":1:" + parts[2] + ":" + parts[3],
-		"stale":         old.Sign("u1"),
-		"wrong version": "v2:" + parts[1] + ":" + parts[2] + ":" + parts[3],
+		"empty":           "",
+		"garbage":         "hello",
+		"other secret":    other.Sign("u1", like),
+		"other procedure": s.Sign("u1", "/highgopress.counter.v1.CounterService/GetCounts"),
+		"user swapped":    parts[0] + ":" + parts[1] + ":" + parts[2] + ":u2",
+		"time swapped":    parts[0] + ":1:" + parts[2] + ":" + parts[3],
+		"stale":           old.Sign("u1", like),
+		"wrong version":   "v1:" + parts[1] + ":" + parts[2] + ":" + parts[3],
 	}
 	for name, v := range cases {
-		if u, err := s.Verify(v); !errors.Is(err, ErrInvalid) {
+		if u, err := s.Verify(v, like); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Verify = %q, %v; want ErrInvalid", name, u, err)
 		}
 	}
@@ -65,7 +68,7 @@ type fakeReq struct {
 }
 
 func (f fakeReq) Header() http.Header { return f.h }
-func (f fakeReq) Spec() connect.Spec  { return connect.Spec{} }
+func (f fakeReq) Spec() connect.Spec  { return connect.Spec{Procedure: like} }
 
 func TestInterceptor(t *testing.T) {
 	s := newSigner(t, strings.Repeat("k", 32))
@@ -78,17 +81,17 @@ func TestInterceptor(t *testing.T) {
 	call := NewInterceptor(s).WrapUnary(next)
 
 	h := http.Header{}
-	h.Set(Header, s.Sign("u9"))
+	h.Set(Header, s.Sign("u9", like))
 	if _, err := call(context.Background(), fakeReq{h: h}); err != nil || !seenOK || seen != "u9" {
 		t.Fatalf("signed: actor=%q ok=%v err=%v", seen, seenOK, err)
 	}
 	if _, err := call(context.Background(), fakeReq{h: http.Header{}}); err != nil || seenOK {
 		t.Fatalf("anonymous: actor=%q ok=%v err=%v", seen, seenOK, err)
 	}
-	h.Set(Header, "v1:0:forged:u9")
+	h.Set(Header, s.Sign("u9", "/highgopress.counter.v1.CounterService/GetCounts"))
 	seenOK = false
 	_, err := call(context.Background(), fakeReq{h: h})
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || seenOK {
-		t.Fatalf("forged: code=%v reached handler=%v", connect.CodeOf(err), seenOK)
+		t.Fatalf("signed for another procedure: code=%v reached handler=%v", connect.CodeOf(err), seenOK)
 	}
 }

@@ -15,12 +15,12 @@ type Interceptor struct{ signer *Signer }
 // NewInterceptor returns an Interceptor verifying with signer.
 func NewInterceptor(signer *Signer) *Interceptor { return &Interceptor{signer: signer} }
 
-func (i *Interceptor) authenticate(ctx context.Context, h http.Header) (context.Context, error) {
+func (i *Interceptor) authenticate(ctx context.Context, procedure string, h http.Header) (context.Context, error) {
 	v := h.Get(Header)
 	if v == "" {
 		return ctx, nil
 	}
-	user, err := i.signer.Verify(v)
+	user, err := i.signer.Verify(v, procedure)
 	if err != nil {
 		return ctx, connect.NewError(connect.CodeUnauthenticated, err)
 	}
@@ -33,7 +33,7 @@ func (i *Interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		ctx, err := i.authenticate(ctx, req.Header())
+		ctx, err := i.authenticate(ctx, req.Spec().Procedure, req.Header())
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +49,7 @@ func (i *Interceptor) WrapStreamingClient(next connect.StreamingClientFunc) conn
 // WrapStreamingHandler implements connect.Interceptor.
 func (i *Interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := i.authenticate(ctx, conn.RequestHeader())
+		ctx, err := i.authenticate(ctx, conn.Spec().Procedure, conn.RequestHeader())
 		if err != nil {
 			return err
 		}

@@ -127,7 +127,7 @@ func TestCompressionBombs(t *testing.T) {
 	bomb := gzipBomb(t)
 	t.Logf("bomb: %d bytes compressed, %d MiB inflated", len(bomb), bombSize>>20)
 	const limit = counter.DefaultMaxMessageBytes
-	actor := e.signer.Sign("u1")
+	actor := e.signer.Sign("u1", "/highgopress.counter.v1.CounterService/Like")
 	like := e.url + "/highgopress.counter.v1.CounterService/Like"
 
 	cases := []struct {

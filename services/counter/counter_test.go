@@ -527,7 +527,7 @@ func TestBadInput(t *testing.T) {
 				return err
 			}
 			forged := func(req connect.AnyRequest) connect.AnyRequest {
-				req.Header().Set("Hgp-Actor", "v1:"+fmt.Sprint(time.Now().Unix())+":forged:u1")
+				req.Header().Set("Hgp-Actor", "v2:"+fmt.Sprint(time.Now().Unix())+":forged:u1")
 				return req
 			}
 			cases := []struct {
@@ -568,7 +568,7 @@ func TestBadInput(t *testing.T) {
 				{"identity from another secret", func() error {
 					req := connect.NewRequest(&counterv1.FollowRequest{UserId: "u2"})
 					other := newOtherSigner(t)
-					req.Header().Set("Hgp-Actor", other.Sign("u1"))
+					req.Header().Set("Hgp-Actor", other.Sign("u1", "/highgopress.counter.v1.FollowService/Follow"))
 					_, err := fs.Follow(bg, req)
 					return err
 				}, connect.CodeUnauthenticated, "identity"},

@@ -74,18 +74,36 @@ func newEnv(t testing.TB, opts ...counter.Option) *env {
 
 // counters returns a CounterService client over p, with extra options.
 func (e *env) counters(p rpctest.Protocol, opts ...connect.ClientOption) counterv1connect.CounterServiceClient {
-	return counterv1connect.NewCounterServiceClient(e.http, e.url, append(slices.Clone(p.Opts), opts...)...)
+	return counterv1connect.NewCounterServiceClient(e.http, e.url, append(slices.Clone(p.Opts), append(opts, e.signAs())...)...)
 }
 
 func (e *env) follows(p rpctest.Protocol) counterv1connect.FollowServiceClient {
-	return counterv1connect.NewFollowServiceClient(e.http, e.url, p.Opts...)
+	return counterv1connect.NewFollowServiceClient(e.http, e.url, append(slices.Clone(p.Opts), e.signAs())...)
+}
+
+// testActorHeader carries the user a test request acts as until signAs
+// replaces it with the identity header signed for the called procedure.
+const testActorHeader = "X-Test-Actor"
+
+// signAs is what the gateway does for each call: sign the acting user for
+// exactly the procedure being called.
+func (e *env) signAs() connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if user := req.Header().Get(testActorHeader); user != "" {
+				req.Header().Del(testActorHeader)
+				req.Header().Set(identity.Header, e.signer.Sign(user, req.Spec().Procedure))
+			}
+			return next(ctx, req)
+		}
+	}))
 }
 
 // as wraps msg in a request acting as user ("" sends no identity header).
 func as[T any](e *env, user string, msg *T) *connect.Request[T] {
 	req := connect.NewRequest(msg)
 	if user != "" {
-		req.Header().Set(identity.Header, e.signer.Sign(user))
+		req.Header().Set(testActorHeader, user)
 	}
 	return req
 }

@@ -224,7 +224,7 @@ func TestForgedIdentityHeader(t *testing.T) {
 	forged := map[string]string{
 		"garbage":          "mallory",
 		"forged signature": "v1:" + "1700000000" + ":AAAA:mallory",
-		"validly signed":   signer.Sign("mallory"),
+		"validly signed":   signer.Sign("mallory", "/highgopress.counter.v1.CounterService/Like"),
 	}
 	for _, p := range rpctest.Protocols {
 		for name, value := range forged {
@@ -262,8 +262,8 @@ func TestForgedIdentityHeader(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPost, e.url+counterv1connect.CounterServiceLikeProcedure, strings.NewReader(`{"item":{"namespace":"article","id":"case"}}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token(t, "alice"))
-	req.Header["hgp-actor"] = []string{signer.Sign("mallory")}
-	req.Header["HGP-ACTOR"] = []string{signer.Sign("mallory")}
+	req.Header["hgp-actor"] = []string{signer.Sign("mallory", "/highgopress.counter.v1.CounterService/Like")}
+	req.Header["HGP-ACTOR"] = []string{signer.Sign("mallory", "/highgopress.counter.v1.CounterService/Like")}
 	resp, err := e.http1.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -154,7 +154,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Header.Del("Upgrade")
 	out.Header.Del("Connection")
 	if t != nil && t.Actor != "" {
-		out.Header.Set(identity.Header, p.signer.Sign(t.Actor))
+		out.Header.Set(identity.Header, p.signer.Sign(t.Actor, out.URL.Path))
 	}
 	pr.SetXForwarded()
 	// The round tripper puts the picked instance here.

@@ -211,7 +211,7 @@ func TestHeaders(t *testing.T) {
 	if h.Get("Authorization") != "" || h.Get("Cookie") != "" || h.Get("X-Custom") != "kept" {
 		t.Fatalf("backend headers %v", h)
 	}
-	if user, err := signer(t).Verify(h.Get(identity.Header)); err != nil || user != "alice" || len(h.Values(identity.Header)) != 1 {
+	if user, err := signer(t).Verify(h.Get(identity.Header), "/x.v1.S/M"); err != nil || user != "alice" || len(h.Values(identity.Header)) != 1 {
 		t.Fatalf("identity %q: %q, %v", h.Values(identity.Header), user, err)
 	}
 	if h.Get("X-Forwarded-For") != "127.0.0.1" {
