@@ -9,8 +9,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUN="$ROOT/.run/stack"
 BIN="$ROOT/.bin"
-MIDDLEWARE=${STACK_MIDDLEWARE:-redis}
-SERVICES=(counter gateway)
+MIDDLEWARE=${STACK_MIDDLEWARE:-redis mariadb kafka consul}
+SERVICES=(counter consumer gateway)
 
 log() { printf '[stack %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -52,21 +52,31 @@ up() {
   local ident jwt
   ident=$(secret identity.secret)
   jwt=$(secret jwt.secret)
+  # Every service registers with Consul; the gateway routes by Consul's
+  # catalog (no static backend list).
   start_service counter HGP_IDENTITY_SECRET="$ident" HGP_REDIS_ADDR="$HGP_TEST_REDIS_ADDR" \
-    HGP_COUNTER_ADDR=127.0.0.1:8081
+    HGP_COUNTER_ADDR=127.0.0.1:8081 HGP_KAFKA_BROKERS="$HGP_TEST_KAFKA_BROKERS" \
+    HGP_CONSUL_ADDR="$HGP_TEST_CONSUL_ADDR" HGP_METRICS_ADDR=127.0.0.1:9181
+  start_service consumer HGP_KAFKA_BROKERS="$HGP_TEST_KAFKA_BROKERS" HGP_MYSQL_DSN="$HGP_TEST_MYSQL_DSN" \
+    HGP_CONSUMER_ADDR=127.0.0.1:8083 HGP_REDIS_ADDR="$HGP_TEST_REDIS_ADDR" HGP_RECONCILE_INTERVAL=1m \
+    HGP_CONSUL_ADDR="$HGP_TEST_CONSUL_ADDR"
   start_service gateway HGP_IDENTITY_SECRET="$ident" HGP_JWT_HS256_SECRET="$jwt" \
-    HGP_GATEWAY_ADDR=127.0.0.1:8080 HGP_GATEWAY_COUNTER_URLS=http://127.0.0.1:8081
+    HGP_GATEWAY_ADDR=127.0.0.1:8080 HGP_CONSUL_ADDR="$HGP_TEST_CONSUL_ADDR" \
+    HGP_REDIS_ADDR="$HGP_TEST_REDIS_ADDR" HGP_KAFKA_BROKERS="$HGP_TEST_KAFKA_BROKERS" \
+    HGP_METRICS_ADDR=127.0.0.1:9180
   if ! wait_http http://127.0.0.1:8080/highgopress.counter.v1.CounterService/GetCounts 30; then
     log "gateway did not answer; see .run/stack/*.log"; exit 1
   fi
   local token
   token=$(cd "$ROOT" && go run ./services/gateway/cmd/devtoken -secret "$jwt" -sub dev-user)
-  log "stack is up: gateway http://127.0.0.1:8080"
+  log "stack is up: gateway http://127.0.0.1:8080 (metrics: gateway :9180, counter :9181, consumer :8083/metrics)"
   echo "export TOKEN=$token"
 }
 
 down() {
-  for s in "${SERVICES[@]}"; do
+  local i
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    local s=${SERVICES[$i]}
     local pidf="$RUN/$s.pid"
     [ -f "$pidf" ] || continue
     local pid; pid=$(cat "$pidf")

@@ -202,7 +202,7 @@ func (b *Balancer) eject(service string, e *endpoint, cause error) {
 	}
 	e.ejectedAt.Store(now.UnixNano())
 	b.ejections.Add(1)
-	b.logger.Warn("instance ejected after connection error", "service", service, "instance", e.inst.ID,
+	b.logger.Warn("instance ejected after connection error", "backend", service, "instance", e.inst.ID,
 		"addr", e.inst.URL.Host, "cooldown", cool, "err", cause)
 }
 

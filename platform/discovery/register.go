@@ -149,7 +149,7 @@ func (r *registrar) deregister(ctx context.Context) error {
 	if err := r.client.Agent().ServiceDeregisterOpts(r.reg.ID, q); err != nil {
 		return fmt.Errorf("discovery: deregister %s: %w", r.reg.ID, err)
 	}
-	r.logger.Info("deregistered from consul", "service", r.reg.Service, "id", r.reg.ID)
+	r.logger.Info("deregistered from consul", "registered_service", r.reg.Service, "id", r.reg.ID)
 	return nil
 }
 
@@ -173,12 +173,12 @@ func (r *registrar) keep(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			failures++
 			next = backoff(failures, r.opts.resync)
-			r.logger.Warn("consul registration check failed", "service", r.reg.Service, "id", r.reg.ID,
+			r.logger.Warn("consul registration check failed", "registered_service", r.reg.Service, "id", r.reg.ID,
 				"err", err, "retry_in", next)
 		case registered:
 			failures = 0
 			r.logger.Info("re-registered with consul (agent had forgotten this instance)",
-				"service", r.reg.Service, "id", r.reg.ID)
+				"registered_service", r.reg.Service, "id", r.reg.ID)
 		default:
 			failures = 0
 		}
@@ -202,7 +202,7 @@ func Register(ctx context.Context, logger *slog.Logger, client *api.Client, reg 
 	if err != nil {
 		return nil, err
 	}
-	logger.Info("registered with consul", "service", reg.Service, "id", reg.ID,
+	logger.Info("registered with consul", "registered_service", reg.Service, "id", reg.ID,
 		"address", reg.Address, "port", reg.Port, "check_grpc", reg.HealthCheck.GRPC, "check_http", reg.HealthCheck.HTTP)
 	keepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
@@ -245,20 +245,20 @@ func RegistrationWorker(logger *slog.Logger, client *api.Client, reg Registratio
 				return nil
 			}
 			wait := backoff(attempt, o.resync)
-			logger.Warn("consul registration failed, retrying", "service", reg.Service, "id", reg.ID, "err", err, "retry_in", wait)
+			logger.Warn("consul registration failed, retrying", "registered_service", reg.Service, "id", reg.ID, "err", err, "retry_in", wait)
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(wait):
 			}
 		}
-		logger.Info("registered with consul", "service", reg.Service, "id", reg.ID,
+		logger.Info("registered with consul", "registered_service", reg.Service, "id", reg.ID,
 			"address", reg.Address, "port", reg.Port, "check_grpc", reg.HealthCheck.GRPC, "check_http", reg.HealthCheck.HTTP)
 		r.keep(ctx)
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.callTimeout)
 		defer cancel()
 		if err := r.deregister(dctx); err != nil {
-			logger.Warn("consul deregistration failed", "service", reg.Service, "id", reg.ID, "err", err)
+			logger.Warn("consul deregistration failed", "registered_service", reg.Service, "id", reg.ID, "err", err)
 		}
 		return nil
 	}
