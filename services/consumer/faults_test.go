@@ -220,7 +220,7 @@ func (p *pipeline) waitProgress(t testing.TB, l *pipetest.Load, n int64) {
 	})
 }
 
-// TestFaultEndToEndThroughCounter: ~5,000 mixed requests from 100 users
+// TestFaultEndToEndThroughCounter: 20,000 mixed requests from 200 users
 // through the real counter service (Connect → Lua → outbox), relayed to
 // Kafka and applied by the consumer while they are made. After drain,
 // MySQL equals the oracle built from the acknowledged responses, and Redis
@@ -232,11 +232,12 @@ func TestFaultEndToEndThroughCounter(t *testing.T) {
 	p.startRelay(t, "relay-a")
 	p.startRelay(t, "relay-b")
 	l := p.load(1, 0)
+	l.Users = 200
 	start := time.Now()
-	res := l.Run(context.Background(), 50, nil)
+	res := l.Run(context.Background(), 100, nil)
 	checkLoad(t, res)
 	t.Logf("%d requests acknowledged in %s", res.Acked, time.Since(start).Round(time.Millisecond))
-	if res.Acked < 5000 {
+	if res.Acked < 20000 {
 		t.Fatalf("only %d requests acknowledged", res.Acked)
 	}
 	p.drainAndCheck(t, res.Want)
