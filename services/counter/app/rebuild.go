@@ -26,6 +26,11 @@ type Durable interface {
 type Seeder interface {
 	SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error)
 	SeedUser(ctx context.Context, user string, snap domain.UserSnapshot) (int64, error)
+	// ItemLoaded and UserLoaded report whether the state is complete in
+	// the store (a rebuild that just finished elsewhere need not be
+	// repeated).
+	ItemLoaded(ctx context.Context, item domain.ItemRef) (bool, error)
+	UserLoaded(ctx context.Context, user string) (bool, error)
 }
 
 // rebuilder rebuilds missing state once per key and instance at a time: a
@@ -83,6 +88,9 @@ func (r *rebuilder) do(ctx context.Context, key string, fn func(context.Context)
 
 func (r *rebuilder) item(ctx context.Context, it domain.ItemRef) error {
 	return r.do(ctx, "i:"+itemKey(it), func(ctx context.Context) error {
+		if ok, err := r.seeder.ItemLoaded(ctx, it); err != nil || ok {
+			return err
+		}
 		r.loads.Add(1)
 		snap, err := r.durable.LoadItem(ctx, it)
 		if err != nil {
@@ -97,6 +105,9 @@ func (r *rebuilder) item(ctx context.Context, it domain.ItemRef) error {
 
 func (r *rebuilder) user(ctx context.Context, user string) error {
 	return r.do(ctx, "u:"+user, func(ctx context.Context) error {
+		if ok, err := r.seeder.UserLoaded(ctx, user); err != nil || ok {
+			return err
+		}
 		r.loads.Add(1)
 		snap, err := r.durable.LoadUser(ctx, user)
 		if err != nil {

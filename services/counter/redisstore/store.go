@@ -248,6 +248,25 @@ func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnaps
 	return s.seed(ctx, seedUserScript, []string{UserKey(user), FollowingKey(user), FollowersKey(user)}, args)
 }
 
+// ItemLoaded reports whether item's state is marked complete.
+func (s *Store) ItemLoaded(ctx context.Context, item domain.ItemRef) (bool, error) {
+	return s.marked(ctx, CountsKey(item))
+}
+
+// UserLoaded reports whether user's follow state is marked complete.
+func (s *Store) UserLoaded(ctx context.Context, user string) (bool, error) {
+	return s.marked(ctx, UserKey(user))
+}
+
+func (s *Store) marked(ctx context.Context, key string) (bool, error) {
+	cmd := redis.NewBoolCmd(ctx, "hexists", key, LoadedField)
+	if err := s.b.Do(ctx, cmd); err != nil {
+		return false, classify(err)
+	}
+	ok, err := cmd.Result()
+	return ok, classify(err)
+}
+
 func (s *Store) seed(ctx context.Context, sc *redis.Script, keys []string, args []any) (int64, error) {
 	cmd := evalsha(ctx, sc, keys, args)
 	if err := s.b.Do(ctx, cmd); err != nil {
