@@ -3,6 +3,7 @@ module github.com/highgopress/highgopress/services/consumer
 go 1.26.7
 
 require (
+	connectrpc.com/connect v1.19.1
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/golang-migrate/migrate/v4 v4.19.1
 	github.com/highgopress/highgopress/gen v0.0.0
@@ -15,7 +16,6 @@ require (
 )
 
 require (
-	connectrpc.com/connect v1.19.1 // indirect
 	connectrpc.com/grpchealth v1.5.0 // indirect
 	connectrpc.com/grpcreflect v1.3.0 // indirect
 	filippo.io/edwards25519 v1.2.0 // indirect

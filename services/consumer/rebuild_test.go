@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/redis/go-redis/v9"
 
+	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/logging"
@@ -438,5 +440,56 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 	}
 	if n := d.users.Load(); n > 2*30 {
 		t.Errorf("%d user loads; want at most %d", n, 2*30)
+	}
+}
+
+// TestRebuildOverEveryProtocol: after a flush, GetCounts, Like and
+// GetUserStats over Connect, gRPC and gRPC-Web answer with MySQL's state.
+func TestRebuildOverEveryProtocol(t *testing.T) {
+	conn := rebuildDB(t)
+	rdb := rebuildRedis(t)
+	seedRebuildFixture(t, conn)
+	c := newRebuildingCounter(t, rdb, &countingDurable{Store: durable.New(conn)})
+	baseURL, hc := rpctest.Serve(t, c.Handler())
+	signer, err := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	item := &counterv1.ItemRef{Namespace: rbItem.Namespace, Id: rbItem.ID}
+	for _, p := range rpctest.Protocols {
+		t.Run(p.Name, func(t *testing.T) {
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cs := counterv1connect.NewCounterServiceClient(hc, baseURL, p.Opts...)
+			fs := counterv1connect.NewFollowServiceClient(hc, baseURL, p.Opts...)
+			req := connect.NewRequest(&counterv1.GetCountsRequest{Items: []*counterv1.ItemRef{item}})
+			req.Header().Set(identity.Header, signer.Sign("u2", counterv1connect.CounterServiceGetCountsProcedure))
+			res, err := cs.GetCounts(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := res.Msg.GetCounts()[0]
+			if got.GetLikes() != 3 || got.GetMetrics()["views"] != 40 || !got.GetViewerLiked() {
+				t.Fatalf("GetCounts = %v; want 3 likes, views 40, liked by u2", got)
+			}
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			like := connect.NewRequest(&counterv1.LikeRequest{Item: item})
+			like.Header().Set(identity.Header, signer.Sign("u3", counterv1connect.CounterServiceLikeProcedure))
+			lr, err := cs.Like(ctx, like)
+			if err != nil || lr.Msg.GetChanged() || lr.Msg.GetCount() != 3 {
+				t.Fatalf("Like by u3 (liked in MySQL) = %v, %v; want unchanged at 3", lr, err)
+			}
+			us, err := fs.GetUserStats(ctx, connect.NewRequest(&counterv1.GetUserStatsRequest{UserIds: []string{"u1"}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := us.Msg.GetStats()[0]; s.GetFollowers() != 1 || s.GetFollowing() != 2 {
+				t.Fatalf("GetUserStats(u1) = %v; want 1 follower, 2 following", s)
+			}
+		})
 	}
 }
