@@ -106,6 +106,19 @@ proc_starttime() { # pid -> starttime (field 22 of /proc/pid/stat), empty if gon
   [ "$1" = Z ] && return 0
   echo "${20}"
 }
+proc_lingers() { # pid -> succeeds while any thread of the process still runs
+  # A killed JVM's main thread can be a zombie while other threads still hold
+  # its listening ports: only a process with no live thread is gone.
+  local st
+  for st in /proc/"$1"/task/*/stat; do
+    [ -r "$st" ] || continue
+    st=$(cat "$st" 2>/dev/null) || continue
+    st=${st##*) }
+    [ "${st%% *}" != Z ] && return 0
+  done
+  return 1
+}
+
 record_pid() { echo "$2 $(proc_starttime "$2")" > "$(pidfile "$1")"; }
 # running_pid name -> prints pid and returns 0 if our server process is alive
 running_pid() {
@@ -721,7 +734,7 @@ stop_one() {
   deadline=$((SECONDS + $(stop_timeout "$name")))
   while :; do
     local alive=() p
-    for p in "${pids[@]}"; do [ -n "$(proc_starttime "$p")" ] && alive+=("$p"); done
+    for p in "${pids[@]}"; do proc_lingers "$p" && alive+=("$p"); done
     [ ${#alive[@]} -eq 0 ] && break
     if [ $SECONDS -ge $deadline ]; then
       log "$name: still alive after $(stop_timeout "$name")s (pids ${alive[*]}), sending KILL"
@@ -729,7 +742,7 @@ stop_one() {
       local d2=$((SECONDS + 10))
       while [ $SECONDS -lt $d2 ]; do
         local any=
-        for p in "${alive[@]}"; do [ -n "$(proc_starttime "$p")" ] && any=1; done
+        for p in "${alive[@]}"; do proc_lingers "$p" && any=1; done
         [ -z "$any" ] && break
         sleep 0.1
       done
@@ -755,7 +768,7 @@ cmd_kill9() {
     kill -KILL "${pids[@]}" 2>/dev/null || true
     local deadline=$((SECONDS + 10))
     for p in "${pids[@]}"; do
-      while [ -n "$(proc_starttime "$p")" ] && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+      while proc_lingers "$p" && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
     done
     rm -f "$(pidfile "$n")"
     log "$n: killed with SIGKILL (pids ${pids[*]})"

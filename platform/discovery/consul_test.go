@@ -3,16 +3,10 @@ package discovery
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -277,61 +271,6 @@ func TestWatcherFollowsInstances(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards to target until closed: a way to make Consul unreachable
-// for one client without stopping the shared agent.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T, addr, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("proxy listen %s: %v", addr, err)
-	}
-	p := &tcpProxy{ln: ln, target: target}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *tcpProxy) serve() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, in, out)
-		p.mu.Unlock()
-		go func() { _, _ = io.Copy(out, in); out.Close() }()
-		go func() { _, _ = io.Copy(in, out); in.Close() }()
-	}
-}
-
-// Close stops accepting and cuts every open connection.
-func (p *tcpProxy) Close() {
-	p.ln.Close()
-	p.wg.Wait()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-}
-
 func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 	consulAddr := testenv.ConsulAddr(t)
 	direct := consulClient(t, consulAddr)
@@ -344,8 +283,8 @@ func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d(context.Background()) })
 
-	proxy := newTCPProxy(t, "127.0.0.1:0", consulAddr)
-	proxyAddr := proxy.ln.Addr().String()
+	proxy := testenv.NewTCPProxy(t, "127.0.0.1:0", consulAddr)
+	proxyAddr := proxy.Addr()
 	w := NewWatcher(logging.Discard(), consulClient(t, proxyAddr), svc,
 		WithWaitTime(5*time.Second), WithMaxBackoff(200*time.Millisecond))
 	runWatcher(t, w)
@@ -370,7 +309,7 @@ func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 	be.Done(nil)
 
 	// Consul comes back: the watcher recovers.
-	newTCPProxy(t, proxyAddr, consulAddr)
+	testenv.NewTCPProxy(t, proxyAddr, consulAddr)
 	waitFor(t, 15*time.Second, "watcher recovers", func() bool { return !w.Stats().Stale })
 	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
 		t.Fatalf("instances after recovery: %v", got)
@@ -378,91 +317,12 @@ func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 }
 
 // consulBinary finds the agent built by scripts/mw.sh.
-func consulBinary() string {
-	if p := os.Getenv("HGP_MW_BIN_CONSUL"); p != "" {
-		return p
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	p := filepath.Join(home, ".cache", "highgopress", "bin", "consul")
-	if _, err := os.Stat(p); err != nil {
-		return ""
-	}
-	return p
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// privateAgent is a `consul agent -dev` of this test alone, so it can be
-// killed and restarted without disturbing the shared one.
-type privateAgent struct {
-	bin      string
-	httpPort int
-	args     []string
-	cmd      *exec.Cmd
-	done     chan struct{}
-}
-
-func startPrivateAgent(t *testing.T) *privateAgent {
-	t.Helper()
-	bin := consulBinary()
-	if bin == "" {
-		t.Skip("no consul binary (HGP_MW_BIN_CONSUL or ~/.cache/highgopress/bin/consul): run scripts/mw.sh install consul")
-	}
-	a := &privateAgent{bin: bin, httpPort: freePort(t)}
-	hcl := fmt.Sprintf(`ports { grpc = -1, grpc_tls = -1, dns = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
-		freePort(t), freePort(t), freePort(t))
-	a.args = []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(a.httpPort), "-hcl", hcl, "-log-level", "warn"}
-	a.start(t)
-	t.Cleanup(a.kill)
-	return a
-}
-
-func (a *privateAgent) addr() string { return "127.0.0.1:" + strconv.Itoa(a.httpPort) }
-
-func (a *privateAgent) start(t *testing.T) {
-	t.Helper()
-	a.cmd = exec.Command(a.bin, a.args...)
-	a.cmd.Stdout = io.Discard
-	a.cmd.Stderr = io.Discard
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start consul: %v", err)
-	}
-	a.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(a.cmd, a.done)
-	c := consulClient(t, a.addr())
-	waitFor(t, 30*time.Second, "private consul agent leader", func() bool {
-		leader, err := c.Status().Leader()
-		return err == nil && leader != ""
-	})
-}
-
-func (a *privateAgent) kill() {
-	if a.cmd == nil || a.cmd.Process == nil {
-		return
-	}
-	_ = a.cmd.Process.Kill()
-	<-a.done
-	a.cmd = nil
-}
-
 // TestAgentRestart: the agent dies (kill -9) and comes back empty. The
 // watcher keeps its last known instances meanwhile; the registration loop
 // restores the instance; the watcher then sees it again.
 func TestAgentRestart(t *testing.T) {
-	agent := startPrivateAgent(t)
-	c := consulClient(t, agent.addr())
+	agent := testenv.StartConsulAgent(t)
+	c := consulClient(t, agent.Addr())
 	svc := uniqueService(t)
 	h := startHealthServer(t)
 	reg := h.registration(svc)
@@ -475,14 +335,14 @@ func TestAgentRestart(t *testing.T) {
 	runWatcher(t, w)
 	waitFor(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
 
-	agent.kill()
+	agent.Kill()
 	waitFor(t, 10*time.Second, "watcher notices the dead agent", func() bool { return w.Stats().Stale })
 	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
 		t.Fatalf("instances with agent down: %v, want last known", got)
 	}
 	errsBefore := w.Stats().Errors
 
-	agent.start(t)
+	agent.Start(t)
 	waitFor(t, 20*time.Second, "re-registered on the restarted agent", func() bool {
 		svcs, err := c.Agent().Services()
 		if err != nil {

@@ -8,7 +8,9 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strconv"
 	"time"
@@ -74,8 +76,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 	batches := make(chan prepared, 1)
 	go func() {
 		defer close(batches)
+		b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 		for {
 			msgs, err := c.fetch(fctx)
+			if err != nil && fctx.Err() == nil && !errors.Is(err, io.EOF) {
+				// A broker restart or a rebalance: the reader reconnects by
+				// itself, so wait and fetch again rather than stopping.
+				c.m.errors.WithLabelValues("fetch").Inc()
+				c.logger.Warn("kafka fetch failed, retrying", "err", err)
+				if !b.Wait(fctx) {
+					return
+				}
+				continue
+			}
+			b.Reset()
 			p := prepared{err: err}
 			if err == nil {
 				p = decodeBatch(msgs)
@@ -153,10 +167,10 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 	for len(batch) < c.o.batchMax {
 		m, err := c.r.FetchMessage(wctx)
 		if err != nil {
-			if wctx.Err() != nil && ctx.Err() == nil {
-				break // batch time is up
-			}
-			return nil, err
+			// Batch time is up, or the reader failed after handing out
+			// messages: apply what was fetched (the reader will not hand
+			// those messages out again), the next fetch reports the error.
+			break
 		}
 		batch = append(batch, m)
 	}

@@ -27,11 +27,11 @@ import (
 // itself stale), on every protocol.
 func TestConsulAgentStopped(t *testing.T) {
 	redisAddr := testenv.RedisAddr(t)
-	agent := startPrivateConsul(t)
-	vars := map[string]string{"HGP_CONSUL_ADDR": agent.addr, "HGP_CONSUL_CHECK_INTERVAL": "1s"}
+	agent := testenv.StartConsulAgent(t)
+	vars := map[string]string{"HGP_CONSUL_ADDR": agent.Addr(), "HGP_CONSUL_CHECK_INTERVAL": "1s"}
 	c1 := startCounter(t, redisAddr, vars)
 	c2 := startCounter(t, redisAddr, vars)
-	gw := startGateway(t, map[string]string{"HGP_CONSUL_ADDR": agent.addr, "HGP_RATE_ENABLED": "false"})
+	gw := startGateway(t, map[string]string{"HGP_CONSUL_ADDR": agent.Addr(), "HGP_RATE_ENABLED": "false"})
 	both := []string{c1.addr, c2.addr}
 	slices.Sort(both)
 	waitFor(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
@@ -60,7 +60,7 @@ func TestConsulAgentStopped(t *testing.T) {
 	}
 	calls("before", 5)
 
-	agent.kill()
+	agent.Kill()
 	waitFor(t, 20*time.Second, "watcher notices consul is gone", func() bool {
 		st := gw.g.Stats()
 		return st.Backends != nil && len(st.Backends.Watchers) == 1 && st.Backends.Watchers[0].Stale

@@ -26,6 +26,7 @@ import (
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/gateway"
 )
 
@@ -64,16 +65,6 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 
 func unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e10, rand.IntN(1e6))
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // syncBuffer collects a process's or a logger's output for failure reports.
@@ -166,7 +157,7 @@ type counterProc struct {
 func startCounter(t testing.TB, redisAddr string, vars map[string]string) *counterProc {
 	t.Helper()
 	bin := counterBinary(t)
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	env := map[string]string{
 		"HGP_IDENTITY_SECRET":   identitySecret,
 		"HGP_REDIS_ADDR":        redisAddr,
@@ -350,65 +341,6 @@ func consulAPI(t testing.TB, addr string) *api.Client {
 }
 
 // consulBinary is the consul command scripts/mw.sh installs.
-func consulBinary() string {
-	if p := os.Getenv("HGP_MW_BIN_CONSUL"); p != "" {
-		return p
-	}
-	home, _ := os.UserHomeDir()
-	p := filepath.Join(home, ".cache", "highgopress", "bin", "consul")
-	if _, err := os.Stat(p); err == nil {
-		return p
-	}
-	return ""
-}
-
-// privateConsul is a `consul agent -dev` of one test alone, so it can be
-// stopped without disturbing the shared agent.
-type privateConsul struct {
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startPrivateConsul(t testing.TB) *privateConsul {
-	t.Helper()
-	bin := consulBinary()
-	if bin == "" {
-		if os.Getenv("HGP_INTEGRATION") == "require" {
-			t.Fatal("no consul binary (HGP_MW_BIN_CONSUL or ~/.cache/highgopress/bin/consul): run scripts/mw.sh install consul")
-		}
-		t.Skip("no consul binary: run scripts/mw.sh install consul")
-	}
-	httpPort := freePort(t)
-	hcl := fmt.Sprintf(`ports { grpc = -1, grpc_tls = -1, dns = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
-		freePort(t), freePort(t), freePort(t))
-	a := &privateConsul{addr: "127.0.0.1:" + strconv.Itoa(httpPort), done: make(chan struct{})}
-	a.cmd = exec.Command(bin, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(httpPort), "-hcl", hcl, "-log-level", "warn")
-	a.cmd.Stdout, a.cmd.Stderr = io.Discard, io.Discard
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start consul: %v", err)
-	}
-	go func() { _ = a.cmd.Wait(); close(a.done) }()
-	t.Cleanup(a.kill)
-	c := consulAPI(t, a.addr)
-	waitFor(t, 30*time.Second, "private consul agent leader", func() bool {
-		leader, err := c.Status().Leader()
-		return err == nil && leader != ""
-	})
-	return a
-}
-
-func (a *privateConsul) kill() {
-	select {
-	case <-a.done:
-		return
-	default:
-	}
-	_ = a.cmd.Process.Kill()
-	<-a.done
-}
-
 // privateRedis is a redis-server of one test alone, so it can be stopped.
 type privateRedis struct {
 	addr string
@@ -425,7 +357,7 @@ func startPrivateRedis(t testing.TB) *privateRedis {
 		}
 		t.Skip("redis-server not installed")
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	r := &privateRedis{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
 	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", t.TempDir())

@@ -350,64 +350,13 @@ func TestRedisUnreachableFailClosed(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards to Redis until closed: Redis "stops" for one client
-// without disturbing the shared server.
-type tcpProxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T, addr, target string) *tcpProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("proxy listen: %v", err)
-	}
-	p := &tcpProxy{ln: ln}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, in, out)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
-		}
-	}()
-	t.Cleanup(p.Close)
-	return p
-}
-
-func (p *tcpProxy) Close() {
-	p.ln.Close()
-	p.wg.Wait()
-	p.mu.Lock()
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-	p.mu.Unlock()
-}
-
 // TestRedisStopsAndComesBack: shared budget → Redis gone (fail open, local
 // budget, never a panic or a 5xx) → Redis back (shared budget again).
 func TestRedisStopsAndComesBack(t *testing.T) {
 	direct := realRedis(t)
 	prefix := testPrefix(t, direct)
-	proxy := newTCPProxy(t, "127.0.0.1:0", testenv.RedisAddr(t))
-	proxyAddr := proxy.ln.Addr().String()
+	proxy := testenv.NewTCPProxy(t, "127.0.0.1:0", testenv.RedisAddr(t))
+	proxyAddr := proxy.Addr()
 	rdb := NewRedisClient(proxyAddr, "", 0)
 	t.Cleanup(func() { rdb.Close() })
 	cfg := cfgWith(func(c *Config) { c.WriteIP = "3-H" })
@@ -449,7 +398,7 @@ func TestRedisStopsAndComesBack(t *testing.T) {
 	if !lim.Stats().RedisDown {
 		t.Fatal("Redis outage not noticed")
 	}
-	newTCPProxy(t, proxyAddr, testenv.RedisAddr(t))
+	testenv.NewTCPProxy(t, proxyAddr, testenv.RedisAddr(t))
 	deadline := time.Now().Add(10 * time.Second)
 	for lim.Stats().RedisDown {
 		if time.Now().After(deadline) {
@@ -477,7 +426,7 @@ func TestRedisDownAtStartIsProbedInBackground(t *testing.T) {
 	if !lim.Stats().RedisDown {
 		t.Fatal("want degraded start")
 	}
-	newTCPProxy(t, addr, testenv.RedisAddr(t))
+	testenv.NewTCPProxy(t, addr, testenv.RedisAddr(t))
 	h := lim.Middleware(okHandler)
 	deadline := time.Now().Add(10 * time.Second)
 	for lim.Stats().RedisDown {
