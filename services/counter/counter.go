@@ -9,6 +9,7 @@ package counter
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
@@ -25,6 +27,7 @@ import (
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/counter/app"
+	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/handler"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
@@ -75,8 +78,13 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		redisstore.WithIdempotencyTTL(o.idempotencyTTL),
 		redisstore.WithMaxMetrics(o.maxMetrics),
 		redisstore.WithOutboxMaxLen(o.outboxMaxLen),
+		redisstore.WithDurable(o.durable != nil),
 	)
-	svc := app.New(logger, store, app.WithCacheTTL(o.cacheTTL))
+	appOpts := []app.Option{app.WithCacheTTL(o.cacheTTL)}
+	if o.durable != nil {
+		appOpts = append(appOpts, app.WithDurable(o.durable, store))
+	}
+	svc := app.New(logger, store, appOpts...)
 	h := handler.New(logger, svc)
 	c := &Counter{logger: logger, store: store, app: svc, requireNoEviction: o.requireNoEviction}
 
@@ -130,6 +138,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	redisAddr := cfg.String("HGP_REDIS_ADDR", "127.0.0.1:6379")
 	redisPassword := cfg.String("HGP_REDIS_PASSWORD", "")
 	redisDB := cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16)
+	mysqlDSN := cfg.String("HGP_MYSQL_DSN", "")
 	opts := []Option{
 		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
 		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
@@ -146,8 +155,25 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		signer, err = identity.NewSigner([]byte(secret))
 		cfg.Check("HGP_IDENTITY_SECRET", err)
 	}
+	if mysqlDSN != "" {
+		if _, err := mysql.ParseDSN(mysqlDSN); err != nil {
+			cfg.Check("HGP_MYSQL_DSN", fmt.Errorf("not a go-sql-driver DSN (user:pass@tcp(host:port)/db): %w", err))
+		}
+	}
 	if err := cfg.Err(); err != nil {
 		return nil, err
+	}
+
+	// Missing state is rebuilt from MySQL when it is configured.
+	var sqlDB *sql.DB
+	closeDB := func() error { return nil }
+	if mysqlDSN != "" {
+		var err error
+		if sqlDB, err = durable.Open(ctx, mysqlDSN, pingTimeout); err != nil {
+			return nil, fmt.Errorf("counter: HGP_MYSQL_DSN: %w", err)
+		}
+		closeDB = sqlDB.Close
+		opts = append(opts, WithDurable(durable.New(sqlDB)))
 	}
 
 	// No retries: go-redis re-sends a command (or a whole pipeline) after a
@@ -160,6 +186,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		_ = rdb.Close()
+		_ = closeDB()
 		return nil, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d) does not answer PING: %w", redisAddr, redisDB, err)
 	}
 	c, err := New(logger, rdb, signer, opts...)
@@ -168,6 +195,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	}
 	if err != nil {
 		_ = rdb.Close()
+		_ = closeDB()
 		return nil, fmt.Errorf("counter: %w", err)
 	}
 	comp := &bootstrap.Component{
@@ -175,7 +203,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		Addr:   addr,
 		Server: c.Server(),
 		Close: func() error {
-			return errors.Join(c.Close(), rdb.Close())
+			return errors.Join(c.Close(), rdb.Close(), closeDB())
 		},
 	}
 	// The outbox relay runs in every counter instance when Kafka is
@@ -187,7 +215,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	}
 	if rl != nil {
 		comp.Workers = append(comp.Workers, rl.Run)
-		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close()) }
+		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close(), closeDB()) }
 	}
 	return comp, nil
 }

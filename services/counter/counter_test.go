@@ -805,6 +805,8 @@ func TestBuild(t *testing.T) {
 				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION"}},
 		"too many metrics allowed": {with("HGP_COUNTER_MAX_METRICS", "257"), []string{"HGP_COUNTER_MAX_METRICS"}},
 		"redis down":               {with(), []string{"HGP_REDIS_ADDR", "127.0.0.1:1", "PING"}},
+		"bad mysql dsn":            {with("HGP_MYSQL_DSN", "nonsense"), []string{"HGP_MYSQL_DSN", "DSN"}},
+		"mysql down":               {with("HGP_MYSQL_DSN", "u:p@tcp(127.0.0.1:1)/db"), []string{"HGP_MYSQL_DSN", "127.0.0.1:1"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			comp, err := counter.Build(bg, logging.Discard(), tc.cfg)

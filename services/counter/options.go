@@ -22,6 +22,8 @@ type options struct {
 	// requireNoEviction makes Prepare fail unless Redis's
 	// maxmemory-policy is noeviction.
 	requireNoEviction bool
+	// durable rebuilds state missing from Redis; nil: Redis is the only truth.
+	durable app.Durable
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
@@ -97,3 +99,10 @@ func WithOutboxMaxLen(n int64) Option { return func(o *options) { o.outboxMaxLen
 // not noeviction (HGP_COUNTER_REQUIRE_NOEVICTION, default false: Prepare
 // only logs a warning).
 func WithRequireNoEviction(on bool) Option { return func(o *options) { o.requireNoEviction = on } }
+
+// WithDurable makes the counter rebuild an item's or a user's state that is
+// missing from Redis (eviction, restart without persistence, FLUSHALL) from
+// the durable record before serving it (HGP_MYSQL_DSN; see durable.Store
+// and docs/counter.md, "Rebuild from MySQL"). Without it (the default)
+// Redis is the only truth.
+func WithDurable(d app.Durable) Option { return func(o *options) { o.durable = d } }

@@ -3,7 +3,10 @@
 // dependencies on transports or storage.
 package domain
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Limits of requests, shared by validation and documentation.
 const (
@@ -107,3 +110,39 @@ var (
 	// may succeed.
 	ErrUnavailable = errors.New("counter storage is unavailable")
 )
+
+// ItemSnapshot is an item's durable state, as the durable record (MySQL)
+// holds it: the users who like it and its generic metrics.
+type ItemSnapshot struct {
+	Likers []string
+	// Metrics are the generic counters; "likes" is not among them (the
+	// count is len(Likers)).
+	Metrics map[string]int64
+}
+
+// UserSnapshot is a user's durable follow state.
+type UserSnapshot struct {
+	// Following are the users the user follows.
+	Following []string
+	// Followers are the users following the user.
+	Followers []string
+}
+
+// NotLoadedError reports that the state of some items or users is missing
+// from the real-time store and must be rebuilt from the durable record
+// before the operation can run. It matches ErrNotLoaded.
+type NotLoadedError struct {
+	Items []ItemRef
+	Users []string
+}
+
+func (e *NotLoadedError) Error() string {
+	return fmt.Sprintf("state of %d items and %d users is not loaded", len(e.Items), len(e.Users))
+}
+
+// Is makes a NotLoadedError match ErrNotLoaded.
+func (e *NotLoadedError) Is(target error) bool { return target == ErrNotLoaded }
+
+// ErrNotLoaded reports state missing from the real-time store that a
+// durable record could restore; see NotLoadedError.
+var ErrNotLoaded = errors.New("state not loaded")

@@ -32,3 +32,9 @@ func UserKey(user string) string { return "hgp:u:" + user }
 // sits in braces: user ids may contain ':', and without a delimiter user
 // "a" with key "b:c..." and user "a:b" with key "c..." would share a record.
 func IdempotencyKey(user, key string) string { return "hgp:idem:{" + user + "}:" + key }
+
+// LoadedField marks an item's counts hash (and a user's hash) whose state
+// is complete in Redis. Without it, and with a durable record configured,
+// the state is rebuilt from MySQL before it is used (see the scripts). It
+// is never reported as a metric.
+const LoadedField = "_l"

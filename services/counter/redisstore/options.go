@@ -15,6 +15,7 @@ type options struct {
 	idempotencyTTL time.Duration
 	maxMetrics     int
 	outboxMaxLen   int64
+	durable        bool
 }
 
 // DefaultIdempotencyTTL is how long an Increment's idempotency record lives.
@@ -100,3 +101,11 @@ func WithOutboxMaxLen(n int64) Option {
 		}
 	}
 }
+
+// WithDurable says whether a durable record (MySQL) can rebuild state that
+// is missing from Redis (default false). With it, every operation on an
+// item or user whose hash lacks LoadedField fails with a
+// *domain.NotLoadedError and changes nothing, until SeedItem or SeedUser
+// installed the state; without it the scripts mark such state loaded
+// themselves (Redis is the only truth).
+func WithDurable(on bool) Option { return func(o *options) { o.durable = on } }

@@ -38,6 +38,10 @@ type Store struct {
 	// outboxMaxLen is the outbox bound passed to the scripts ("0": never
 	// trim); both are boxed once here rather than on every call.
 	outboxMaxLen any
+	// durable is the scripts' load flag ("1": a durable record can
+	// rebuild missing state); loadCheck is the same as a bool.
+	durable   any
+	loadCheck bool
 }
 
 // New returns a Store using client, which it does not close.
@@ -54,6 +58,8 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 
 		maxMetrics:   o.maxMetrics,
 		outboxMaxLen: strconv.FormatInt(o.outboxMaxLen, 10),
+		durable:      direction01(o.durable),
+		loadCheck:    o.durable,
 	}
 }
 
@@ -106,6 +112,16 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 	return vals, nil
 }
 
+func direction01(on bool) string {
+	if on {
+		return "1"
+	}
+	return "0"
+}
+
+// notLoaded is the first result of a script that found state missing.
+const notLoaded = -9
+
 func direction(on bool) string {
 	if on {
 		return "1"
@@ -117,12 +133,15 @@ func direction(on bool) string {
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
 		[]string{LikersKey(item), CountsKey(item), OutboxStream},
-		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen)
+		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable)
 	if err != nil {
 		return domain.LikeResult{}, err
 	}
 	if len(v) != 2 {
 		return domain.LikeResult{}, fmt.Errorf("like script returned %d values", len(v))
+	}
+	if v[0] == notLoaded {
+		return domain.LikeResult{}, &domain.NotLoadedError{Items: []domain.ItemRef{item}}
 	}
 	return domain.LikeResult{Changed: v[0] == 1, Count: v[1]}, nil
 }
@@ -131,12 +150,22 @@ func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, l
 func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
 	v, err := s.run(ctx, followScript,
 		[]string{FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream},
-		user, target, direction(follow), s.outboxMaxLen)
+		user, target, direction(follow), s.outboxMaxLen, s.durable)
 	if err != nil {
 		return domain.FollowResult{}, err
 	}
 	if len(v) != 3 {
 		return domain.FollowResult{}, fmt.Errorf("follow script returned %d values", len(v))
+	}
+	if v[0] == notLoaded {
+		e := &domain.NotLoadedError{}
+		if v[1] == 1 {
+			e.Users = append(e.Users, user)
+		}
+		if v[2] == 1 {
+			e.Users = append(e.Users, target)
+		}
+		return domain.FollowResult{}, e
 	}
 	return domain.FollowResult{Changed: v[0] == 1, Following: v[1], Followers: v[2]}, nil
 }
@@ -155,7 +184,7 @@ func (s *Store) Increment(ctx context.Context, user string, in domain.Increment)
 	v, err := s.run(ctx, incrScript,
 		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), OutboxStream},
 		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
-		s.maxMetrics, s.outboxMaxLen)
+		s.maxMetrics, s.outboxMaxLen, s.durable)
 	if err != nil {
 		return 0, err
 	}
@@ -163,6 +192,8 @@ func (s *Store) Increment(ctx context.Context, user string, in domain.Increment)
 		return 0, fmt.Errorf("increment script returned %d values", len(v))
 	}
 	switch v[0] {
+	case notLoaded:
+		return 0, &domain.NotLoadedError{Items: []domain.ItemRef{in.Item}}
 	case -1:
 		return 0, domain.ErrIdempotencyConflict
 	case -2:
@@ -170,6 +201,85 @@ func (s *Store) Increment(ctx context.Context, user string, in domain.Increment)
 			domain.ErrTooManyMetrics, in.Item.Namespace, in.Item.ID, v[1], in.Metric)
 	}
 	return v[1], nil
+}
+
+// Seed outcomes.
+const (
+	// SeedSkipped: the state was loaded already; nothing changed.
+	SeedSkipped = 0
+	// SeedInstalled: the snapshot was installed.
+	SeedInstalled = 1
+	// SeedAdopted: complete but unmarked state was found and kept.
+	SeedAdopted = 2
+)
+
+// SeedItem installs snap as item's state unless the item is loaded
+// already (then nothing changes: a concurrent seeder or write won). It
+// returns SeedSkipped, SeedInstalled or SeedAdopted.
+func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error) {
+	args := make([]any, 0, 1+2*len(snap.Metrics)+len(snap.Likers))
+	n := 0
+	args = append(args, 0)
+	for m, v := range snap.Metrics {
+		if m == domain.LikesMetric || m == LoadedField {
+			continue
+		}
+		args = append(args, m, v)
+		n++
+	}
+	args[0] = n
+	for _, u := range snap.Likers {
+		args = append(args, u)
+	}
+	return s.seed(ctx, seedItemScript, []string{CountsKey(item), LikersKey(item)}, args)
+}
+
+// SeedUser installs snap as user's follow state unless the user is loaded
+// already; like SeedItem.
+func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnapshot) (int64, error) {
+	args := make([]any, 0, 1+len(snap.Following)+len(snap.Followers))
+	args = append(args, len(snap.Following))
+	for _, u := range snap.Following {
+		args = append(args, u)
+	}
+	for _, u := range snap.Followers {
+		args = append(args, u)
+	}
+	return s.seed(ctx, seedUserScript, []string{UserKey(user), FollowingKey(user), FollowersKey(user)}, args)
+}
+
+// ItemLoaded reports whether item's state is marked complete.
+func (s *Store) ItemLoaded(ctx context.Context, item domain.ItemRef) (bool, error) {
+	return s.marked(ctx, CountsKey(item))
+}
+
+// UserLoaded reports whether user's follow state is marked complete.
+func (s *Store) UserLoaded(ctx context.Context, user string) (bool, error) {
+	return s.marked(ctx, UserKey(user))
+}
+
+func (s *Store) marked(ctx context.Context, key string) (bool, error) {
+	cmd := redis.NewBoolCmd(ctx, "hexists", key, LoadedField)
+	if err := s.b.Do(ctx, cmd); err != nil {
+		return false, classify(err)
+	}
+	ok, err := cmd.Result()
+	return ok, classify(err)
+}
+
+func (s *Store) seed(ctx context.Context, sc *redis.Script, keys []string, args []any) (int64, error) {
+	cmd := evalsha(ctx, sc, keys, args)
+	if err := s.b.Do(ctx, cmd); err != nil {
+		return 0, classify(err)
+	}
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		cmd = sc.Eval(ctx, s.client, keys, args...)
+	}
+	v, err := cmd.Int64()
+	if err != nil {
+		return 0, classify(err)
+	}
+	return v, nil
 }
 
 // MaxMemoryPolicy returns Redis's maxmemory-policy (CONFIG GET). An error
@@ -205,21 +315,46 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 		members[i] = redis.NewBoolCmd(ctx, "sismember", LikersKey(it), viewer)
 		cmds = append(cmds, members[i])
 	}
+	// Whether a checked item's likers set is complete.
+	var marks []*redis.BoolCmd
+	if s.loadCheck {
+		marks = make([]*redis.BoolCmd, len(check))
+		for i, it := range check {
+			marks[i] = redis.NewBoolCmd(ctx, "hexists", CountsKey(it), LoadedField)
+			cmds = append(cmds, marks[i])
+		}
+	}
 	if len(cmds) == 0 {
 		return nil, nil, nil
 	}
 	if err := s.b.Do(ctx, cmds...); err != nil {
 		return nil, nil, classify(err)
 	}
+	var missing []domain.ItemRef
 	counts := make([]domain.ItemCounts, len(fetch))
 	for i, h := range hashes {
 		m, err := h.Result()
 		if err != nil {
 			return nil, nil, classify(err)
 		}
+		if _, ok := m[LoadedField]; s.loadCheck && !ok {
+			missing = append(missing, fetch[i])
+		}
 		if counts[i], err = parseCounts(m); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", CountsKey(fetch[i]), err)
 		}
+	}
+	loaded, err := bools(marks)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, ok := range loaded {
+		if !ok && !slices.Contains(missing, check[i]) {
+			missing = append(missing, check[i])
+		}
+	}
+	if len(missing) > 0 {
+		return nil, nil, &domain.NotLoadedError{Items: missing}
 	}
 	liked, err := bools(members)
 	if err != nil {
@@ -231,6 +366,9 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 func parseCounts(m map[string]string) (domain.ItemCounts, error) {
 	var c domain.ItemCounts
 	for field, raw := range m {
+		if field == LoadedField {
+			continue
+		}
 		n, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
 			return c, fmt.Errorf("field %s: %w", field, err)
@@ -271,7 +409,7 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 	cmds := make([]redis.Cmder, 0, len(fetch)+len(check))
 	hashes := make([]*redis.SliceCmd, len(fetch))
 	for i, u := range fetch {
-		hashes[i] = redis.NewSliceCmd(ctx, "hmget", UserKey(u), "followers", "following")
+		hashes[i] = redis.NewSliceCmd(ctx, "hmget", UserKey(u), "followers", "following", LoadedField)
 		cmds = append(cmds, hashes[i])
 	}
 	members := make([]*redis.BoolCmd, len(check))
@@ -279,20 +417,30 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 		members[i] = redis.NewBoolCmd(ctx, "sismember", FollowingKey(viewer), u)
 		cmds = append(cmds, members[i])
 	}
+	// Whether the viewer's following set is complete.
+	var mark *redis.BoolCmd
+	if s.loadCheck && len(check) > 0 {
+		mark = redis.NewBoolCmd(ctx, "hexists", UserKey(viewer), LoadedField)
+		cmds = append(cmds, mark)
+	}
 	if len(cmds) == 0 {
 		return nil, nil, nil
 	}
 	if err := s.b.Do(ctx, cmds...); err != nil {
 		return nil, nil, classify(err)
 	}
+	var missing []string
 	counts := make([]domain.UserCounts, len(fetch))
 	for i, h := range hashes {
 		vals, err := h.Result()
 		if err != nil {
 			return nil, nil, classify(err)
 		}
-		if len(vals) != 2 {
+		if len(vals) != 3 {
 			return nil, nil, fmt.Errorf("%s: HMGET returned %d values", UserKey(fetch[i]), len(vals))
+		}
+		if s.loadCheck && vals[2] == nil {
+			missing = append(missing, fetch[i])
 		}
 		if counts[i].Followers, err = optInt(vals[0]); err != nil {
 			return nil, nil, fmt.Errorf("%s followers: %w", UserKey(fetch[i]), err)
@@ -300,6 +448,18 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 		if counts[i].Following, err = optInt(vals[1]); err != nil {
 			return nil, nil, fmt.Errorf("%s following: %w", UserKey(fetch[i]), err)
 		}
+	}
+	if mark != nil {
+		ok, err := mark.Result()
+		if err != nil {
+			return nil, nil, classify(err)
+		}
+		if !ok && !slices.Contains(missing, viewer) {
+			missing = append(missing, viewer)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, nil, &domain.NotLoadedError{Users: missing}
 	}
 	follows, err := bools(members)
 	if err != nil {

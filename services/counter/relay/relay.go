@@ -134,6 +134,17 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 		}
 		r.sampleDepth(ctx)
+		if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+			// The stream and its group are gone (Redis lost its data:
+			// FLUSHALL, a restart without persistence). Recreate the group
+			// at the start of the new stream, so entries appended since are
+			// relayed.
+			if gerr := r.ensureGroup(ctx); gerr == nil {
+				r.logger.Warn("relay: the outbox consumer group was missing and was created again", "stream", r.o.stream, "group", r.o.group)
+				ownPending = false
+				continue
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -74,13 +74,17 @@ func Item(field string, it domain.ItemRef) error {
 }
 
 // Metric checks a generic metric name: 1-32 characters of [a-z0-9_], not
-// the reserved "likes".
+// the reserved "likes", not starting with '_' (reserved for the store's own
+// fields, such as the loaded mark "_l").
 func Metric(field, v string) error {
 	if err := check(field, v, 1, maxMetric, metricChar, "[a-z0-9_]"); err != nil {
 		return err
 	}
 	if v == domain.LikesMetric {
 		return invalid(field, "%q is reserved; use Like and Unlike", v)
+	}
+	if v[0] == '_' {
+		return invalid(field, "%q is reserved: metric names must not start with '_'", v)
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ func TestRules(t *testing.T) {
 		{"incr zero delta", Increment("u1", inc(func(in *domain.Increment) { in.Delta = 0 })), domain.ErrInvalid, "delta: must not be zero"},
 		{"incr big delta", Increment("u1", inc(func(in *domain.Increment) { in.Delta = 1_000_001 })), domain.ErrInvalid, "delta: must be between"},
 		{"incr likes", Increment("u1", inc(func(in *domain.Increment) { in.Metric = "likes" })), domain.ErrInvalid, "metric: \"likes\" is reserved"},
+		{"incr _l", Increment("u1", inc(func(in *domain.Increment) { in.Metric = "_l" })), domain.ErrInvalid, "metric: \"_l\" is reserved: metric names must not start with '_'"},
 		{"incr metric dash", Increment("u1", inc(func(in *domain.Increment) { in.Metric = "a-b" })), domain.ErrInvalid, "metric"},
 		{"incr metric empty", Increment("u1", inc(func(in *domain.Increment) { in.Metric = "" })), domain.ErrInvalid, "metric: required"},
 		{"incr no key", Increment("u1", inc(func(in *domain.Increment) { in.IdempotencyKey = "" })), domain.ErrInvalid, "idempotency_key: required"},

@@ -32,6 +32,12 @@ type Load struct {
 	// Pace is the pause between two requests of one user (0: none), so a
 	// test can keep writes flowing for a while at a bounded rate.
 	Pace time.Duration
+	// NoResend stops re-sending earlier increments with their idempotency
+	// key: the records do not survive a loss of Redis's data.
+	NoResend bool
+	// Pause, when set, is read-locked around every request: a test that
+	// locks it waits for the requests in flight and holds all users.
+	Pause *sync.RWMutex
 
 	acked atomic.Int64
 }
@@ -203,6 +209,9 @@ func (l *Load) user(ctx context.Context, u, ops int, stop <-chan struct{}, st *u
 			case <-timer.C:
 			}
 		}
+		if l.Pause != nil {
+			l.Pause.RLock()
+		}
 		ns := []string{"article", "comment"}[rng.IntN(2)]
 		item := "i" + strconv.Itoa(rng.IntN(l.Items))
 		var err error
@@ -224,7 +233,7 @@ func (l *Load) user(ctx context.Context, u, ops int, stop <-chan struct{}, st *u
 			key := "idem-" + user + "-" + strconv.Itoa(i) // 8..128 characters
 			err = increment(key, incrRec{ns: ns, item: item, metric: []string{"views", "shares"}[rng.IntN(2)], delta: int64(1 + rng.IntN(5))})
 		case r < 77: // an earlier increment re-sent with its key
-			if len(st.keys) > 0 {
+			if len(st.keys) > 0 && !l.NoResend {
 				key := st.keys[rng.IntN(len(st.keys))]
 				err = increment(key, st.incrs[key])
 			}
@@ -233,6 +242,9 @@ func (l *Load) user(ctx context.Context, u, ops int, stop <-chan struct{}, st *u
 			if v != u {
 				err = setFollow("u"+strconv.Itoa(v), rng.IntN(3) != 0)
 			}
+		}
+		if l.Pause != nil {
+			l.Pause.RUnlock()
 		}
 		if err != nil {
 			st.errs = append(st.errs, err)

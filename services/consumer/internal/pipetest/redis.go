@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
 // RedisState reads the counter's real-time view (key layout of
@@ -31,6 +33,9 @@ func RedisState(ctx context.Context, rdb *redis.Client) (State, error) {
 				return s, err
 			}
 			for f, v := range h {
+				if f == redisstore.LoadedField {
+					continue
+				}
 				n, err := strconv.ParseInt(v, 10, 64)
 				if err != nil {
 					return s, fmt.Errorf("%s field %s: %w", key, f, err)

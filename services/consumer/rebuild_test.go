@@ -1,0 +1,495 @@
+package consumer_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/redis/go-redis/v9"
+
+	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
+	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/identity"
+	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/rpctest"
+	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
+	"github.com/highgopress/highgopress/services/consumer/migrations"
+	"github.com/highgopress/highgopress/services/consumer/reconcile"
+	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/durable"
+	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+// rebuildRedisDB is the Redis database the rebuild tests own and flush.
+const rebuildRedisDB = 15
+
+// countingDurable counts the loads of the MySQL durable store.
+type countingDurable struct {
+	*durable.Store
+	items, users atomic.Int64
+}
+
+func (c *countingDurable) LoadItem(ctx context.Context, it domain.ItemRef) (domain.ItemSnapshot, error) {
+	c.items.Add(1)
+	return c.Store.LoadItem(ctx, it)
+}
+
+func (c *countingDurable) LoadUser(ctx context.Context, u string) (domain.UserSnapshot, error) {
+	c.users.Add(1)
+	return c.Store.LoadUser(ctx, u)
+}
+
+// rebuildDB returns a fresh migrated MySQL database.
+func rebuildDB(t *testing.T) *sql.DB {
+	t.Helper()
+	dsn := pipetest.Database(t, testenv.MySQLDSN(t))
+	if _, err := migrations.Up(context.Background(), logging.Discard(), dsn); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := consumer.OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// rebuildRedis returns a client of the flushed test database.
+func rebuildRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: rebuildRedisDB, MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rdb
+}
+
+// newRebuildingCounter is a counter on rdb that rebuilds from conn.
+func newRebuildingCounter(t *testing.T, rdb *redis.Client, d *countingDurable) *counter.Counter {
+	t.Helper()
+	signer, err := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := counter.New(logging.Discard(), rdb, signer, counter.WithCacheTTL(0), counter.WithDurable(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func key32(parts ...string) []byte {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s", len(p), p)
+	}
+	return h.Sum(nil)
+}
+
+// seedMySQL writes rows as the consumer's sink would have.
+func seedMySQL(t *testing.T, conn *sql.DB, likes map[[3]string]bool, counts map[[3]string]int64, follows map[[2]string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	for k, liked := range likes {
+		if _, err := conn.ExecContext(ctx, `INSERT INTO item_likes (like_key, namespace, item_id, user_id, liked, version) VALUES (?, ?, ?, ?, ?, 1)`,
+			key32(k[0], k[1], k[2]), k[0], k[1], k[2], liked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range counts {
+		if _, err := conn.ExecContext(ctx, `INSERT INTO item_counts (namespace, item_id, metric, value) VALUES (?, ?, ?, ?)`, k[0], k[1], k[2], v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users := map[string][2]int64{}
+	for k, on := range follows {
+		if _, err := conn.ExecContext(ctx, `INSERT INTO follows (follow_key, follower, followee, active, version) VALUES (?, ?, ?, ?, 1)`,
+			key32(k[0], k[1]), k[0], k[1], on); err != nil {
+			t.Fatal(err)
+		}
+		if on {
+			a, b := users[k[0]], users[k[1]]
+			a[1]++
+			users[k[0]] = a
+			b = users[k[1]]
+			b[0]++
+			users[k[1]] = b
+		}
+	}
+	for u, c := range users {
+		if _, err := conn.ExecContext(ctx, `INSERT INTO user_counts (user_id, followers, following) VALUES (?, ?, ?)`, u, c[0], c[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var (
+	rbItem  = domain.ItemRef{Namespace: "articles", ID: "a1"}
+	rbEmpty = domain.ItemRef{Namespace: "articles", ID: "nothing"}
+)
+
+func seedRebuildFixture(t *testing.T, conn *sql.DB) {
+	seedMySQL(t, conn,
+		map[[3]string]bool{
+			{"articles", "a1", "u1"}: true, {"articles", "a1", "u2"}: true, {"articles", "a1", "u3"}: true,
+			{"articles", "a1", "u4"}: false, // liked once, unliked
+		},
+		map[[3]string]int64{{"articles", "a1", "likes"}: 3, {"articles", "a1", "views"}: 40},
+		map[[2]string]bool{{"u1", "u2"}: true, {"u1", "u3"}: true, {"u5", "u1"}: true, {"u6", "u1"}: false},
+	)
+}
+
+// TestRebuildFromMySQLAfterFlush: MySQL holds likes, metrics and follows,
+// Redis is empty: reads return MySQL's values, a user who liked (per MySQL)
+// liking again changes nothing, and the state is loaded once.
+func TestRebuildFromMySQLAfterFlush(t *testing.T) {
+	conn := rebuildDB(t)
+	rdb := rebuildRedis(t)
+	seedRebuildFixture(t, conn)
+	d := &countingDurable{Store: durable.New(conn)}
+	svc := newRebuildingCounter(t, rdb, d).App()
+	ctx := context.Background()
+
+	views, err := svc.GetCounts(ctx, "u2", []domain.ItemRef{rbItem, rbEmpty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if views[0].Counts.Likes != 3 || !maps.Equal(views[0].Counts.Metrics, map[string]int64{"views": 40}) || !views[0].ViewerLiked {
+		t.Fatalf("a1 = %+v; want 3 likes, views 40, liked by u2", views[0])
+	}
+	if views[1].Counts.Likes != 0 || len(views[1].Counts.Metrics) != 0 {
+		t.Fatalf("nothing = %+v", views[1])
+	}
+	if r, err := svc.Like(ctx, "u1", rbItem); err != nil || r != (domain.LikeResult{Changed: false, Count: 3}) {
+		t.Fatalf("relike by u1 = %+v, %v; want unchanged at 3", r, err)
+	}
+	if r, err := svc.Like(ctx, "u4", rbItem); err != nil || r != (domain.LikeResult{Changed: true, Count: 4}) {
+		t.Fatalf("like by u4 (unliked in MySQL) = %+v, %v; want changed, 4", r, err)
+	}
+	users, err := svc.GetUserStats(ctx, "u1", []string{"u1", "u2", "u6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if users[0].Counts != (domain.UserCounts{Followers: 1, Following: 2}) || users[1].Counts != (domain.UserCounts{Followers: 1}) ||
+		!users[1].ViewerFollows || users[2].ViewerFollows || users[2].Counts != (domain.UserCounts{}) {
+		t.Fatalf("GetUserStats = %+v", users)
+	}
+	if r, err := svc.Follow(ctx, "u1", "u3"); err != nil || r != (domain.FollowResult{Changed: false, Following: 2, Followers: 1}) {
+		t.Fatalf("refollow = %+v, %v", r, err)
+	}
+	if r, err := svc.Follow(ctx, "u6", "u1"); err != nil || r != (domain.FollowResult{Changed: true, Following: 1, Followers: 2}) {
+		t.Fatalf("follow by u6 = %+v, %v", r, err)
+	}
+	if v, err := svc.Increment(ctx, "u1", domain.Increment{Item: rbItem, Metric: "views", Delta: 2, IdempotencyKey: "key-000001"}); err != nil || v != 42 {
+		t.Fatalf("Increment = %d, %v; want 42", v, err)
+	}
+	// Items a1 and nothing; users u1, u2, u6, u3 (u1 and u6 once each).
+	if d.items.Load() != 2 || d.users.Load() != 4 {
+		t.Fatalf("loads: %d items, %d users; want 2, 4", d.items.Load(), d.users.Load())
+	}
+}
+
+// TestRebuildConcurrentFirstReads: concurrent first reads of one missing
+// item on two counter instances load it from MySQL at most once per
+// instance, and none sees less than MySQL's count.
+func TestRebuildConcurrentFirstReads(t *testing.T) {
+	conn := rebuildDB(t)
+	rdb := rebuildRedis(t)
+	seedRebuildFixture(t, conn)
+	var ds [2]*countingDurable
+	var svcs [2]*counter.Counter
+	for i := range ds {
+		ds[i] = &countingDurable{Store: durable.New(conn)}
+		svcs[i] = newRebuildingCounter(t, rdb, ds[i])
+	}
+	const readers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	start := make(chan struct{})
+	for i := range readers {
+		wg.Go(func() {
+			<-start
+			v, err := svcs[i%2].App().GetCounts(context.Background(), "", []domain.ItemRef{rbItem})
+			if err == nil && v[0].Counts.Likes != 3 {
+				err = fmt.Errorf("reader %d saw %d likes; MySQL has 3", i, v[0].Counts.Likes)
+			}
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	var total int64
+	for i, d := range ds {
+		n := d.items.Load()
+		total += n
+		if n > 1 {
+			t.Errorf("instance %d loaded the item %d times; want at most 1", i, n)
+		}
+	}
+	if total == 0 {
+		t.Error("no instance loaded the item")
+	}
+}
+
+// TestFlushUnderLoadRebuilds: the counter, two outbox relays and the
+// consumer run under load (likes, unlikes, flips, increments, follows from
+// 30 users over Connect); in the middle Redis is flushed (FLUSHDB of its
+// database: the outbox had been relayed and the consumer had caught up, so
+// no acknowledged event is lost with it). Every item and user is rebuilt
+// from MySQL on first use; a sampler meanwhile reads an item that only
+// gets likes and checks that no read returns less than MySQL's count read
+// just before it. After drain and one reconciliation pass, MySQL equals
+// the oracle of acknowledged responses and Redis equals MySQL.
+func TestFlushUnderLoadRebuilds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pipeline test")
+	}
+	e := setup(t)
+	rdb := rebuildRedis(t)
+	startConsumer(t, e, 200)
+	d := &countingDurable{Store: durable.New(e.conn)}
+	c := newRebuildingCounter(t, rdb, d)
+	baseURL, hc := rpctest.Serve(t, c.Handler())
+	signer, _ := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	t.Cleanup(func() { cancel(); bg.Wait() })
+	for i := range 2 {
+		w := relay.NewKafkaWriter(e.brokers, e.topic)
+		t.Cleanup(func() { _ = w.Close() })
+		r := relay.New(logging.Discard(), rdb, w, relay.WithConsumerName("relay-"+strconv.Itoa(i)),
+			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(50*time.Millisecond), relay.WithRegisterer(nil))
+		bg.Go(func() { _ = r.Run(ctx) })
+	}
+
+	var pause sync.RWMutex
+	load := &pipetest.Load{
+		Counters: counterv1connect.NewCounterServiceClient(hc, baseURL),
+		Follows:  counterv1connect.NewFollowServiceClient(hc, baseURL),
+		Signer:   signer, Users: 30, Items: 8, Seed: 21, Pace: time.Millisecond,
+		NoResend: true, Pause: &pause,
+	}
+	const opsPerUser = 200
+	var res pipetest.LoadResult
+	loadDone := make(chan struct{})
+	go func() { defer close(loadDone); res = load.Run(ctx, opsPerUser, nil) }()
+
+	// One item only gets likes, so its true count only grows.
+	mono := domain.ItemRef{Namespace: "article", ID: "mono"}
+	var monoLikes atomic.Int64
+	monoErr := make(chan error, 1)
+	stopMono := make(chan struct{})
+	bg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stopMono:
+				monoErr <- nil
+				return
+			default:
+			}
+			pause.RLock()
+			r, err := c.App().Like(ctx, "m"+strconv.Itoa(i), mono)
+			pause.RUnlock()
+			if err != nil || !r.Changed {
+				monoErr <- fmt.Errorf("like %d of mono: %+v, %v", i, r, err)
+				return
+			}
+			monoLikes.Add(1)
+		}
+	})
+	var flushed atomic.Bool
+	var samples, samplesAfterFlush atomic.Int64
+	samplerErr := make(chan error, 1)
+	stopSampler := make(chan struct{})
+	bg.Go(func() {
+		for {
+			select {
+			case <-stopSampler:
+				samplerErr <- nil
+				return
+			default:
+			}
+			var m int64
+			err := e.conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(value), 0) FROM item_counts WHERE namespace = ? AND item_id = ? AND metric = 'likes'`,
+				mono.Namespace, mono.ID).Scan(&m)
+			after := flushed.Load()
+			if err == nil {
+				var v []domain.ItemView
+				v, err = c.App().GetCounts(ctx, "", []domain.ItemRef{mono})
+				if err == nil && v[0].Counts.Likes < m {
+					err = fmt.Errorf("read %d likes of mono, below MySQL's %d (after flush: %v)", v[0].Counts.Likes, m, after)
+				}
+			}
+			if err != nil {
+				samplerErr <- err
+				return
+			}
+			samples.Add(1)
+			if after {
+				samplesAfterFlush.Add(1)
+			}
+		}
+	})
+
+	drained := func() error {
+		if n := rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 0 {
+			return fmt.Errorf("outbox holds %d entries", n)
+		}
+		return pipetest.Drained(ctx, e.brokers, e.group, e.topic)
+	}
+	// Flush halfway through.
+	pipetest.Eventually(t, 60*time.Second, func() error {
+		if n := load.Acked(); n < 30*opsPerUser/2 {
+			return fmt.Errorf("%d requests acknowledged", n)
+		}
+		return nil
+	})
+	pause.Lock()
+	pipetest.Eventually(t, 60*time.Second, drained)
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		pause.Unlock()
+		t.Fatal(err)
+	}
+	flushed.Store(true)
+	pause.Unlock()
+	<-loadDone
+	close(stopMono)
+	if err := <-monoErr; err != nil {
+		t.Fatal(err)
+	}
+	close(stopSampler)
+	if err := <-samplerErr; err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range res.Errors {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	if samplesAfterFlush.Load() == 0 {
+		t.Fatalf("no read was sampled after the flush (%d before)", samples.Load())
+	}
+
+	want := res.Want
+	for i := range monoLikes.Load() {
+		want.Likes["article/mono/m"+strconv.Itoa(int(i))] = true
+	}
+	want.Counts["article/mono/likes"] = monoLikes.Load()
+	pipetest.Eventually(t, 120*time.Second, func() error {
+		if err := drained(); err != nil {
+			return err
+		}
+		got, err := pipetest.Snapshot(ctx, e.conn)
+		if err != nil {
+			return err
+		}
+		if diff := pipetest.Diff(got, want); diff != "" {
+			return fmt.Errorf("MySQL differs from the oracle:\n%s", diff)
+		}
+		return nil
+	})
+	rec := reconcile.New(logging.Discard(), rdb, e.conn, reconcile.WithRegisterer(nil), reconcile.WithQuiescent(func(context.Context) error { return drained() }))
+	rep, err := rec.Check(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Repair(ctx, rep); err != nil {
+		t.Fatal(err)
+	}
+	got, err := pipetest.RedisState(ctx, rdb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := pipetest.Diff(got, want); diff != "" {
+		t.Fatalf("Redis differs from MySQL after the rebuild:\n%s", diff)
+	}
+	t.Logf("%d requests, %d mono likes, %d samples (%d after the flush), %d item and %d user loads, drift before repair: %d fields",
+		res.Acked, monoLikes.Load(), samples.Load(), samplesAfterFlush.Load(), d.items.Load(), d.users.Load(), len(rep.Drifts))
+	if d.items.Load() == 0 || d.users.Load() == 0 {
+		t.Fatal("nothing was rebuilt from MySQL")
+	}
+	// Redis was empty twice (at the start and after the flush): each item
+	// (2 namespaces × 8, plus mono) and user is loaded at most once per loss.
+	if n := d.items.Load(); n > 2*(2*8+1) {
+		t.Errorf("%d item loads; want at most %d", n, 2*(2*8+1))
+	}
+	if n := d.users.Load(); n > 2*30 {
+		t.Errorf("%d user loads; want at most %d", n, 2*30)
+	}
+}
+
+// TestRebuildOverEveryProtocol: after a flush, GetCounts, Like and
+// GetUserStats over Connect, gRPC and gRPC-Web answer with MySQL's state.
+func TestRebuildOverEveryProtocol(t *testing.T) {
+	conn := rebuildDB(t)
+	rdb := rebuildRedis(t)
+	seedRebuildFixture(t, conn)
+	c := newRebuildingCounter(t, rdb, &countingDurable{Store: durable.New(conn)})
+	baseURL, hc := rpctest.Serve(t, c.Handler())
+	signer, err := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	item := &counterv1.ItemRef{Namespace: rbItem.Namespace, Id: rbItem.ID}
+	for _, p := range rpctest.Protocols {
+		t.Run(p.Name, func(t *testing.T) {
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			cs := counterv1connect.NewCounterServiceClient(hc, baseURL, p.Opts...)
+			fs := counterv1connect.NewFollowServiceClient(hc, baseURL, p.Opts...)
+			req := connect.NewRequest(&counterv1.GetCountsRequest{Items: []*counterv1.ItemRef{item}})
+			req.Header().Set(identity.Header, signer.Sign("u2", counterv1connect.CounterServiceGetCountsProcedure))
+			res, err := cs.GetCounts(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := res.Msg.GetCounts()[0]
+			if got.GetLikes() != 3 || got.GetMetrics()["views"] != 40 || !got.GetViewerLiked() {
+				t.Fatalf("GetCounts = %v; want 3 likes, views 40, liked by u2", got)
+			}
+			if err := rdb.FlushDB(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			like := connect.NewRequest(&counterv1.LikeRequest{Item: item})
+			like.Header().Set(identity.Header, signer.Sign("u3", counterv1connect.CounterServiceLikeProcedure))
+			lr, err := cs.Like(ctx, like)
+			if err != nil || lr.Msg.GetChanged() || lr.Msg.GetCount() != 3 {
+				t.Fatalf("Like by u3 (liked in MySQL) = %v, %v; want unchanged at 3", lr, err)
+			}
+			us, err := fs.GetUserStats(ctx, connect.NewRequest(&counterv1.GetUserStatsRequest{UserIds: []string{"u1"}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s := us.Msg.GetStats()[0]; s.GetFollowers() != 1 || s.GetFollowing() != 2 {
+				t.Fatalf("GetUserStats(u1) = %v; want 1 follower, 2 following", s)
+			}
+		})
+	}
+}
