@@ -7,6 +7,7 @@ package validate
 import (
 	"fmt"
 
+	"github.com/highgopress/highgopress/platform/ids"
 	"github.com/highgopress/highgopress/services/counter/domain"
 )
 
@@ -14,7 +15,6 @@ import (
 const (
 	maxNamespace = 32
 	maxItemID    = 128
-	maxUserID    = 64
 	maxMetric    = 32
 	minIdemKey   = 8
 	maxIdemKey   = 128
@@ -28,9 +28,8 @@ func invalid(field, format string, args ...any) error {
 func lowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // idChar reports characters of [A-Za-z0-9_.:-].
-func idChar(c byte) bool {
-	return lowerAlnum(c) || c >= 'A' && c <= 'Z' || c == '_' || c == '.' || c == ':' || c == '-'
-}
+// idChar is the id alphabet shared with the gateway (platform/ids).
+func idChar(c byte) bool { return ids.IsIDChar(c) }
 
 func nsChar(c byte) bool     { return lowerAlnum(c) || c == '_' || c == '-' }
 func metricChar(c byte) bool { return lowerAlnum(c) || c == '_' }
@@ -62,7 +61,7 @@ func ItemID(field, v string) error {
 
 // UserID checks a user id: 1-64 characters of [A-Za-z0-9_.:-].
 func UserID(field, v string) error {
-	return check(field, v, 1, maxUserID, idChar, "[A-Za-z0-9_.:-]")
+	return check(field, v, 1, ids.MaxUserIDLen, idChar, ids.UserIDAlphabet)
 }
 
 // Item checks an item reference; field prefixes the names of its parts.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/highgopress/highgopress/platform/ids"
 )
 
 // MinHS256SecretLen is the shortest accepted HS256 secret, in bytes (RFC 7518
@@ -273,20 +275,6 @@ func BearerToken(h http.Header) (token string, present bool, err error) {
 	return tok, true, nil
 }
 
-// ValidUserID reports whether s is a valid user id: 1-64 characters of
-// [A-Za-z0-9_.:-].
-func ValidUserID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_', c == '.', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidUserID reports whether s is a valid user id (platform/ids): the same
+// rule the backends apply, so every accepted subject can act there.
+func ValidUserID(s string) bool { return ids.ValidUserID(s) }
