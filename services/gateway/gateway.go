@@ -515,26 +515,32 @@ func (g *Gateway) authenticate(r *http.Request, rt route.Route) (string, error) 
 // readBody reads the whole request body, at most maxBody bytes, so an
 // oversized request is refused before any backend sees it and a failed read
 // can be retried elsewhere. It returns nil for an empty body.
+// initialBodyBuffer is the most the gateway reserves for a request body
+// before its bytes arrive.
+const initialBodyBuffer = 32 << 10
+
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, nil
 	}
 	body := http.MaxBytesReader(w, r.Body, g.maxBody)
+	// Memory grows with the bytes that actually arrive: a client announcing
+	// a large Content-Length and then sending slowly pins at most
+	// initialBodyBuffer until its data comes (P6).
+	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(body, buf); err != nil {
-			return nil, fmt.Errorf("read request body: %w", err)
-		}
-		return buf, nil
+		buf.Grow(int(min(r.ContentLength, initialBodyBuffer)))
 	}
-	buf, err := io.ReadAll(body)
-	if err != nil {
+	if _, err := buf.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("read request body: %w", err)
 	}
-	if len(buf) == 0 {
+	if r.ContentLength > 0 && int64(buf.Len()) != r.ContentLength {
+		return nil, fmt.Errorf("read request body: %w", io.ErrUnexpectedEOF)
+	}
+	if buf.Len() == 0 {
 		return nil, nil
 	}
-	return buf, nil
+	return buf.Bytes(), nil
 }
 
 // notFound answers a path outside the table with Unimplemented: for Connect
