@@ -12,6 +12,9 @@
 set -uo pipefail
 
 MIDDLEWARE=${MIDDLEWARE:-redis mariadb kafka consul}
+# Tests build binaries inside the checkout; do not depend on git being willing
+# to read it (a checkout owned by another user makes VCS stamping fail).
+export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
 GO_TEST_TIMEOUT=${GO_TEST_TIMEOUT:-20m}
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -42,14 +42,28 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// mwScript finds scripts/mw.sh of the checkout the test runs in.
+// mwScript finds scripts/mw.sh: HGP_MW_SCRIPT (exported by mw.sh into
+// .run/env), else the nearest scripts/mw.sh above the test's directory.
 func mwScript(t testing.TB) string {
 	t.Helper()
-	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	if err != nil {
-		t.Fatalf("git rev-parse --show-toplevel: %v", err)
+	if p := os.Getenv("HGP_MW_SCRIPT"); p != "" {
+		return p
 	}
-	return filepath.Join(strings.TrimSpace(string(out)), "scripts", "mw.sh")
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p := filepath.Join(dir, "scripts", "mw.sh")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("scripts/mw.sh not found above the test directory; set HGP_MW_SCRIPT")
+		}
+		dir = parent
+	}
 }
 
 // StartPrivate starts a private instance of name (kafka, mariadb or redis)
