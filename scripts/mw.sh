@@ -267,11 +267,11 @@ apt_install() { # debian packages...
 
 apt_packages_of() {
   case $1 in
-    redis) echo redis-server redis-tools ;;
-    mariadb) echo mariadb-server mariadb-client ;;
-    kafka) ;;
-    consul) echo curl ;;
-    prometheus) echo prometheus curl ;;
+    redis) echo redis-server redis-tools procps iproute2 ;;
+    mariadb) echo mariadb-server mariadb-client procps iproute2 ;;
+    kafka) echo procps iproute2 ;;
+    consul) echo curl procps iproute2 ;;
+    prometheus) echo prometheus curl procps iproute2 ;;
   esac
 }
 
