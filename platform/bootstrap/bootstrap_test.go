@@ -12,6 +12,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/testenv"
 )
 
 func component(t *testing.T, name string, closed *[]string, mu *sync.Mutex) *Component {
@@ -35,18 +36,13 @@ func component(t *testing.T, name string, closed *[]string, mu *sync.Mutex) *Com
 
 func waitServing(t *testing.T, c *Component) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.EventuallyNoError(t, 5*time.Second, c.Name+" serving", func() error {
 		resp, err := http.Get("http://" + c.Listener.Addr().String() + "/ping")
 		if err == nil {
 			resp.Body.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not serving: %v", c.Name, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func TestRunStopsEverythingOnCancelAndClosesInReverse(t *testing.T) {

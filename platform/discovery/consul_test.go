@@ -17,22 +17,6 @@ import (
 	"github.com/highgopress/highgopress/platform/testenv"
 )
 
-// waitFor polls cond every 20ms until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	deadline := start.Add(within)
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 func uniqueService(t *testing.T) string {
 	t.Helper()
 	return fmt.Sprintf("disc-test-%d-%d", time.Now().UnixNano()%1e9, rand.IntN(1e6))
@@ -146,7 +130,7 @@ func TestRegisterPassingAndDeregister(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = dereg(context.Background()) })
 
-	waitFor(t, 10*time.Second, "passing gRPC health check", func() bool {
+	testenv.Eventually(t, 10*time.Second, "passing gRPC health check", func() bool {
 		return checkStatus(t, c, reg.ID) == api.HealthPassing
 	})
 	entries, _, err := c.Health().Service(svc, "", true, nil)
@@ -203,14 +187,14 @@ func TestRegistrationWorkerDeregistersOnShutdownAndRestoresForgotten(t *testing.
 		cancel()
 		<-done
 	})
-	waitFor(t, 10*time.Second, "registration", func() bool { return agentHas(t, c, reg.ID) })
+	testenv.Eventually(t, 10*time.Second, "registration", func() bool { return agentHas(t, c, reg.ID) })
 
 	// The agent forgets the instance (what an agent restart does): it comes back.
 	if err := c.Agent().ServiceDeregister(reg.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "re-registration", func() bool { return agentHas(t, c, reg.ID) })
-	waitFor(t, 10*time.Second, "passing check after re-registration", func() bool {
+	testenv.Eventually(t, 10*time.Second, "re-registration", func() bool { return agentHas(t, c, reg.ID) })
+	testenv.Eventually(t, 10*time.Second, "passing check after re-registration", func() bool {
 		return checkStatus(t, c, reg.ID) == api.HealthPassing
 	})
 
@@ -251,7 +235,7 @@ func TestWatcherFollowsInstances(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = d(context.Background()) })
 	}
-	appear := waitFor(t, 15*time.Second, "both instances healthy in watcher", func() bool {
+	appear := testenv.Eventually(t, 15*time.Second, "both instances healthy in watcher", func() bool {
 		return slices.Equal(ids(w), []string{r1.ID, r2.ID}) || slices.Equal(ids(w), []string{r2.ID, r1.ID})
 	})
 	t.Logf("registration → healthy in watcher: %s", appear)
@@ -262,7 +246,7 @@ func TestWatcherFollowsInstances(t *testing.T) {
 	}
 
 	h1.kill()
-	window := waitFor(t, 15*time.Second, "killed instance dropped", func() bool {
+	window := testenv.Eventually(t, 15*time.Second, "killed instance dropped", func() bool {
 		return slices.Equal(ids(w), []string{r2.ID})
 	})
 	t.Logf("FAILOVER WINDOW (check interval %s): instance killed → dropped by watcher in %s", r1.Interval, window)
@@ -288,11 +272,11 @@ func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 	w := NewWatcher(logging.Discard(), consulClient(t, proxyAddr), svc,
 		WithWaitTime(5*time.Second), WithMaxBackoff(200*time.Millisecond))
 	runWatcher(t, w)
-	waitFor(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
+	testenv.Eventually(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
 	bal := NewBalancer(logging.Discard(), map[string]Source{svc: w})
 
 	proxy.Close() // Consul unreachable from the watcher's point of view
-	waitFor(t, 10*time.Second, "watcher notices Consul is unreachable", func() bool {
+	testenv.Eventually(t, 10*time.Second, "watcher notices Consul is unreachable", func() bool {
 		st := w.Stats()
 		return st.Stale && st.Errors >= 2
 	})
@@ -310,7 +294,7 @@ func TestWatcherKeepsLastKnownWhenConsulUnreachable(t *testing.T) {
 
 	// Consul comes back: the watcher recovers.
 	testenv.NewTCPProxy(t, proxyAddr, consulAddr)
-	waitFor(t, 15*time.Second, "watcher recovers", func() bool { return !w.Stats().Stale })
+	testenv.Eventually(t, 15*time.Second, "watcher recovers", func() bool { return !w.Stats().Stale })
 	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
 		t.Fatalf("instances after recovery: %v", got)
 	}
@@ -333,17 +317,17 @@ func TestAgentRestart(t *testing.T) {
 	t.Cleanup(func() { _ = d(context.Background()) })
 	w := NewWatcher(logging.Discard(), c, svc, WithWaitTime(5*time.Second), WithMaxBackoff(300*time.Millisecond))
 	runWatcher(t, w)
-	waitFor(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
+	testenv.Eventually(t, 15*time.Second, "instance learned", func() bool { return slices.Equal(ids(w), []string{reg.ID}) })
 
 	agent.Kill()
-	waitFor(t, 10*time.Second, "watcher notices the dead agent", func() bool { return w.Stats().Stale })
+	testenv.Eventually(t, 10*time.Second, "watcher notices the dead agent", func() bool { return w.Stats().Stale })
 	if got := ids(w); !slices.Equal(got, []string{reg.ID}) {
 		t.Fatalf("instances with agent down: %v, want last known", got)
 	}
 	errsBefore := w.Stats().Errors
 
 	agent.Start(t)
-	waitFor(t, 20*time.Second, "re-registered on the restarted agent", func() bool {
+	testenv.Eventually(t, 20*time.Second, "re-registered on the restarted agent", func() bool {
 		svcs, err := c.Agent().Services()
 		if err != nil {
 			return false
@@ -351,7 +335,7 @@ func TestAgentRestart(t *testing.T) {
 		_, ok := svcs[reg.ID]
 		return ok
 	})
-	waitFor(t, 20*time.Second, "watcher sees the instance again, fresh", func() bool {
+	testenv.Eventually(t, 20*time.Second, "watcher sees the instance again, fresh", func() bool {
 		st := w.Stats()
 		return !st.Stale && slices.Equal(ids(w), []string{reg.ID})
 	})

@@ -39,7 +39,7 @@ func TestFailoverUnderLoad(t *testing.T) {
 	}
 	w := NewWatcher(logging.Discard(), c, svc, WithWaitTime(10*time.Second))
 	runWatcher(t, w)
-	waitFor(t, 15*time.Second, "two healthy instances", func() bool { return len(w.Instances()) == 2 })
+	testenv.Eventually(t, 15*time.Second, "two healthy instances", func() bool { return len(w.Instances()) == 2 })
 	bal := NewBalancer(logging.Discard(), map[string]Source{svc: w})
 	client := server.NewH2CClient()
 	t.Cleanup(client.CloseIdleConnections)
@@ -99,15 +99,15 @@ func TestFailoverUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 10*time.Second, "load on both instances", func() bool { return hits[0].Load() > 50 && hits[1].Load() > 50 })
+	testenv.Eventually(t, 10*time.Second, "load on both instances", func() bool { return hits[0].Load() > 50 && hits[1].Load() > 50 })
 	killedAt.Store(time.Now().UnixNano())
 	h1.kill()
-	dropped := waitFor(t, 15*time.Second, "dead instance dropped by the watcher", func() bool {
+	dropped := testenv.Eventually(t, 15*time.Second, "dead instance dropped by the watcher", func() bool {
 		return slices.Equal(ids(w), []string{h2.registration(svc).ID})
 	})
 	// Keep the load going a little after the watcher dropped it.
 	after := calls.Load()
-	waitFor(t, 10*time.Second, "more calls after the drop", func() bool { return calls.Load() > after+200 })
+	testenv.Eventually(t, 10*time.Second, "more calls after the drop", func() bool { return calls.Load() > after+200 })
 	close(stop)
 	wg.Wait()
 

@@ -19,16 +19,37 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// Eventually polls cond every 20ms until it holds, failing the test with
-// what when it still does not after timeout.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// pollInterval is how often Eventually checks its condition.
+const pollInterval = 5 * time.Millisecond
+
+// Eventually polls cond until it holds and returns how long that took; the
+// test fails with what when cond still does not hold after within. Tests
+// synchronise through it rather than sleeping.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pollInterval)
+	}
+	return time.Since(start)
+}
+
+// EventuallyNoError is Eventually for a check that says why it is not met
+// yet: the last error is in the failure message.
+func EventuallyNoError(t testing.TB, within time.Duration, what string, check func() error) {
+	t.Helper()
+	var last error
+	ok := func() bool { last = check(); return last == nil }
+	start := time.Now()
+	for !ok() {
+		if time.Since(start) > within {
+			t.Fatalf("timed out after %s waiting for %s: %v", within, what, last)
+		}
+		time.Sleep(pollInterval)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 )
@@ -39,13 +40,9 @@ func BenchmarkConsumer(b *testing.B) {
 					first.CompareAndSwap(0, time.Now().UnixNano())
 					return nil
 				}))
-				deadline := time.Now().Add(10 * time.Minute)
-				for pipetest.Drained(context.Background(), e.brokers, e.group, e.topic) != nil {
-					if time.Now().After(deadline) {
-						b.Fatal("not drained within 10 minutes")
-					}
-					time.Sleep(10 * time.Millisecond) // poll interval
-				}
+				testenv.EventuallyNoError(b, 10*time.Minute, "the topic drained", func() error {
+					return pipetest.Drained(context.Background(), e.brokers, e.group, e.topic)
+				})
 				elapsed := time.Since(start)
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")

@@ -13,6 +13,7 @@ import (
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 )
@@ -92,18 +93,14 @@ func TestRunSurvivesFetchErrors(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for r.commits() < n {
+	testenv.Eventually(t, 10*time.Second, "every message committed", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("Run stopped after a fetch error: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d messages committed", r.commits(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return r.commits() >= n
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run after cancel: %v", err)

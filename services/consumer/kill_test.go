@@ -19,9 +19,6 @@ import (
 // so kills land before, during and after MySQL commits); a fourth process
 // finishes. MySQL must equal the oracle: nothing lost, nothing twice.
 func TestKill9ConsumerProcess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the consumer binary")
-	}
 	e := setup(t)
 	bin := filepath.Join(t.TempDir(), "consumer")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/consumer")

@@ -264,9 +264,6 @@ func TestRebuildConcurrentFirstReads(t *testing.T) {
 // just before it. After drain and one reconciliation pass, MySQL equals
 // the oracle of acknowledged responses and Redis equals MySQL.
 func TestFlushUnderLoadRebuilds(t *testing.T) {
-	if testing.Short() {
-		t.Skip("pipeline test")
-	}
 	e := setup(t)
 	rdb := rebuildRedis(t)
 	startConsumer(t, e, 200)

@@ -720,7 +720,7 @@ func TestReadCache(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, "one HGETALL held and the other readers waiting for it", func() bool {
+	testenv.Eventually(t, waitTimeout, "one HGETALL held and the other readers waiting for it", func() bool {
 		return hook.get(key) == 1 && e.c.App().CacheStats().Waiting == readers-1
 	})
 	release()
@@ -870,7 +870,7 @@ func TestReadHonoursDeadline(t *testing.T) {
 				_, err := e.c.App().GetCounts(ctx, "", items)
 				leader <- err
 			}()
-			waitFor(t, "the HGETALL to be held", func() bool { return hook.get(key) == 1 })
+			testenv.Eventually(t, waitTimeout, "the HGETALL to be held", func() bool { return hook.get(key) == 1 })
 			follower := make(chan []domain.ItemView, 1)
 			go func() {
 				v, _ := e.c.App().GetCounts(bg, "", items)
@@ -881,7 +881,7 @@ func TestReadHonoursDeadline(t *testing.T) {
 			if err := recv(t, leader, "the read with a deadline"); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("GetCounts with a passed deadline = %v; want DeadlineExceeded", err)
 			}
-			waitFor(t, "the second reader to join", func() bool { return e.c.App().CacheStats().Waiting == 1 })
+			testenv.Eventually(t, waitTimeout, "the second reader to join", func() bool { return e.c.App().CacheStats().Waiting == 1 })
 			release()
 			if v := recv(t, follower, "the joined read"); len(v) != 1 || v[0].Counts.Likes != 3 {
 				t.Fatalf("joined read = %+v; want likes 3", v)

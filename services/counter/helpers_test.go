@@ -154,18 +154,6 @@ func wantCode(t testing.TB, what string, err error, code connect.Code, msg strin
 // that caused it.
 const waitTimeout = 60 * time.Second
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitGroup waits for wg or fails the test at the deadline.
 func waitGroup(t testing.TB, wg *sync.WaitGroup, what string) {
 	t.Helper()

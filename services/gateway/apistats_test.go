@@ -96,7 +96,7 @@ func TestAPIStatsExactCounts(t *testing.T) {
 	}
 	// A periodic flush happens while the gateway runs; what follows is
 	// flushed at shutdown.
-	waitFor(t, 10*time.Second, "a periodic flush", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a periodic flush", func() bool {
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
 		return sink.publish > 0

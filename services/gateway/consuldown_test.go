@@ -34,7 +34,7 @@ func TestConsulAgentStopped(t *testing.T) {
 	gw := startGateway(t, map[string]string{"HGP_CONSUL_ADDR": agent.Addr(), "HGP_RATE_ENABLED": "false"})
 	both := []string{c1.addr, c2.addr}
 	slices.Sort(both)
-	waitFor(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
+	testenv.Eventually(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
 		return slices.Equal(gw.g.Instances("counter"), both)
 	})
 	rdb := counterRedis(t, redisAddr)
@@ -61,7 +61,7 @@ func TestConsulAgentStopped(t *testing.T) {
 	calls("before", 5)
 
 	agent.Kill()
-	waitFor(t, 20*time.Second, "watcher notices consul is gone", func() bool {
+	testenv.Eventually(t, 20*time.Second, "watcher notices consul is gone", func() bool {
 		st := gw.g.Stats()
 		return st.Backends != nil && len(st.Backends.Watchers) == 1 && st.Backends.Watchers[0].Stale
 	})
@@ -126,7 +126,7 @@ func TestBuildRoutesThroughConsul(t *testing.T) {
 	rdb := counterRedis(t, redisAddr)
 	t.Cleanup(func() { dropItemKeys(rdb, "article", itemID) })
 	var res *connect.Response[counterv1.LikeResponse]
-	waitFor(t, 20*time.Second, "the gateway routes to the counter", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the gateway routes to the counter", func() bool {
 		res, err = like()
 		return err == nil
 	})

@@ -147,7 +147,7 @@ func TestFailoverKill9UnderLoad(t *testing.T) {
 	}, gateway.WithProxyOptions(proxy.WithTransport(rl)))
 	both := []string{victim.addr, survivor.addr}
 	slices.Sort(both)
-	waitFor(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
+	testenv.Eventually(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
 		return slices.Equal(gw.g.Instances("counter"), both)
 	})
 
@@ -230,7 +230,7 @@ func TestFailoverKill9UnderLoad(t *testing.T) {
 	}
 	t.Cleanup(stopLoad)
 
-	waitFor(t, 20*time.Second, "load on both instances", func() bool {
+	testenv.Eventually(t, 20*time.Second, "load on both instances", func() bool {
 		a, _, _ := rl.snapshot(victim.addr)
 		b, _, _ := rl.snapshot(survivor.addr)
 		return a > 100 && b > 100
@@ -242,13 +242,13 @@ func TestFailoverKill9UnderLoad(t *testing.T) {
 	inflight := rl.setMark() // attempts in flight when the kill is sent
 	killedAt := time.Now()
 	victim.kill9()
-	watcherWindow := waitFor(t, 20*time.Second, "gateway's watcher drops the killed counter", func() bool {
+	watcherWindow := testenv.Eventually(t, 20*time.Second, "gateway's watcher drops the killed counter", func() bool {
 		return slices.Equal(gw.g.Instances("counter"), []string{survivor.addr})
 	})
 	droppedAt := killedAt.Add(watcherWindow)
 	// Keep the load going for a while after the drop.
 	callsAtDrop := reads.Load() + acked.Load()
-	waitFor(t, 20*time.Second, "more calls after the drop", func() bool {
+	testenv.Eventually(t, 20*time.Second, "more calls after the drop", func() bool {
 		return reads.Load()+acked.Load() > callsAtDrop+400
 	})
 	stopLoad()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 )
 
 // TestStandaloneServesLikesOverCurlShapedJSON runs the whole standalone
@@ -84,18 +86,14 @@ func TestStandaloneServesLikesOverCurlShapedJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testenv.EventuallyNoError(t, 30*time.Second, "the like persisted to MySQL", func() error {
 		var likes int64
 		err := db.QueryRow(`SELECT value FROM item_counts WHERE namespace = 'article' AND item_id = 'hello-world' AND metric = 'likes'`).Scan(&likes)
-		if err == nil && likes == 1 {
-			break
+		if err == nil && likes != 1 {
+			err = fmt.Errorf("likes = %d, want 1", likes)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("like not persisted to MySQL within 30s: likes=%d err=%v", likes, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 
 	cancel()
 	select {

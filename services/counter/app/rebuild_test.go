@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
@@ -185,13 +186,9 @@ func TestConcurrentFirstAccessLoadsOnce(t *testing.T) {
 		})
 	}
 	// Release the load once every other request waits for it.
-	deadline := time.Now().Add(10 * time.Second)
-	for s.RebuildStats().Waiting < readers+writers-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d requests wait for the rebuild", s.RebuildStats().Waiting)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "every other request to wait for the rebuild", func() bool {
+		return s.RebuildStats().Waiting >= readers+writers-1
+	})
 	close(d.gate)
 	wg.Wait()
 	close(errs)

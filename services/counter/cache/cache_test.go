@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/highgopress/highgopress/platform/testenv"
 )
 
 // clock is a manual clock for TTL tests.
@@ -142,18 +144,6 @@ func blockingFetch(started chan<- struct{}, release <-chan struct{}, v int, call
 // test instead of hanging it.
 const waitTimeout = 30 * time.Second
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached before the deadline")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // recv receives from ch or fails the test at the deadline.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -199,7 +189,7 @@ func TestConcurrentMissesFetchOnce(t *testing.T) {
 	// Hold the first fetch until every other caller waits for it: without
 	// the single-flight they would start fetches of their own and never
 	// be counted as waiting.
-	waitFor(t, func() bool { return c.Waiting() == n-1 })
+	testenv.Eventually(t, waitTimeout, "cache condition", func() bool { return c.Waiting() == n-1 })
 	releaseAll()
 	for range n {
 		r := recv(t, results, "a Get")
@@ -252,7 +242,7 @@ func TestLeaderHonoursItsContext(t *testing.T) {
 				v, _ := c.Get(context.Background(), []string{"k"}, fetch)
 				follower <- v
 			}()
-			waitFor(t, func() bool { return c.Waiting() == 1 })
+			testenv.Eventually(t, waitTimeout, "cache condition", func() bool { return c.Waiting() == 1 })
 			if how == "cancel" {
 				cancel()
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/domain"
 )
 
@@ -105,18 +106,6 @@ func ok(ctx context.Context) *redis.StatusCmd { return redis.NewStatusCmd(ctx, "
 // test instead of hanging the run.
 const waitTimeout = 30 * time.Second
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // recv receives from ch or fails the test at the deadline.
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -153,7 +142,7 @@ func TestBatcherCoalesces(t *testing.T) {
 	for _, c := range cmds[1:] {
 		go func() { errs <- b.Do(context.Background(), c) }()
 	}
-	waitFor(t, "nine queued jobs", func() bool { return len(b.jobs) == 9 })
+	testenv.Eventually(t, waitTimeout, "nine queued jobs", func() bool { return len(b.jobs) == 9 })
 	for i := range 3 { // pipelines of 1, 4, 4 and 1 commands
 		f.release(t)
 		recv(t, f.started, fmt.Sprintf("pipeline %d", i+2))
@@ -201,7 +190,7 @@ func TestBatcherCallerGivesUp(t *testing.T) {
 	qctx, qcancel := context.WithCancel(context.Background())
 	queued := make(chan error, 1)
 	go func() { queued <- b.Do(qctx, ok(qctx)) }()
-	waitFor(t, "queued job", func() bool { return len(b.jobs) == 1 })
+	testenv.Eventually(t, waitTimeout, "queued job", func() bool { return len(b.jobs) == 1 })
 	qcancel()
 	if err := recv(t, queued, "the queued Do"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("queued Do = %v", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -35,7 +36,7 @@ func TestRelayOnMiniredis(t *testing.T) {
 	done := make(chan error, 1)
 	r := relay.New(logging.Discard(), rdb, w, relay.WithRegisterer(nil), relay.WithBlock(50*time.Millisecond))
 	go func() { done <- r.Run(rctx) }()
-	eventually(t, 10*time.Second, func() error {
+	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
 		if n := rdb.XLen(ctx, relay.DefaultStream).Val(); n != 0 {
 			return fmt.Errorf("outbox length %d", n)
 		}

@@ -29,21 +29,6 @@ func suffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func eventually(t *testing.T, within time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for i := 0; ; i++ {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", within, err)
-		}
-		time.Sleep(min(time.Duration(i+1)*20*time.Millisecond, 250*time.Millisecond)) // poll interval
-	}
-}
-
 type env struct {
 	rdb     *redis.Client
 	brokers []string
@@ -182,7 +167,7 @@ func TestRelayMovesEntriesInOrder(t *testing.T) {
 			t.Fatalf("entry %s not relayed", id)
 		}
 	}
-	eventually(t, 10*time.Second, func() error {
+	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
 		n, err := e.rdb.XLen(ctx, e.stream).Result()
 		if err != nil || n != 0 {
 			return fmt.Errorf("outbox length %d: %v", n, err)
@@ -226,7 +211,7 @@ func TestRelayReclaimsEntriesOfACrashedInstance(t *testing.T) {
 	if len(seen) != len(ids) {
 		t.Fatalf("relayed %d distinct entries, want %d", len(seen), len(ids))
 	}
-	eventually(t, 10*time.Second, func() error {
+	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
 		p, err := e.rdb.XPending(ctx, e.stream, relay.DefaultGroup).Result()
 		if err != nil || p.Count != 0 {
 			return fmt.Errorf("pending %v: %v", p, err)
@@ -265,7 +250,7 @@ func TestRelayKeepsEntriesUntilAcknowledged(t *testing.T) {
 	ids := addEntries(t, e, 20)
 	w := &flakyWriter{}
 	stop := start(t, e, w, relay.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
-	eventually(t, 10*time.Second, func() error {
+	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
 		if c := w.calls.Load(); c < 3 {
 			return fmt.Errorf("%d write attempts", c)
 		}
@@ -275,7 +260,7 @@ func TestRelayKeepsEntriesUntilAcknowledged(t *testing.T) {
 		t.Fatalf("outbox length %d while Kafka is down, want %d", n, len(ids))
 	}
 	w.ok.Store(true)
-	eventually(t, 10*time.Second, func() error {
+	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
 		if n := e.rdb.XLen(ctx, e.stream).Val(); n != 0 {
 			return fmt.Errorf("outbox length %d", n)
 		}

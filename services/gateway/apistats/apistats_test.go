@@ -16,6 +16,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 )
 
 // memSink collects published stats; failN makes the first N calls fail.
@@ -77,13 +78,9 @@ func TestCountsExactUnderConcurrency(t *testing.T) {
 	}
 	wg.Wait()
 	// Before shutdown: the periodic flush alone must publish everything.
-	deadline := time.Now().Add(10 * time.Second)
-	for rec.Stats().Published != workers*perWorker {
-		if time.Now().After(deadline) {
-			t.Fatalf("periodic flush did not publish everything: %+v", rec.Stats())
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	testenv.Eventually(t, 10*time.Second, "the periodic flush to publish everything", func() bool {
+		return rec.Stats().Published == workers*perWorker
+	})
 	cancel()
 	if err := <-runDone; err != nil {
 		t.Fatal(err)

@@ -43,17 +43,6 @@ func TestIsInstanceFailure(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
 // TestConsulBalancer against the real agent: instances of a service (with
 // and without a tag) are learned, picked, excluded on retry; no instance
 // and unknown services are ErrNoBackend.
@@ -102,10 +91,10 @@ func TestConsulBalancer(t *testing.T) {
 
 	register(40001)
 	register(40002, tag)
-	waitFor(t, "both instances", func() bool {
+	testenv.Eventually(t, 15*time.Second, "both instances", func() bool {
 		return slices.Equal(all.Instances(svc), []string{"127.0.0.1:40001", "127.0.0.1:40002"})
 	})
-	waitFor(t, "the tagged instance", func() bool { return slices.Equal(blue.Instances(svc), []string{"127.0.0.1:40002"}) })
+	testenv.Eventually(t, 15*time.Second, "the tagged instance", func() bool { return slices.Equal(blue.Instances(svc), []string{"127.0.0.1:40002"}) })
 
 	for range 20 {
 		b, err := blue.Pick(ctx, svc)

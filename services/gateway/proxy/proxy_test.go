@@ -22,6 +22,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
 )
 
@@ -60,16 +61,11 @@ func (s *sequence) Pick(context.Context, string) (proxy.Backend, error) {
 // waitDones polls until the balancer was told n outcomes.
 func waitDones(t *testing.T, seq *sequence, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.Eventually(t, 5*time.Second, "balancer outcomes", func() bool {
 		seq.mu.Lock()
-		got := len(seq.dones)
-		seq.mu.Unlock()
-		if got >= n || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+		defer seq.mu.Unlock()
+		return len(seq.dones) >= n
+	})
 }
 
 func serveProxy(t *testing.T, b proxy.Balancer, target proxy.Target) (string, *http.Client) {

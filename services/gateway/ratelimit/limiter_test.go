@@ -399,16 +399,15 @@ func TestRedisStopsAndComesBack(t *testing.T) {
 		t.Fatal("Redis outage not noticed")
 	}
 	testenv.NewTCPProxy(t, proxyAddr, testenv.RedisAddr(t))
-	deadline := time.Now().Add(10 * time.Second)
-	for lim.Stats().RedisDown {
-		if time.Now().After(deadline) {
-			t.Fatal("limiter never went back to Redis")
+	testenv.Eventually(t, 10*time.Second, "the limiter to go back to Redis", func() bool {
+		if !lim.Stats().RedisDown {
+			return true
 		}
 		// Requests drive the probes (the exhausted budget is answered
 		// from the local cache, so use another client).
 		do(h, "198.51.100.13:1", likePath, nil)
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 	// Back on the shared budget, which is exhausted.
 	if got := count(3); got != 0 {
 		t.Fatalf("after recovery: allowed %d, want 0 (shared budget spent)", got)
@@ -428,16 +427,15 @@ func TestRedisDownAtStartIsProbedInBackground(t *testing.T) {
 	}
 	testenv.NewTCPProxy(t, addr, testenv.RedisAddr(t))
 	h := lim.Middleware(okHandler)
-	deadline := time.Now().Add(10 * time.Second)
-	for lim.Stats().RedisDown {
-		if time.Now().After(deadline) {
-			t.Fatal("never connected to Redis")
+	testenv.Eventually(t, 10*time.Second, "the limiter to connect to Redis", func() bool {
+		if !lim.Stats().RedisDown {
+			return true
 		}
 		if w := do(h, "198.51.100.11:1", likePath, nil); w.Code != http.StatusOK {
 			t.Fatalf("status %d", w.Code)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	})
 	do(h, "198.51.100.11:1", likePath, nil)
 	n, err := direct.Exists(context.Background(), prefix+":ip:w:198.51.100.11").Result()
 	if err != nil || n != 1 {

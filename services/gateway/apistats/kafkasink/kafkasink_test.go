@@ -118,16 +118,7 @@ func TestRealKafka(t *testing.T) {
 	}
 	// The topic may take a moment to have leaders: the recorder would
 	// retry the same batch at its next flush; so does this loop.
-	var err error
-	for attempt := 0; attempt < 50; attempt++ {
-		if err = s.Publish(ctx, stats); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // retry pace, as the recorder's flush interval
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.EventuallyNoError(t, 10*time.Second, "a published batch", func() error { return s.Publish(ctx, stats) })
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: topic + "-check", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	got := map[string]*eventsv1.Event{}
