@@ -3,6 +3,7 @@ package testenv
 import (
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,14 @@ func FreePort(t testing.TB) int {
 // pollInterval is how often Eventually checks its condition.
 const pollInterval = 5 * time.Millisecond
 
-// Eventually polls cond until it holds and returns how long that took; the
+// ClosedAddr returns a loopback address nothing listens on (a port that was
+// free a moment ago): where a client meets "connection refused".
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
+}
+
+// pollInterval cond until it holds and returns how long that took; the
 // test fails with what when cond still does not hold after within. Tests
 // synchronise through it rather than sleeping.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {

@@ -335,7 +335,7 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(),
 			"HGP_IDENTITY_SECRET="+faultSecret,
-			"HGP_COUNTER_ADDR=127.0.0.1:"+strconv.Itoa(pipetest.FreePort(t)),
+			"HGP_COUNTER_ADDR=127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)),
 			"HGP_REDIS_ADDR="+p.rdb.Options().Addr,
 			"HGP_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
 			"HGP_KAFKA_TOPIC="+e.topic,

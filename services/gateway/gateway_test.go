@@ -21,6 +21,7 @@ import (
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/route"
 )
@@ -414,7 +415,7 @@ func TestUnknownProcedure(t *testing.T) {
 // next to a dead one, reads and writes still succeed (a refused connection
 // proves the request was never delivered, so it is tried elsewhere).
 func TestBackendDown(t *testing.T) {
-	dead := "http://" + deadPort(t)
+	dead := "http://" + testenv.ClosedAddr(t)
 	e := newEnv(t, func(c *gateway.Config) {
 		u := *c.CounterURLs[0]
 		u.Host = dead[len("http://"):]

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -335,17 +334,6 @@ func clients(e *env, hc *http.Client, p rpctest.Protocol, extra ...connect.Clien
 }
 
 func item(id string) *counterv1.ItemRef { return &counterv1.ItemRef{Namespace: "article", Id: id} }
-
-// deadPort returns a loopback address nothing listens on.
-func deadPort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
 
 func wantCode(t testing.TB, err error, code connect.Code, msgPart string) {
 	t.Helper()

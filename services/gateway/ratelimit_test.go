@@ -232,7 +232,7 @@ func TestRateLimitTrustedProxy(t *testing.T) {
 // in-process limiter, fail-closed answers Unavailable on every protocol
 // without reaching the backend.
 func TestRateLimitRedisUnreachable(t *testing.T) {
-	closed := deadPort(t)
+	closed := testenv.ClosedAddr(t)
 	t.Run("open", func(t *testing.T) {
 		fb := newFakeBackend()
 		gw := startGateway(t, rateVars(t, fb.serve(t), closed, "hgp:rl", map[string]string{"HGP_RATE_WRITE_USER": "3-H"}))

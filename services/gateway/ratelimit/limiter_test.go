@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -49,18 +48,6 @@ func realRedis(t *testing.T) *redis.Client {
 		t.Fatalf("redis at %s: %v", addr, err)
 	}
 	return rdb
-}
-
-// closedAddr is a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func cfgWith(f func(*Config)) Config {
@@ -302,7 +289,7 @@ func TestAllProtocolsGetResourceExhausted(t *testing.T) {
 }
 
 func TestRedisUnreachableFailOpenUsesLocalLimiter(t *testing.T) {
-	rdb := NewRedisClient(closedAddr(t), "", 0)
+	rdb := NewRedisClient(testenv.ClosedAddr(t), "", 0)
 	t.Cleanup(func() { rdb.Close() })
 	cfg := cfgWith(func(c *Config) { c.WriteIP = "4-H" })
 	lim := newLimiter(t, rdb, cfg)
@@ -328,7 +315,7 @@ func TestRedisUnreachableFailOpenUsesLocalLimiter(t *testing.T) {
 }
 
 func TestRedisUnreachableFailClosed(t *testing.T) {
-	rdb := NewRedisClient(closedAddr(t), "", 0)
+	rdb := NewRedisClient(testenv.ClosedAddr(t), "", 0)
 	t.Cleanup(func() { rdb.Close() })
 	cfg := cfgWith(func(c *Config) { c.WriteIP = "4-H"; c.RedisDown = FailClosed })
 	lim := newLimiter(t, rdb, cfg)
@@ -417,7 +404,7 @@ func TestRedisStopsAndComesBack(t *testing.T) {
 func TestRedisDownAtStartIsProbedInBackground(t *testing.T) {
 	direct := realRedis(t)
 	prefix := testPrefix(t, direct)
-	addr := closedAddr(t)
+	addr := testenv.ClosedAddr(t)
 	rdb := NewRedisClient(addr, "", 0)
 	t.Cleanup(func() { rdb.Close() })
 	cfg := cfgWith(func(c *Config) { c.WriteIP = "100-H" })

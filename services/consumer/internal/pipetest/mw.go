@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/highgopress/highgopress/platform/testenv"
 )
 
 // Private is a middleware server of scripts/mw.sh started for one test only:
@@ -30,17 +32,6 @@ type Private struct {
 // mwTimeout bounds every mw.sh call (Kafka may need a JVM start plus the
 // dead broker's session timeout).
 const mwTimeout = 4 * time.Minute
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // mwScript finds scripts/mw.sh: HGP_MW_SCRIPT (exported by mw.sh into
 // .run/env), else the nearest scripts/mw.sh above the test's directory.
@@ -70,12 +61,12 @@ func mwScript(t testing.TB) string {
 // with scripts/mw.sh and stops it when the test ends.
 func StartPrivate(t testing.TB, name string) *Private {
 	t.Helper()
-	p := &Private{t: t, Name: name, script: mwScript(t), Port: FreePort(t)}
+	p := &Private{t: t, Name: name, script: mwScript(t), Port: testenv.FreePort(t)}
 	p.ports = []int{p.Port}
 	env := []string{"HGP_MW_RUN=" + t.TempDir()}
 	switch name {
 	case "kafka":
-		controller := FreePort(t)
+		controller := testenv.FreePort(t)
 		p.ports = append(p.ports, controller)
 		env = append(env, "HGP_MW_KAFKA_PORT="+strconv.Itoa(p.Port), "HGP_MW_KAFKA_CONTROLLER_PORT="+strconv.Itoa(controller))
 	case "mariadb":
