@@ -524,8 +524,9 @@ EOF
   if [ ! -f "$d/data/meta.properties" ]; then
     local t0 cid; t0=$(now_us)
     cid=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # "--cluster-id=ID": an id may start with "-", which a separate argument would turn into an option.
     log "kafka: formatting storage (cluster id $cid)"
-    if ! kafka_java kafka.tools.StorageTool format --standalone -t "$cid" -c "$d/server.properties" \
+    if ! kafka_java kafka.tools.StorageTool format --standalone --cluster-id="$cid" -c "$d/server.properties" \
         > "$d/format.log" 2>&1; then
       cat "$d/format.log" >&2
       die "kafka: storage format failed"
