@@ -30,8 +30,20 @@ SELECT event_id FROM processed_events
 WHERE event_id IN (sqlc.slice(event_ids)) FOR UPDATE;
 
 -- name: MarkProcessed :exec
--- Records an event id the batch found new (ProcessedForUpdate).
-INSERT INTO processed_events (event_id) VALUES (?);
+-- Records an event id the batch found new (ProcessedForUpdate), with what
+-- an increment changed (API calls leave namespace, item and metric empty).
+INSERT INTO processed_events (event_id, namespace, item_id, metric, delta, version)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: AdvanceOffset :exec
+-- Records that every message of a partition below next_offset is applied;
+-- never moves back (a stale batch after a rebalance).
+INSERT INTO pipeline_offsets (topic, partition_id, next_offset)
+VALUES (?, ?, ?)
+ON DUPLICATE KEY UPDATE next_offset = GREATEST(next_offset, VALUES(next_offset));
+
+-- name: ListOffsets :many
+SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id;
 
 -- name: AddItemCount :exec
 INSERT INTO item_counts (namespace, item_id, metric, value)

@@ -243,7 +243,10 @@ func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event) (res Result,
 				res.Ignored++
 				continue
 			}
-			if err := w.MarkProcessed(ctx, ev.GetEventId()); err != nil {
+			if err := w.MarkProcessed(ctx, db.MarkProcessedParams{
+				EventID: ev.GetEventId(), Namespace: ev.GetNamespace(), ItemID: ev.GetItemId(),
+				Metric: ev.GetMetric(), Delta: ev.GetDelta(), Version: ev.GetVersion(),
+			}); err != nil {
 				return Result{}, fmt.Errorf("mark processed: %w", err)
 			}
 			res.Increments++

@@ -13,3 +13,24 @@ SELECT followee FROM follows WHERE follower = ? AND active ORDER BY followee;
 
 -- name: UserFollowers :many
 SELECT follower FROM follows WHERE followee = ? AND active ORDER BY follower;
+
+-- The queries below settle a rebuild (docs/pipeline.md): every stored pair
+-- with its version, the increments newer than a boundary, and how far the
+-- consumer got.
+
+-- name: ItemLikeRows :many
+SELECT user_id, liked, version FROM item_likes WHERE namespace = ? AND item_id = ? ORDER BY user_id;
+
+-- name: ItemIncrementsSince :many
+SELECT metric, CAST(SUM(delta) AS SIGNED) AS total FROM processed_events
+WHERE namespace = ? AND item_id = ? AND version >= ?
+GROUP BY metric ORDER BY metric;
+
+-- name: FollowingRows :many
+SELECT followee, active, version FROM follows WHERE follower = ? ORDER BY followee;
+
+-- name: FollowerRows :many
+SELECT follower, active, version FROM follows WHERE followee = ? ORDER BY follower;
+
+-- name: PipelineOffsets :many
+SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id;

@@ -67,6 +67,25 @@ func (q *Queries) AddUserCounts(ctx context.Context, arg AddUserCountsParams) er
 	return err
 }
 
+const advanceOffset = `-- name: AdvanceOffset :exec
+INSERT INTO pipeline_offsets (topic, partition_id, next_offset)
+VALUES (?, ?, ?)
+ON DUPLICATE KEY UPDATE next_offset = GREATEST(next_offset, VALUES(next_offset))
+`
+
+type AdvanceOffsetParams struct {
+	Topic       string
+	PartitionID int32
+	NextOffset  int64
+}
+
+// Records that every message of a partition below next_offset is applied;
+// never moves back (a stale batch after a rebalance).
+func (q *Queries) AdvanceOffset(ctx context.Context, arg AdvanceOffsetParams) error {
+	_, err := q.db.ExecContext(ctx, advanceOffset, arg.Topic, arg.PartitionID, arg.NextOffset)
+	return err
+}
+
 const followsForUpdate = `-- name: FollowsForUpdate :many
 SELECT follow_key, active, version FROM follows
 WHERE follow_key IN (/*SLICE:follow_keys*/?) FOR UPDATE
@@ -441,13 +460,63 @@ func (q *Queries) ListLikers(ctx context.Context, arg ListLikersParams) ([]strin
 	return items, nil
 }
 
-const markProcessed = `-- name: MarkProcessed :exec
-INSERT INTO processed_events (event_id) VALUES (?)
+const listOffsets = `-- name: ListOffsets :many
+SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id
 `
 
-// Records an event id the batch found new (ProcessedForUpdate).
-func (q *Queries) MarkProcessed(ctx context.Context, eventID string) error {
-	_, err := q.db.ExecContext(ctx, markProcessed, eventID)
+type ListOffsetsRow struct {
+	PartitionID int32
+	NextOffset  int64
+}
+
+func (q *Queries) ListOffsets(ctx context.Context, topic string) ([]ListOffsetsRow, error) {
+	rows, err := q.db.QueryContext(ctx, listOffsets, topic)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListOffsetsRow
+	for rows.Next() {
+		var i ListOffsetsRow
+		if err := rows.Scan(&i.PartitionID, &i.NextOffset); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const markProcessed = `-- name: MarkProcessed :exec
+INSERT INTO processed_events (event_id, namespace, item_id, metric, delta, version)
+VALUES (?, ?, ?, ?, ?, ?)
+`
+
+type MarkProcessedParams struct {
+	EventID   string
+	Namespace string
+	ItemID    string
+	Metric    string
+	Delta     int64
+	Version   uint64
+}
+
+// Records an event id the batch found new (ProcessedForUpdate), with what
+// an increment changed (API calls leave namespace, item and metric empty).
+func (q *Queries) MarkProcessed(ctx context.Context, arg MarkProcessedParams) error {
+	_, err := q.db.ExecContext(ctx, markProcessed,
+		arg.EventID,
+		arg.Namespace,
+		arg.ItemID,
+		arg.Metric,
+		arg.Delta,
+		arg.Version,
+	)
 	return err
 }
 

@@ -34,8 +34,19 @@ type ItemLike struct {
 	Version   uint64
 }
 
+type PipelineOffset struct {
+	Topic       string
+	PartitionID int32
+	NextOffset  int64
+}
+
 type ProcessedEvent struct {
-	EventID string
+	EventID   string
+	Namespace string
+	ItemID    string
+	Metric    string
+	Delta     int64
+	Version   uint64
 }
 
 type UserCount struct {

@@ -9,6 +9,154 @@ import (
 	"context"
 )
 
+const followerRows = `-- name: FollowerRows :many
+SELECT follower, active, version FROM follows WHERE followee = ? ORDER BY follower
+`
+
+type FollowerRowsRow struct {
+	Follower string
+	Active   bool
+	Version  uint64
+}
+
+func (q *Queries) FollowerRows(ctx context.Context, followee string) ([]FollowerRowsRow, error) {
+	rows, err := q.db.QueryContext(ctx, followerRows, followee)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FollowerRowsRow
+	for rows.Next() {
+		var i FollowerRowsRow
+		if err := rows.Scan(&i.Follower, &i.Active, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const followingRows = `-- name: FollowingRows :many
+SELECT followee, active, version FROM follows WHERE follower = ? ORDER BY followee
+`
+
+type FollowingRowsRow struct {
+	Followee string
+	Active   bool
+	Version  uint64
+}
+
+func (q *Queries) FollowingRows(ctx context.Context, follower string) ([]FollowingRowsRow, error) {
+	rows, err := q.db.QueryContext(ctx, followingRows, follower)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FollowingRowsRow
+	for rows.Next() {
+		var i FollowingRowsRow
+		if err := rows.Scan(&i.Followee, &i.Active, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const itemIncrementsSince = `-- name: ItemIncrementsSince :many
+SELECT metric, CAST(SUM(delta) AS SIGNED) AS total FROM processed_events
+WHERE namespace = ? AND item_id = ? AND version >= ?
+GROUP BY metric ORDER BY metric
+`
+
+type ItemIncrementsSinceParams struct {
+	Namespace string
+	ItemID    string
+	Version   uint64
+}
+
+type ItemIncrementsSinceRow struct {
+	Metric string
+	Total  int64
+}
+
+func (q *Queries) ItemIncrementsSince(ctx context.Context, arg ItemIncrementsSinceParams) ([]ItemIncrementsSinceRow, error) {
+	rows, err := q.db.QueryContext(ctx, itemIncrementsSince, arg.Namespace, arg.ItemID, arg.Version)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ItemIncrementsSinceRow
+	for rows.Next() {
+		var i ItemIncrementsSinceRow
+		if err := rows.Scan(&i.Metric, &i.Total); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const itemLikeRows = `-- name: ItemLikeRows :many
+
+SELECT user_id, liked, version FROM item_likes WHERE namespace = ? AND item_id = ? ORDER BY user_id
+`
+
+type ItemLikeRowsParams struct {
+	Namespace string
+	ItemID    string
+}
+
+type ItemLikeRowsRow struct {
+	UserID  string
+	Liked   bool
+	Version uint64
+}
+
+// The queries below settle a rebuild (docs/pipeline.md): every stored pair
+// with its version, the increments newer than a boundary, and how far the
+// consumer got.
+func (q *Queries) ItemLikeRows(ctx context.Context, arg ItemLikeRowsParams) ([]ItemLikeRowsRow, error) {
+	rows, err := q.db.QueryContext(ctx, itemLikeRows, arg.Namespace, arg.ItemID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ItemLikeRowsRow
+	for rows.Next() {
+		var i ItemLikeRowsRow
+		if err := rows.Scan(&i.UserID, &i.Liked, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const itemLikers = `-- name: ItemLikers :many
 
 SELECT user_id FROM item_likes WHERE namespace = ? AND item_id = ? AND liked ORDER BY user_id
@@ -69,6 +217,38 @@ func (q *Queries) ItemMetrics(ctx context.Context, arg ItemMetricsParams) ([]Ite
 	for rows.Next() {
 		var i ItemMetricsRow
 		if err := rows.Scan(&i.Metric, &i.Value); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const pipelineOffsets = `-- name: PipelineOffsets :many
+SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id
+`
+
+type PipelineOffsetsRow struct {
+	PartitionID int32
+	NextOffset  int64
+}
+
+func (q *Queries) PipelineOffsets(ctx context.Context, topic string) ([]PipelineOffsetsRow, error) {
+	rows, err := q.db.QueryContext(ctx, pipelineOffsets, topic)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PipelineOffsetsRow
+	for rows.Next() {
+		var i PipelineOffsetsRow
+		if err := rows.Scan(&i.PartitionID, &i.NextOffset); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
