@@ -31,6 +31,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/handler"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
+	"github.com/highgopress/highgopress/services/counter/settle"
 )
 
 // Name is the component name.
@@ -79,6 +80,7 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		redisstore.WithMaxMetrics(o.maxMetrics),
 		redisstore.WithOutboxMaxLen(o.outboxMaxLen),
 		redisstore.WithDurable(o.durable != nil),
+		redisstore.WithSettleDelay(o.settleDelay),
 	)
 	appOpts := []app.Option{app.WithCacheTTL(o.cacheTTL)}
 	if o.durable != nil {
@@ -139,6 +141,9 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	redisPassword := cfg.String("HGP_REDIS_PASSWORD", "")
 	redisDB := cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16)
 	mysqlDSN := cfg.String("HGP_MYSQL_DSN", "")
+	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
+	topic := cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic)
+	settleDelay := cfg.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour)
 	opts := []Option{
 		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
 		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
@@ -164,8 +169,13 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		return nil, err
 	}
 
-	// Missing state is rebuilt from MySQL when it is configured.
-	var sqlDB *sql.DB
+	// Missing state is rebuilt from MySQL when it is configured, and
+	// settled once the events in flight at the rebuild reached MySQL when
+	// Kafka is configured too (package settle).
+	var (
+		sqlDB  *sql.DB
+		record *durable.Store
+	)
 	closeDB := func() error { return nil }
 	if mysqlDSN != "" {
 		var err error
@@ -173,7 +183,13 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 			return nil, fmt.Errorf("counter: HGP_MYSQL_DSN: %w", err)
 		}
 		closeDB = sqlDB.Close
-		opts = append(opts, WithDurable(durable.New(sqlDB)))
+		record = durable.New(sqlDB)
+		opts = append(opts, WithDurable(record))
+		if len(brokers) > 0 {
+			opts = append(opts, WithSettleDelay(settleDelay))
+		} else {
+			logger.Warn("HGP_KAFKA_BROKERS is not set: state rebuilt from MySQL is not settled, events on their way to MySQL at a rebuild stay missing from Redis")
+		}
 	}
 
 	// No retries: go-redis re-sends a command (or a whole pipeline) after a
@@ -216,6 +232,11 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	if rl != nil {
 		comp.Workers = append(comp.Workers, rl.Run)
 		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close(), closeDB()) }
+	}
+	if record != nil && len(brokers) > 0 {
+		ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, brokers, topic) }
+		w := settle.New(logger.With("component", "settle"), c.store, record, ends, topic)
+		comp.Workers = append(comp.Workers, w.Run)
 	}
 	return comp, nil
 }

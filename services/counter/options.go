@@ -24,6 +24,8 @@ type options struct {
 	requireNoEviction bool
 	// durable rebuilds state missing from Redis; nil: Redis is the only truth.
 	durable app.Durable
+	// settleDelay queues rebuilds for settling (0: not queued).
+	settleDelay time.Duration
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
@@ -106,3 +108,8 @@ func WithRequireNoEviction(on bool) Option { return func(o *options) { o.require
 // and docs/counter.md, "Rebuild from MySQL"). Without it (the default)
 // Redis is the only truth.
 func WithDurable(d app.Durable) Option { return func(o *options) { o.durable = d } }
+
+// WithSettleDelay queues every rebuilt item and user for settling d after
+// the rebuild (default 0: not queued). Only useful with WithDurable and a
+// settle.Worker running (Build starts one when Kafka is configured).
+func WithSettleDelay(d time.Duration) Option { return func(o *options) { o.settleDelay = d } }

@@ -128,6 +128,28 @@ type UserSnapshot struct {
 	Followers []string
 }
 
+// PairState is the stored state of one like or follow pair, seen from
+// one side: the other user, and whether the like or follow is on.
+type PairState struct {
+	User string
+	On   bool
+}
+
+// ItemSettlement is what the durable record holds for an item once every
+// event older than a rebuild's boundary has reached it, counting only those
+// events: the like state of every user whose last stored event is older,
+// and each metric's value without the increments from the boundary on.
+type ItemSettlement struct {
+	Likes   []PairState
+	Metrics map[string]int64
+}
+
+// UserSettlement is the same for a user's follow pairs.
+type UserSettlement struct {
+	Following []PairState
+	Followers []PairState
+}
+
 // NotLoadedError reports that the state of some items or users is missing
 // from the real-time store and must be rebuilt from the durable record
 // before the operation can run. It matches ErrNotLoaded.

@@ -104,3 +104,84 @@ func (s *Store) LoadUser(ctx context.Context, user string) (domain.UserSnapshot,
 	})
 	return snap, err
 }
+
+// SettleItem returns what MySQL holds for item counting only events older
+// than boundary (a version): the like state of every user whose stored
+// version is older, and each metric without the increments from boundary
+// on. It is meant to be read once every older event reached MySQL.
+func (s *Store) SettleItem(ctx context.Context, item domain.ItemRef, boundary uint64) (domain.ItemSettlement, error) {
+	var st domain.ItemSettlement
+	err := s.read(ctx, func(q *db.Queries) error {
+		rows, err := q.ItemLikeRows(ctx, db.ItemLikeRowsParams{Namespace: item.Namespace, ItemID: item.ID})
+		if err != nil {
+			return fmt.Errorf("like rows: %w", err)
+		}
+		for _, r := range rows {
+			if r.Version < boundary {
+				st.Likes = append(st.Likes, domain.PairState{User: r.UserID, On: r.Liked})
+			}
+		}
+		metrics, err := q.ItemMetrics(ctx, db.ItemMetricsParams{Namespace: item.Namespace, ItemID: item.ID})
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		later, err := q.ItemIncrementsSince(ctx, db.ItemIncrementsSinceParams{Namespace: item.Namespace, ItemID: item.ID, Version: boundary})
+		if err != nil {
+			return fmt.Errorf("increments since the boundary: %w", err)
+		}
+		st.Metrics = make(map[string]int64, len(metrics))
+		for _, r := range metrics {
+			if r.Metric != domain.LikesMetric {
+				st.Metrics[r.Metric] = r.Value
+			}
+		}
+		for _, r := range later {
+			if _, ok := st.Metrics[r.Metric]; ok {
+				st.Metrics[r.Metric] -= r.Total
+			}
+		}
+		return nil
+	})
+	return st, err
+}
+
+// SettleUser is SettleItem for a user's follow pairs (both directions).
+func (s *Store) SettleUser(ctx context.Context, user string, boundary uint64) (domain.UserSettlement, error) {
+	var st domain.UserSettlement
+	err := s.read(ctx, func(q *db.Queries) error {
+		following, err := q.FollowingRows(ctx, user)
+		if err != nil {
+			return fmt.Errorf("following rows: %w", err)
+		}
+		for _, r := range following {
+			if r.Version < boundary {
+				st.Following = append(st.Following, domain.PairState{User: r.Followee, On: r.Active})
+			}
+		}
+		followers, err := q.FollowerRows(ctx, user)
+		if err != nil {
+			return fmt.Errorf("follower rows: %w", err)
+		}
+		for _, r := range followers {
+			if r.Version < boundary {
+				st.Followers = append(st.Followers, domain.PairState{User: r.Follower, On: r.Active})
+			}
+		}
+		return nil
+	})
+	return st, err
+}
+
+// AppliedOffsets returns, per partition of topic, the offset below which
+// the consumer has applied every message (table pipeline_offsets).
+func (s *Store) AppliedOffsets(ctx context.Context, topic string) (map[int]int64, error) {
+	rows, err := db.New(s.db).PipelineOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("applied offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]int64, len(rows))
+	for _, r := range rows {
+		out[int(r.PartitionID)] = r.NextOffset
+	}
+	return out, nil
+}

@@ -1,6 +1,10 @@
 package redisstore
 
-import "github.com/highgopress/highgopress/services/counter/domain"
+import (
+	"strings"
+
+	"github.com/highgopress/highgopress/services/counter/domain"
+)
 
 // OutboxStream is the Redis stream the scripts append events to, read by the
 // relay. The writer never trims it unless WithOutboxMaxLen says so.
@@ -38,3 +42,54 @@ func IdempotencyKey(user, key string) string { return "hgp:idem:{" + user + "}:"
 // the state is rebuilt from MySQL before it is used (see the scripts). It
 // is never reported as a metric.
 const LoadedField = "_l"
+
+// Settling: state rebuilt from MySQL may miss events that were still on
+// their way to MySQL (in the outbox, in a relay, in Kafka). Each rebuild
+// records a boundary in a settle hash and queues it; writes to the state
+// while it is queued record which pairs they touched; a settle worker later
+// applies what MySQL learned in the meantime (see Store.SettleItem).
+
+// SettleQueue is the sorted set of settle hashes waiting to be settled,
+// scored by when they are due (milliseconds, Redis clock).
+const SettleQueue = "hgp:settle"
+
+// SettleKey is an item's settle hash: field "b" the boundary (an outbox
+// stream id: every event before the rebuild is older, every later one
+// newer), fields "m:<metric>" the metric values the rebuild installed.
+func SettleKey(it domain.ItemRef) string { return "hgp:s:{" + it.Namespace + ":" + it.ID + "}" }
+
+// TouchedKey is the set of users whose like of the item changed (or was
+// asserted) since the rebuild; settling leaves their state alone.
+func TouchedKey(it domain.ItemRef) string { return "hgp:t:{" + it.Namespace + ":" + it.ID + "}" }
+
+// UserSettleKey is a user's settle hash (field "b").
+func UserSettleKey(user string) string { return userSettlePrefix + user }
+
+// UserTouchedKey is the set of a user's follow pairs touched since the
+// rebuild: "g:<followee>" and "r:<follower>".
+func UserTouchedKey(user string) string { return "hgp:tu:" + user }
+
+const (
+	itemSettlePrefix = "hgp:s:{"
+	userSettlePrefix = "hgp:su:"
+)
+
+// ParseSettleKey returns the item or the user a settle hash belongs to.
+func ParseSettleKey(key string) (item domain.ItemRef, user string, ok bool) {
+	if u, found := strings.CutPrefix(key, userSettlePrefix); found && u != "" {
+		return domain.ItemRef{}, u, true
+	}
+	rest, found := strings.CutPrefix(key, itemSettlePrefix)
+	if !found {
+		return domain.ItemRef{}, "", false
+	}
+	rest, found = strings.CutSuffix(rest, "}")
+	if !found {
+		return domain.ItemRef{}, "", false
+	}
+	ns, id, found := strings.Cut(rest, ":")
+	if !found || ns == "" || id == "" {
+		return domain.ItemRef{}, "", false
+	}
+	return domain.ItemRef{Namespace: ns, ID: id}, "", true
+}

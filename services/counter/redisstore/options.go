@@ -16,6 +16,7 @@ type options struct {
 	maxMetrics     int
 	outboxMaxLen   int64
 	durable        bool
+	settleDelay    time.Duration
 }
 
 // DefaultIdempotencyTTL is how long an Increment's idempotency record lives.
@@ -109,3 +110,15 @@ func WithOutboxMaxLen(n int64) Option {
 // installed the state; without it the scripts mark such state loaded
 // themselves (Redis is the only truth).
 func WithDurable(on bool) Option { return func(o *options) { o.durable = on } }
+
+// WithSettleDelay queues every rebuilt item and user for settling d after
+// the rebuild (default 0: rebuilds are not queued). Set it only where a
+// settle worker runs (package settle): while state is queued its writes
+// record what they touched. Values < 0 are ignored.
+func WithSettleDelay(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.settleDelay = d
+		}
+	}
+}

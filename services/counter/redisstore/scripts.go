@@ -41,12 +41,19 @@ end
 // likeScript likes (ARGV[4] = "1") or unlikes (ARGV[4] = "-1") an item.
 //
 //	KEYS[1] likers set   KEYS[2] counts hash   KEYS[3] outbox stream
+//	KEYS[4] settle hash  KEYS[5] touched set
 //	ARGV[1] user  ARGV[2] namespace  ARGV[3] item id  ARGV[4] 1 | -1
 //	ARGV[5] outbox bound  ARGV[6] load flag
 //
 // Returns {changed (0|1), likes}. The likers set guards the counter: an
 // unlike of an item not liked changes nothing, so the count cannot go
 // negative, and a repeated like does not count twice. {-9, 0}: not loaded.
+//
+// While the item waits to be settled (its settle hash exists) the user is
+// recorded as touched, and a like or unlike that changes nothing in Redis
+// is still appended to the outbox: the rebuilt state may have missed an
+// older event of this user, and MySQL must end in the state the user asked
+// for last.
 var likeScript = redis.NewScript(xaddLua + loadedLua + `
 if not loaded(KEYS[2], ARGV[6]) then return {-9, 0} end
 local changed
@@ -55,12 +62,17 @@ if ARGV[4] == '1' then
 else
   changed = redis.call('SREM', KEYS[1], ARGV[1])
 end
+local settling = redis.call('EXISTS', KEYS[4]) == 1
+if settling then redis.call('SADD', KEYS[5], ARGV[1]) end
+local kind = 'unlike'
+if ARGV[4] == '1' then kind = 'like' end
 if changed == 1 then
   local n = redis.call('HINCRBY', KEYS[2], 'likes', ARGV[4])
-  local kind = 'unlike'
-  if ARGV[4] == '1' then kind = 'like' end
   xadd(KEYS[3], ARGV[5], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
   return {1, n}
+end
+if settling then
+  xadd(KEYS[3], ARGV[5], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
 end
 return {0, tonumber(redis.call('HGET', KEYS[2], 'likes') or '0')}
 `)
@@ -70,11 +82,15 @@ return {0, tonumber(redis.call('HGET', KEYS[2], 'likes') or '0')}
 //
 //	KEYS[1] following set of a  KEYS[2] followers set of b
 //	KEYS[3] user hash of a      KEYS[4] user hash of b      KEYS[5] outbox
+//	KEYS[6] settle hash of a    KEYS[7] touched set of a
+//	KEYS[8] settle hash of b    KEYS[9] touched set of b
 //	ARGV[1] a  ARGV[2] b  ARGV[3] 1 | -1  ARGV[4] outbox bound
 //	ARGV[5] load flag
 //
 // Returns {changed (0|1), following of a, followers of b}, or {-9, a not
-// loaded (0|1), b not loaded (0|1)}.
+// loaded (0|1), b not loaded (0|1)}. While a or b waits to be settled the
+// pair is recorded as touched there and a follow or unfollow that changes
+// nothing is still appended to the outbox (see likeScript).
 var followScript = redis.NewScript(xaddLua + loadedLua + `
 local la = loaded(KEYS[3], ARGV[5])
 local lb = loaded(KEYS[4], ARGV[5])
@@ -92,13 +108,25 @@ else
   changed = redis.call('SREM', KEYS[1], ARGV[2])
   if changed == 1 then redis.call('SREM', KEYS[2], ARGV[1]) end
 end
+local settling = false
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  redis.call('SADD', KEYS[7], 'g:' .. ARGV[2])
+  settling = true
+end
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  redis.call('SADD', KEYS[9], 'r:' .. ARGV[1])
+  settling = true
+end
+local kind = 'unfollow'
+if ARGV[3] == '1' then kind = 'follow' end
 if changed == 1 then
   local following = redis.call('HINCRBY', KEYS[3], 'following', ARGV[3])
   local followers = redis.call('HINCRBY', KEYS[4], 'followers', ARGV[3])
-  local kind = 'unfollow'
-  if ARGV[3] == '1' then kind = 'follow' end
   xadd(KEYS[5], ARGV[4], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
   return {1, following, followers}
+end
+if settling then
+  xadd(KEYS[5], ARGV[4], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
 end
 return {0, tonumber(redis.call('HGET', KEYS[3], 'following') or '0'),
            tonumber(redis.call('HGET', KEYS[4], 'followers') or '0')}
@@ -139,19 +167,49 @@ xadd(KEYS[3], ARGV[10], 'k', 'incr', 'u', ARGV[5], 'ns', ARGV[6], 'id', ARGV[7],
 return {1, v}
 `)
 
+// boundaryLua defines boundary(stream, delay, settle, touched, queue),
+// which queues a rebuilt state for settling (delay "0": settling is off,
+// nothing happens). The boundary is an outbox stream id that every event
+// appended before it is older than and every later one newer: the stream's
+// last id is moved to the next millisecond by appending an entry with an
+// explicit id and deleting it at once (no reader sees it; Redis keeps the
+// last id). A stream recreated after a FLUSHALL would otherwise number its
+// first events within the millisecond of older, lost ones.
+const boundaryLua = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function boundary(stream, delay, settle, touched, queue)
+  if delay == '0' then return end
+  local ms = now_ms()
+  local id = redis.pcall('XADD', stream, string.format('%d-0', ms + 1), 'k', 'boundary')
+  if type(id) == 'table' and id.err then
+    id = redis.call('XADD', stream, '*', 'k', 'boundary')
+  end
+  redis.call('XDEL', stream, id)
+  redis.call('DEL', settle, touched)
+  redis.call('HSET', settle, 'b', id)
+  redis.call('ZADD', queue, ms + tonumber(delay), settle)
+end
+`
+
 // seedItemScript installs an item's state from the durable record, only
 // while the item is not loaded, so concurrent seeders and writes are safe.
 //
-//	KEYS[1] counts hash  KEYS[2] likers set
-//	ARGV[1] number n of metric pairs  ARGV[2..1+2n] metric, value pairs
-//	ARGV[2+2n..] likers
+//	KEYS[1] counts hash  KEYS[2] likers set  KEYS[3] outbox stream
+//	KEYS[4] settle hash  KEYS[5] touched set  KEYS[6] settle queue
+//	ARGV[1] settle delay in ms ("0": do not settle)
+//	ARGV[2] number n of metric pairs  ARGV[3..2+2n] metric, value pairs
+//	ARGV[3+2n..] likers
 //
 // Returns 0 when the item was loaded already (nothing changed), 1 when the
-// state was installed, 2 when an unmarked but complete state was found
-// (written by the reconciler or by a counter without a durable record) and
-// adopted as it is. Partial state (a counts hash with likes but no likers
-// set, or a likers set without its hash: an eviction) is replaced.
-var seedItemScript = redis.NewScript(`
+// state was installed (and queued for settling), 2 when an unmarked but
+// complete state was found (written by the reconciler or by a counter
+// without a durable record) and adopted as it is. Partial state (a counts
+// hash with likes but no likers set, or a likers set without its hash: an
+// eviction) is replaced.
+var seedItemScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local likes = tonumber(redis.call('HGET', KEYS[1], 'likes') or '0')
@@ -161,14 +219,20 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
-local n = tonumber(ARGV[1])
-local first = 2 + 2 * n
+local n = tonumber(ARGV[2])
+local first = 3 + 2 * n
 redis.call('HSET', KEYS[1], '_l', '1', 'likes', #ARGV - first + 1)
 for i = 0, n - 1 do
-  redis.call('HSET', KEYS[1], ARGV[2 + 2 * i], ARGV[3 + 2 * i])
+  redis.call('HSET', KEYS[1], ARGV[3 + 2 * i], ARGV[4 + 2 * i])
 end
 for i = first, #ARGV, 1000 do
   redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+boundary(KEYS[3], ARGV[1], KEYS[4], KEYS[5], KEYS[6])
+if ARGV[1] ~= '0' then
+  for i = 0, n - 1 do
+    redis.call('HSET', KEYS[4], 'm:' .. ARGV[3 + 2 * i], ARGV[4 + 2 * i])
+  end
 end
 return 1
 `)
@@ -177,27 +241,169 @@ return 1
 // only while the user is not loaded.
 //
 //	KEYS[1] user hash  KEYS[2] following set  KEYS[3] followers set
-//	ARGV[1] number n of users followed  ARGV[2..1+n] users followed
-//	ARGV[2+n..] followers
+//	KEYS[4] outbox stream  KEYS[5] settle hash  KEYS[6] touched set
+//	KEYS[7] settle queue
+//	ARGV[1] settle delay in ms ("0": do not settle)
+//	ARGV[2] number n of users followed  ARGV[3..2+n] users followed
+//	ARGV[3+n..] followers
 //
 // Returns 0 (was loaded), 1 (installed) or 2 (an unmarked user hash was
 // adopted as it is).
-var seedUserScript = redis.NewScript(`
+var seedUserScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], '_l', '1')
   return 2
 end
 redis.call('DEL', KEYS[2], KEYS[3])
-local n = tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], '_l', '1', 'following', n, 'followers', #ARGV - 1 - n)
-for i = 2, 1 + n, 1000 do
-  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 1 + n)))
+local n = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], '_l', '1', 'following', n, 'followers', #ARGV - 2 - n)
+for i = 3, 2 + n, 1000 do
+  redis.call('SADD', KEYS[2], unpack(ARGV, i, math.min(i + 999, 2 + n)))
 end
-for i = 2 + n, #ARGV, 1000 do
+for i = 3 + n, #ARGV, 1000 do
   redis.call('SADD', KEYS[3], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
+boundary(KEYS[4], ARGV[1], KEYS[5], KEYS[6], KEYS[7])
 return 1
 `)
 
-var allScripts = []*redis.Script{likeScript, followScript, incrScript, seedItemScript, seedUserScript}
+// claimSettleScript hands out settle hashes that are due: each is pushed
+// back by a lease (so a worker that dies does not keep it) and returned
+// with its boundary. Entries whose settle hash is gone are dropped.
+//
+//	KEYS[1] settle queue  ARGV[1] most entries  ARGV[2] lease in ms
+//
+// Returns {settle key, boundary, ...}.
+var claimSettleScript = redis.NewScript(boundaryLua + `
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for _, key in ipairs(due) do
+  local b = redis.call('HGET', key, 'b')
+  if b then
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), key)
+    out[#out + 1] = key
+    out[#out + 1] = b
+  else
+    redis.call('ZREM', KEYS[1], key)
+  end
+end
+return out
+`)
+
+// postponeSettleScript moves queued settle hashes ARGV[2..] to ARGV[1] ms
+// from now (only those still queued).
+var postponeSettleScript = redis.NewScript(boundaryLua + `
+local at = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'XX', at, ARGV[i])
+end
+return 0
+`)
+
+// settleItemScript applies what MySQL holds for an item, counting only
+// events older than the boundary, to the state rebuilt at that boundary.
+//
+//	KEYS[1] counts hash  KEYS[2] likers set  KEYS[3] settle hash
+//	KEYS[4] touched set  KEYS[5] settle queue
+//	ARGV[1] boundary  ARGV[2] final chunk ("1" | "0")
+//	ARGV[3] number n of metrics  ARGV[4..3+2n] metric, value pairs
+//	ARGV[4+2n..] user, liked ("1" | "0") pairs
+//
+// A user not touched since the rebuild gets MySQL's state and the like
+// count follows the membership changes. A metric moves by the difference
+// between MySQL's value and the value the rebuild installed (later
+// increments are in Redis already and were left out of MySQL's value). The
+// final chunk (metrics are only passed with it) removes the settle state.
+// Chunks may be repeated: membership changes are idempotent and the
+// metrics are applied only while the settle hash still holds the boundary.
+//
+// Returns {1, like count change, metric fields changed}, or {0, 0, 0} when
+// the settle hash no longer holds this boundary (settled already, or lost
+// and rebuilt again).
+var settleItemScript = redis.NewScript(`
+if redis.call('HGET', KEYS[3], 'b') ~= ARGV[1] then return {0, 0, 0} end
+local n = tonumber(ARGV[3])
+local d = 0
+for i = 4 + 2 * n, #ARGV, 2 do
+  local u = ARGV[i]
+  if redis.call('SISMEMBER', KEYS[4], u) == 0 then
+    if ARGV[i + 1] == '1' then
+      d = d + redis.call('SADD', KEYS[2], u)
+    else
+      d = d - redis.call('SREM', KEYS[2], u)
+    end
+  end
+end
+if d ~= 0 then redis.call('HINCRBY', KEYS[1], 'likes', d) end
+local fixed = 0
+if ARGV[2] == '1' then
+  for i = 0, n - 1 do
+    local m = ARGV[4 + 2 * i]
+    local seeded = tonumber(redis.call('HGET', KEYS[3], 'm:' .. m) or '0')
+    local fix = tonumber(ARGV[5 + 2 * i]) - seeded
+    if fix ~= 0 then
+      redis.call('HINCRBY', KEYS[1], m, fix)
+      fixed = fixed + 1
+    end
+  end
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('ZREM', KEYS[5], KEYS[3])
+end
+return {1, d, fixed}
+`)
+
+// settleUserScript is settleItemScript for a user's follow pairs. The
+// other user of a pair is changed too, when that user is loaded (otherwise
+// its own rebuild reads MySQL, which has the pair by then).
+//
+//	KEYS[1] user hash  KEYS[2] following set  KEYS[3] followers set
+//	KEYS[4] settle hash  KEYS[5] touched set  KEYS[6] settle queue
+//	ARGV[1] boundary  ARGV[2] final chunk  ARGV[3] the user
+//	ARGV[4] number n of following pairs  ARGV[5..4+2n] followee, active
+//	ARGV[5+2n..] follower, active
+//
+// Returns {1, following change, followers change} or {0, 0, 0}.
+var settleUserScript = redis.NewScript(`
+if redis.call('HGET', KEYS[4], 'b') ~= ARGV[1] then return {0, 0, 0} end
+local me = ARGV[3]
+local n = tonumber(ARGV[4])
+local function set(key, member, on)
+  if on then return redis.call('SADD', key, member) end
+  return -redis.call('SREM', key, member)
+end
+local function other(user, set_prefix, field, member, on)
+  if redis.call('HEXISTS', 'hgp:u:' .. user, '_l') == 1 then
+    local c = set(set_prefix .. user, member, on)
+    if c ~= 0 then redis.call('HINCRBY', 'hgp:u:' .. user, field, c) end
+  end
+end
+local dg, dr = 0, 0
+for i = 5, 4 + 2 * n, 2 do
+  local x, on = ARGV[i], ARGV[i + 1] == '1'
+  if redis.call('SISMEMBER', KEYS[5], 'g:' .. x) == 0 then
+    dg = dg + set(KEYS[2], x, on)
+    other(x, 'hgp:fr:', 'followers', me, on)
+  end
+end
+for i = 5 + 2 * n, #ARGV, 2 do
+  local y, on = ARGV[i], ARGV[i + 1] == '1'
+  if redis.call('SISMEMBER', KEYS[5], 'r:' .. y) == 0 then
+    dr = dr + set(KEYS[3], y, on)
+    other(y, 'hgp:fg:', 'following', me, on)
+  end
+end
+if dg ~= 0 then redis.call('HINCRBY', KEYS[1], 'following', dg) end
+if dr ~= 0 then redis.call('HINCRBY', KEYS[1], 'followers', dr) end
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('ZREM', KEYS[6], KEYS[4])
+end
+return {1, dg, dr}
+`)
+
+var allScripts = []*redis.Script{
+	likeScript, followScript, incrScript, seedItemScript, seedUserScript,
+	claimSettleScript, postponeSettleScript, settleItemScript, settleUserScript,
+}

@@ -42,6 +42,9 @@ type Store struct {
 	// rebuild missing state); loadCheck is the same as a bool.
 	durable   any
 	loadCheck bool
+	// settleDelay is how long (ms, as a string) after a rebuild it is
+	// settled; "0": rebuilds are not queued for settling.
+	settleDelay any
 }
 
 // New returns a Store using client, which it does not close.
@@ -60,6 +63,7 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 		outboxMaxLen: strconv.FormatInt(o.outboxMaxLen, 10),
 		durable:      direction01(o.durable),
 		loadCheck:    o.durable,
+		settleDelay:  strconv.FormatInt(o.settleDelay.Milliseconds(), 10),
 	}
 }
 
@@ -132,7 +136,7 @@ func direction(on bool) string {
 // SetLike likes (like=true) or unlikes item as user.
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
-		[]string{LikersKey(item), CountsKey(item), OutboxStream},
+		[]string{LikersKey(item), CountsKey(item), OutboxStream, SettleKey(item), TouchedKey(item)},
 		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable)
 	if err != nil {
 		return domain.LikeResult{}, err
@@ -149,7 +153,10 @@ func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, l
 // SetFollow makes user follow (follow=true) or unfollow target.
 func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
 	v, err := s.run(ctx, followScript,
-		[]string{FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream},
+		[]string{
+			FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream,
+			UserSettleKey(user), UserTouchedKey(user), UserSettleKey(target), UserTouchedKey(target),
+		},
 		user, target, direction(follow), s.outboxMaxLen, s.durable)
 	if err != nil {
 		return domain.FollowResult{}, err
@@ -217,9 +224,9 @@ const (
 // already (then nothing changes: a concurrent seeder or write won). It
 // returns SeedSkipped, SeedInstalled or SeedAdopted.
 func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error) {
-	args := make([]any, 0, 1+2*len(snap.Metrics)+len(snap.Likers))
+	args := make([]any, 0, 2+2*len(snap.Metrics)+len(snap.Likers))
 	n := 0
-	args = append(args, 0)
+	args = append(args, s.settleDelay, 0)
 	for m, v := range snap.Metrics {
 		if m == domain.LikesMetric || m == LoadedField {
 			continue
@@ -227,25 +234,29 @@ func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.I
 		args = append(args, m, v)
 		n++
 	}
-	args[0] = n
+	args[1] = n
 	for _, u := range snap.Likers {
 		args = append(args, u)
 	}
-	return s.seed(ctx, seedItemScript, []string{CountsKey(item), LikersKey(item)}, args)
+	return s.seed(ctx, seedItemScript,
+		[]string{CountsKey(item), LikersKey(item), OutboxStream, SettleKey(item), TouchedKey(item), SettleQueue}, args)
 }
 
 // SeedUser installs snap as user's follow state unless the user is loaded
 // already; like SeedItem.
 func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnapshot) (int64, error) {
-	args := make([]any, 0, 1+len(snap.Following)+len(snap.Followers))
-	args = append(args, len(snap.Following))
+	args := make([]any, 0, 2+len(snap.Following)+len(snap.Followers))
+	args = append(args, s.settleDelay, len(snap.Following))
 	for _, u := range snap.Following {
 		args = append(args, u)
 	}
 	for _, u := range snap.Followers {
 		args = append(args, u)
 	}
-	return s.seed(ctx, seedUserScript, []string{UserKey(user), FollowingKey(user), FollowersKey(user)}, args)
+	return s.seed(ctx, seedUserScript, []string{
+		UserKey(user), FollowingKey(user), FollowersKey(user),
+		OutboxStream, UserSettleKey(user), UserTouchedKey(user), SettleQueue,
+	}, args)
 }
 
 // ItemLoaded reports whether item's state is marked complete.

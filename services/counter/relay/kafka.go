@@ -95,3 +95,34 @@ func EnsureTopic(ctx context.Context, brokers []string, topic string, partitions
 	}
 	return nil
 }
+
+// EndOffsets returns, per partition of topic, the offset the next message
+// will get (the high-water mark).
+func EndOffsets(ctx context.Context, brokers []string, topic string) (map[int]int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
+	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var reqs []kafka.OffsetRequest
+	for _, tp := range meta.Topics {
+		if tp.Error != nil {
+			return nil, fmt.Errorf("topic %s: %w", topic, tp.Error)
+		}
+		for _, p := range tp.Partitions {
+			reqs = append(reqs, kafka.LastOffsetOf(p.ID))
+		}
+	}
+	res, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	ends := make(map[int]int64, len(reqs))
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			return nil, fmt.Errorf("end offset of %s partition %d: %w", topic, p.Partition, p.Error)
+		}
+		ends[p.Partition] = p.LastOffset
+	}
+	return ends, nil
+}
