@@ -299,7 +299,7 @@ local at = now_ms() + tonumber(ARGV[1])
 for i = 2, #ARGV do
   redis.call('ZADD', KEYS[1], 'XX', at, ARGV[i])
 end
-return 0
+return {0}
 `)
 
 // settleItemScript applies what MySQL holds for an item, counting only
