@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -24,12 +25,12 @@ import (
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
-	"github.com/highgopress/highgopress/services/consumer/reconcile"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
+	"github.com/highgopress/highgopress/services/counter/settle"
 )
 
 // rebuildRedisDB is the Redis database the rebuild tests own and flush.
@@ -78,13 +79,13 @@ func rebuildRedis(t *testing.T) *redis.Client {
 }
 
 // newRebuildingCounter is a counter on rdb that rebuilds from conn.
-func newRebuildingCounter(t *testing.T, rdb *redis.Client, d *countingDurable) *counter.Counter {
+func newRebuildingCounter(t *testing.T, rdb *redis.Client, d *countingDurable, opts ...counter.Option) *counter.Counter {
 	t.Helper()
 	signer, err := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := counter.New(logging.Discard(), rdb, signer, counter.WithCacheTTL(0), counter.WithDurable(d))
+	c, err := counter.New(logging.Discard(), rdb, signer, append([]counter.Option{counter.WithCacheTTL(0), counter.WithDurable(d)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,21 +255,47 @@ func TestRebuildConcurrentFirstReads(t *testing.T) {
 	}
 }
 
-// TestFlushUnderLoadRebuilds: the counter, two outbox relays and the
-// consumer run under load (likes, unlikes, flips, increments, follows from
-// 30 users over Connect); in the middle Redis is flushed (FLUSHDB of its
-// database: the outbox had been relayed and the consumer had caught up, so
-// no acknowledged event is lost with it). Every item and user is rebuilt
-// from MySQL on first use; a sampler meanwhile reads an item that only
-// gets likes and checks that no read returns less than MySQL's count read
-// just before it. After drain and one reconciliation pass, MySQL equals
-// the oracle of acknowledged responses and Redis equals MySQL.
-func TestFlushUnderLoadRebuilds(t *testing.T) {
+// flushWhenRelayedScript flushes the database atomically once every outbox
+// entry has been read by a relay (entries read and not yet in Kafka are
+// in flight and survive in the relay's memory; entries nobody read would
+// be lost with the data, for Redis and MySQL alike — see package settle).
+// Returns {1, entries pending in relays} when it flushed, {0, 0} when an
+// entry was still unread.
+var flushWhenRelayedScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+  local last, pending = nil, 0
+  for _, g in ipairs(groups) do
+    local f = {}
+    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
+    if f['name'] == ARGV[1] then last, pending = f['last-delivered-id'], f['pending'] end
+  end
+  if not last then return {0, 0} end
+  if #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1) > 0 then return {0, 0} end
+  redis.call('FLUSHDB')
+  return {1, pending}
+end
+redis.call('FLUSHDB')
+return {1, 0}
+`)
+
+// TestFlushUnderLoadSettles: the counter (rebuilding from MySQL, settling
+// rebuilds), two outbox relays and the consumer run under load (likes,
+// unlikes, flips, re-sent likes, increments, follows from 30 users over
+// Connect). Three times, without pausing anything, Redis is flushed while
+// events are in flight: read by a relay but not in Kafka yet, in Kafka but
+// not in MySQL. Every item and user is rebuilt from MySQL on first use and
+// settled once the events in flight reached MySQL. A sampler reads an item
+// that only gets likes and fails if it stays below MySQL's count (read
+// just before) for longer than settling needs. After the load: MySQL
+// equals the oracle of acknowledged requests, the settle queue empties,
+// and Redis equals MySQL — with no reconciliation pass.
+func TestFlushUnderLoadSettles(t *testing.T) {
 	e := setup(t)
 	rdb := rebuildRedis(t)
 	startConsumer(t, e, 200)
 	d := &countingDurable{Store: durable.New(e.conn)}
-	c := newRebuildingCounter(t, rdb, d)
+	c := newRebuildingCounter(t, rdb, d, counter.WithSettleDelay(300*time.Millisecond))
 	baseURL, hc := rpctest.Serve(t, c.Handler())
 	signer, _ := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
 
@@ -282,15 +309,18 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(50*time.Millisecond), relay.WithRegisterer(nil))
 		bg.Go(func() { _ = r.Run(ctx) })
 	}
+	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, e.brokers, e.topic) }
+	worker := settle.New(logging.Discard(), c.Store(), d.Store, ends, e.topic,
+		settle.WithInterval(100*time.Millisecond), settle.WithRegisterer(nil))
+	bg.Go(func() { _ = worker.Run(ctx) })
 
-	var pause sync.RWMutex
 	load := &pipetest.Load{
 		Counters: counterv1connect.NewCounterServiceClient(hc, baseURL),
 		Follows:  counterv1connect.NewFollowServiceClient(hc, baseURL),
 		Signer:   signer, Users: 30, Items: 8, Seed: 21, Pace: time.Millisecond,
-		NoResend: true, Pause: &pause,
+		NoResend: true, Stale: true,
 	}
-	const opsPerUser = 200
+	const opsPerUser = 300
 	var res pipetest.LoadResult
 	loadDone := make(chan struct{})
 	go func() { defer close(loadDone); res = load.Run(ctx, opsPerUser, nil) }()
@@ -308,9 +338,7 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 				return
 			default:
 			}
-			pause.RLock()
 			r, err := c.App().Like(ctx, "m"+strconv.Itoa(i), mono)
-			pause.RUnlock()
 			if err != nil || !r.Changed {
 				monoErr <- fmt.Errorf("like %d of mono: %+v, %v", i, r, err)
 				return
@@ -318,11 +346,14 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 			monoLikes.Add(1)
 		}
 	})
-	var flushed atomic.Bool
-	var samples, samplesAfterFlush atomic.Int64
+	// The sampler measures how long reads of mono stay below MySQL's count.
+	const belowLimit = 30 * time.Second
+	var samples, belowSamples atomic.Int64
+	var longestBelow atomic.Int64
 	samplerErr := make(chan error, 1)
 	stopSampler := make(chan struct{})
 	bg.Go(func() {
+		var since time.Time
 		for {
 			select {
 			case <-stopSampler:
@@ -333,21 +364,30 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 			var m int64
 			err := e.conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(value), 0) FROM item_counts WHERE namespace = ? AND item_id = ? AND metric = 'likes'`,
 				mono.Namespace, mono.ID).Scan(&m)
-			after := flushed.Load()
+			var v []domain.ItemView
 			if err == nil {
-				var v []domain.ItemView
 				v, err = c.App().GetCounts(ctx, "", []domain.ItemRef{mono})
-				if err == nil && v[0].Counts.Likes < m {
-					err = fmt.Errorf("read %d likes of mono, below MySQL's %d (after flush: %v)", v[0].Counts.Likes, m, after)
-				}
 			}
 			if err != nil {
 				samplerErr <- err
 				return
 			}
 			samples.Add(1)
-			if after {
-				samplesAfterFlush.Add(1)
+			if v[0].Counts.Likes >= m {
+				since = time.Time{}
+				continue
+			}
+			belowSamples.Add(1)
+			if since.IsZero() {
+				since = time.Now()
+			}
+			below := time.Since(since)
+			if int64(below) > longestBelow.Load() {
+				longestBelow.Store(int64(below))
+			}
+			if below > belowLimit {
+				samplerErr <- fmt.Errorf("reads of mono stayed below MySQL's count for %s (now %d < %d)", below, v[0].Counts.Likes, m)
+				return
 			}
 		}
 	})
@@ -358,21 +398,46 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 		}
 		return pipetest.Drained(ctx, e.brokers, e.group, e.topic)
 	}
-	// Flush halfway through.
-	pipetest.Eventually(t, 60*time.Second, func() error {
-		if n := load.Acked(); n < 30*opsPerUser/2 {
-			return fmt.Errorf("%d requests acknowledged", n)
+	// inKafkaNotMySQL is how many messages the consumer has not applied.
+	inKafkaNotMySQL := func() int64 {
+		end, err := ends(ctx)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return nil
-	})
-	pause.Lock()
-	pipetest.Eventually(t, 60*time.Second, drained)
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		pause.Unlock()
-		t.Fatal(err)
+		applied, err := d.AppliedOffsets(ctx, e.topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for p, o := range end {
+			n += max(o-applied[p], 0)
+		}
+		return n
 	}
-	flushed.Store(true)
-	pause.Unlock()
+	type flush struct{ pending, unapplied int64 }
+	var flushes []flush
+	for i := 1; i <= 3; i++ {
+		pipetest.Eventually(t, 60*time.Second, func() error {
+			if n := load.Acked(); n < int64(30*opsPerUser*i/4) {
+				return fmt.Errorf("%d requests acknowledged", n)
+			}
+			return nil
+		})
+		var f flush
+		pipetest.Eventually(t, 30*time.Second, func() error {
+			v, err := flushWhenRelayedScript.Run(ctx, rdb, []string{redisstore.OutboxStream}, relay.DefaultGroup).Int64Slice()
+			if err != nil {
+				return err
+			}
+			if v[0] != 1 {
+				return errors.New("an outbox entry was not read by a relay yet")
+			}
+			f.pending = v[1]
+			return nil
+		})
+		f.unapplied = inKafkaNotMySQL()
+		flushes = append(flushes, f)
+	}
 	<-loadDone
 	close(stopMono)
 	if err := <-monoErr; err != nil {
@@ -388,8 +453,12 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if samplesAfterFlush.Load() == 0 {
-		t.Fatalf("no read was sampled after the flush (%d before)", samples.Load())
+	var inFlight int64
+	for _, f := range flushes {
+		inFlight += f.pending + f.unapplied
+	}
+	if inFlight == 0 {
+		t.Fatalf("no event was in flight at any of the flushes %+v: the test proves nothing", flushes)
 	}
 
 	want := res.Want
@@ -410,33 +479,45 @@ func TestFlushUnderLoadRebuilds(t *testing.T) {
 		}
 		return nil
 	})
-	rec := reconcile.New(logging.Discard(), rdb, e.conn, reconcile.WithRegisterer(nil), reconcile.WithQuiescent(func(context.Context) error { return drained() }))
-	rep, err := rec.Check(ctx)
-	if err != nil {
+	// Items and users not used since the last flush are still missing from
+	// Redis: reading them rebuilds them (from MySQL, which has everything
+	// by now). The ones rebuilt during the load are what settling is for.
+	var items []domain.ItemRef
+	for _, ns := range []string{"article", "comment"} {
+		for i := range load.Items {
+			items = append(items, domain.ItemRef{Namespace: ns, ID: "i" + strconv.Itoa(i)})
+		}
+	}
+	if _, err := c.App().GetCounts(ctx, "", append(items, mono)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rec.Repair(ctx, rep); err != nil {
-		t.Fatal(err)
+	for u := range load.Users {
+		if _, err := c.App().GetUserStats(ctx, "u"+strconv.Itoa(u), []string{"u" + strconv.Itoa(u)}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	settledIn := testenv.Eventually(t, 60*time.Second, "every rebuild settled (settle queue empty)", func() bool {
+		return rdb.ZCard(ctx, redisstore.SettleQueue).Val() == 0
+	})
 	got, err := pipetest.RedisState(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := pipetest.Diff(got, want); diff != "" {
-		t.Fatalf("Redis differs from MySQL after the rebuild:\n%s", diff)
+		t.Fatalf("Redis differs from MySQL after settling:\n%s", diff)
 	}
-	t.Logf("%d requests, %d mono likes, %d samples (%d after the flush), %d item and %d user loads, drift before repair: %d fields",
-		res.Acked, monoLikes.Load(), samples.Load(), samplesAfterFlush.Load(), d.items.Load(), d.users.Load(), len(rep.Drifts))
-	if d.items.Load() == 0 || d.users.Load() == 0 {
-		t.Fatal("nothing was rebuilt from MySQL")
+	t.Logf("%d requests (%d answered from unsettled state), %d mono likes; flushes (pending in relays, in Kafka not MySQL): %+v; "+
+		"%d samples, %d below MySQL, longest below %s; %d item and %d user loads; settle queue empty %s after drain",
+		res.Acked, res.Stale, monoLikes.Load(), flushes, samples.Load(), belowSamples.Load(), time.Duration(longestBelow.Load()),
+		d.items.Load(), d.users.Load(), settledIn)
+	// Redis was empty four times (at the start and after each flush): each
+	// item (2 namespaces × 8, plus mono) and user is loaded at most once per
+	// loss.
+	if n := d.items.Load(); n > 4*(2*8+1) {
+		t.Errorf("%d item loads; want at most %d", n, 4*(2*8+1))
 	}
-	// Redis was empty twice (at the start and after the flush): each item
-	// (2 namespaces × 8, plus mono) and user is loaded at most once per loss.
-	if n := d.items.Load(); n > 2*(2*8+1) {
-		t.Errorf("%d item loads; want at most %d", n, 2*(2*8+1))
-	}
-	if n := d.users.Load(); n > 2*30 {
-		t.Errorf("%d user loads; want at most %d", n, 2*30)
+	if n := d.users.Load(); n > 4*30 {
+		t.Errorf("%d user loads; want at most %d", n, 4*30)
 	}
 }
 

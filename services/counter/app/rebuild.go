@@ -144,8 +144,12 @@ func (r *rebuilder) rebuild(ctx context.Context, nl *domain.NotLoadedError) erro
 	return errors.Join(errs...)
 }
 
+// rebuildAttempts bounds how often one request rebuilds state that keeps
+// disappearing (a FLUSHALL between the seed and the retry).
+const rebuildAttempts = 3
+
 // withRebuild runs op; when it fails because state is missing from the
-// store, rebuilds that state from the durable record and runs op once more.
+// store, rebuilds that state from the durable record and runs op again.
 func withRebuild[T any](ctx context.Context, s *Service, op func() (T, error)) (T, error) {
 	v, err := op()
 	var nl *domain.NotLoadedError
@@ -153,15 +157,17 @@ func withRebuild[T any](ctx context.Context, s *Service, op func() (T, error)) (
 		return v, err
 	}
 	var zero T
-	if err := s.rebuilder.rebuild(ctx, nl); err != nil {
-		return zero, err
+	for range rebuildAttempts {
+		if err := s.rebuilder.rebuild(ctx, nl); err != nil {
+			return zero, err
+		}
+		if v, err = op(); !errors.As(err, &nl) {
+			return v, err
+		}
 	}
-	v, err = op()
-	if errors.As(err, &nl) {
-		// Removed again (another FLUSHALL) between the seed and the retry.
-		return zero, fmt.Errorf("%w: state was removed from Redis again while it was rebuilt: %w", domain.ErrUnavailable, err)
-	}
-	return v, err
+	// Removed again after every rebuild (repeated FLUSHALLs).
+	return zero, fmt.Errorf("%w: state was removed from Redis again while it was rebuilt, %d times: %w",
+		domain.ErrUnavailable, rebuildAttempts, err)
 }
 
 // RebuildStats describes the rebuilds of missing state by this instance.

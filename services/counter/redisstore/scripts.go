@@ -88,9 +88,14 @@ return {0, tonumber(redis.call('HGET', KEYS[2], 'likes') or '0')}
 //	ARGV[5] load flag
 //
 // Returns {changed (0|1), following of a, followers of b}, or {-9, a not
-// loaded (0|1), b not loaded (0|1)}. While a or b waits to be settled the
-// pair is recorded as touched there and a follow or unfollow that changes
-// nothing is still appended to the outbox (see likeScript).
+// loaded (0|1), b not loaded (0|1)}. Changed is a's view (its following
+// set). Each side's count follows its own set, so the counts stay equal
+// to the sets' sizes even when the two sides disagree — as they can for a
+// while when a and b were rebuilt from MySQL at different moments; the
+// request then sets both sides and goes to the outbox. While a or b waits
+// to be settled the pair is recorded as touched there and a follow or
+// unfollow that changes nothing is still appended to the outbox (see
+// likeScript).
 var followScript = redis.NewScript(xaddLua + loadedLua + `
 local la = loaded(KEYS[3], ARGV[5])
 local lb = loaded(KEYS[4], ARGV[5])
@@ -100,13 +105,13 @@ if not (la and lb) then
   if not lb then nb = 1 end
   return {-9, na, nb}
 end
-local changed
+local ca, cb
 if ARGV[3] == '1' then
-  changed = redis.call('SADD', KEYS[1], ARGV[2])
-  if changed == 1 then redis.call('SADD', KEYS[2], ARGV[1]) end
+  ca = redis.call('SADD', KEYS[1], ARGV[2])
+  cb = redis.call('SADD', KEYS[2], ARGV[1])
 else
-  changed = redis.call('SREM', KEYS[1], ARGV[2])
-  if changed == 1 then redis.call('SREM', KEYS[2], ARGV[1]) end
+  ca = redis.call('SREM', KEYS[1], ARGV[2])
+  cb = redis.call('SREM', KEYS[2], ARGV[1])
 end
 local settling = false
 if redis.call('EXISTS', KEYS[6]) == 1 then
@@ -117,19 +122,23 @@ if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('SADD', KEYS[9], 'r:' .. ARGV[1])
   settling = true
 end
-local kind = 'unfollow'
-if ARGV[3] == '1' then kind = 'follow' end
-if changed == 1 then
-  local following = redis.call('HINCRBY', KEYS[3], 'following', ARGV[3])
-  local followers = redis.call('HINCRBY', KEYS[4], 'followers', ARGV[3])
-  xadd(KEYS[5], ARGV[4], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
-  return {1, following, followers}
+local following, followers
+if ca == 1 then
+  following = redis.call('HINCRBY', KEYS[3], 'following', ARGV[3])
+else
+  following = tonumber(redis.call('HGET', KEYS[3], 'following') or '0')
 end
-if settling then
+if cb == 1 then
+  followers = redis.call('HINCRBY', KEYS[4], 'followers', ARGV[3])
+else
+  followers = tonumber(redis.call('HGET', KEYS[4], 'followers') or '0')
+end
+if ca == 1 or cb == 1 or settling then
+  local kind = 'unfollow'
+  if ARGV[3] == '1' then kind = 'follow' end
   xadd(KEYS[5], ARGV[4], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
 end
-return {0, tonumber(redis.call('HGET', KEYS[3], 'following') or '0'),
-           tonumber(redis.call('HGET', KEYS[4], 'followers') or '0')}
+return {ca, following, followers}
 `)
 
 // incrScript adds a delta to a metric once per idempotency key.

@@ -355,3 +355,38 @@ func TestNoSettleStateWithoutDelay(t *testing.T) {
 		t.Fatalf("%d settle keys exist", n)
 	}
 }
+
+// TestFollowKeepsCountsEqualToSets: when the two sides of a pair disagree
+// (a and b rebuilt from MySQL at different moments), a follow sets both and
+// each count follows its own set.
+func TestFollowKeepsCountsEqualToSets(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e env) {
+		if _, err := e.store.SeedUser(ctx, "a", domain.UserSnapshot{}); err != nil {
+			t.Fatal(err)
+		}
+		// b's rebuild already saw a's follow; a's did not.
+		if _, err := e.store.SeedUser(ctx, "b", domain.UserSnapshot{Followers: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.store.SetFollow(ctx, "a", "b", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != (domain.FollowResult{Changed: true, Following: 1, Followers: 1}) {
+			t.Fatalf("follow = %+v; want changed, following 1, followers 1", r)
+		}
+		// Now a's side has it and b's does not: an unfollow clears both.
+		e.rdb.SRem(ctx, redisstore.FollowersKey("b"), "a")
+		e.rdb.HSet(ctx, redisstore.UserKey("b"), "followers", 0)
+		r, err = e.store.SetFollow(ctx, "a", "b", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r != (domain.FollowResult{Changed: true, Following: 0, Followers: 0}) {
+			t.Fatalf("unfollow = %+v; want changed, 0, 0", r)
+		}
+		if n := e.rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 2 {
+			t.Fatalf("outbox has %d entries; want 2", n)
+		}
+	}, redisstore.WithDurable(true))
+}
