@@ -800,9 +800,10 @@ func TestBuild(t *testing.T) {
 		"missing secret": {with("HGP_IDENTITY_SECRET", ""), []string{"HGP_IDENTITY_SECRET", "required"}},
 		"short secret":   {with("HGP_IDENTITY_SECRET", "short"), []string{"HGP_IDENTITY_SECRET", "at least 32"}},
 		"bad values": {with("HGP_COUNTER_BATCHING", "maybe", "HGP_COUNTER_WORKERS", "0", "HGP_COUNTER_CACHE_TTL", "soon", "HGP_MAX_MESSAGE_BYTES", "x",
-			"HGP_COUNTER_MAX_METRICS", "0", "HGP_COUNTER_OUTBOX_MAXLEN", "-1", "HGP_COUNTER_REQUIRE_NOEVICTION", "perhaps"),
+			"HGP_COUNTER_MAX_METRICS", "0", "HGP_COUNTER_OUTBOX_MAXLEN", "-1", "HGP_COUNTER_REQUIRE_NOEVICTION", "perhaps",
+			"HGP_COUNTER_SETTLE_DELAY", "0s"),
 			[]string{"HGP_COUNTER_BATCHING", "HGP_COUNTER_WORKERS", "HGP_COUNTER_CACHE_TTL", "HGP_MAX_MESSAGE_BYTES",
-				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION"}},
+				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION", "HGP_COUNTER_SETTLE_DELAY"}},
 		"too many metrics allowed": {with("HGP_COUNTER_MAX_METRICS", "257"), []string{"HGP_COUNTER_MAX_METRICS"}},
 		"redis down":               {with(), []string{"HGP_REDIS_ADDR", "127.0.0.1:1", "PING"}},
 		"bad mysql dsn":            {with("HGP_MYSQL_DSN", "nonsense"), []string{"HGP_MYSQL_DSN", "DSN"}},
@@ -821,6 +822,33 @@ func TestBuild(t *testing.T) {
 			}
 		})
 	}
+
+	// With MySQL and Kafka the component runs the outbox relay and the
+	// settle worker besides the server.
+	t.Run("workers", func(t *testing.T) {
+		realRedis(t)
+		for _, tc := range []struct {
+			kv      []string
+			workers int
+		}{
+			{nil, 0},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t)}, 1},
+			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 0},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 2},
+		} {
+			comp, err := counter.Build(bg, logging.Discard(), with(append([]string{
+				"HGP_REDIS_ADDR", testenv.RedisAddr(t), "HGP_REDIS_DB", fmt.Sprint(testDB), "HGP_COUNTER_ADDR", "127.0.0.1:0"}, tc.kv...)...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(comp.Workers) != tc.workers {
+				t.Errorf("with %v: %d workers; want %d", tc.kv, len(comp.Workers), tc.workers)
+			}
+			if err := comp.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 
 	t.Run("serves", func(t *testing.T) {
 		rdb := realRedis(t)
