@@ -3,15 +3,19 @@
 // in one idempotent transaction per batch (package sink) and commits the
 // offsets only after the transaction committed. Messages that cannot be
 // decoded or applied go to a dead-letter topic with the reason, so a
-// partition never stalls.
+// partition never stalls. How far each partition has been applied is
+// recorded in MySQL (pipeline_offsets, sink.Mark) in the batch's
+// transaction, so readers of MySQL can tell when it caught up with Kafka.
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -43,9 +47,10 @@ type Writer interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }
 
-// Applier applies a batch of valid events in one transaction.
+// Applier applies a batch of valid events and raises the offset marks in
+// one transaction; with no events it writes only the marks.
 type Applier interface {
-	Apply(ctx context.Context, events []*eventsv1.Event) (sink.Result, error)
+	Apply(ctx context.Context, events []*eventsv1.Event, marks []sink.Mark) (sink.Result, error)
 }
 
 // Consumer moves events from a Kafka reader into an Applier.
@@ -132,6 +137,7 @@ type prepared struct {
 	events []*eventsv1.Event
 	msgs   []kafka.Message // the message of each event
 	bad    []poison
+	marks  []sink.Mark // per topic partition: highest offset of the batch + 1
 	err    error
 }
 
@@ -150,7 +156,34 @@ func decodeBatch(batch []kafka.Message) prepared {
 		p.events = append(p.events, ev)
 		p.msgs = append(p.msgs, m)
 	}
+	p.marks = batchMarks(batch)
 	return p
+}
+
+// batchMarks returns, per topic partition of batch, the offset after its last
+// message, poison included. Once the batch is handled, every message below
+// it is: the reader hands out a partition's messages in offset order from
+// the committed offset, and earlier batches were handled before this one.
+func batchMarks(batch []kafka.Message) []sink.Mark {
+	type tp struct {
+		topic     string
+		partition int
+	}
+	next := map[tp]int64{}
+	for _, m := range batch {
+		k := tp{m.Topic, m.Partition}
+		if n, ok := next[k]; !ok || m.Offset+1 > n {
+			next[k] = m.Offset + 1
+		}
+	}
+	out := make([]sink.Mark, 0, len(next))
+	for k, n := range next {
+		out = append(out, sink.Mark{Topic: k.topic, Partition: k.partition, Next: n})
+	}
+	slices.SortFunc(out, func(a, b sink.Mark) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return out
 }
 
 // fetch returns at least one message: up to batchMax, waiting at most
@@ -182,16 +215,22 @@ type poison struct {
 	reason string
 }
 
-// handle applies one batch and commits its offsets.
+// handle applies one batch, dead-letters its poison, records its offset
+// marks in MySQL and commits its offsets.
 func (c *Consumer) handle(ctx context.Context, p prepared) error {
 	start := time.Now()
 	batch, bad := p.batch, p.bad
-	res, err := c.apply(ctx, p.events, p.msgs, &bad)
+	res, marked, err := c.apply(ctx, p.events, p.msgs, p.marks, &bad)
 	if err != nil {
 		return err
 	}
 	if err := c.deadLetter(ctx, bad); err != nil {
 		return err
+	}
+	if !marked {
+		if err := c.mark(ctx, p.marks); err != nil {
+			return err
+		}
 	}
 	if c.o.afterApply != nil {
 		if err := c.o.afterApply(ctx, batch); err != nil {
@@ -218,30 +257,61 @@ func (c *Consumer) handle(ctx context.Context, p prepared) error {
 	return nil
 }
 
-// apply applies events in one transaction, retrying transient failures
-// until ctx ends. When the batch fails permanently it applies the events one
-// by one and adds those that fail permanently to bad.
-func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, bad *[]poison) (sink.Result, error) {
+// apply applies events with the batch's offset marks in one transaction,
+// retrying transient failures until ctx ends; the bool reports that the marks
+// were written. When the batch fails permanently it applies the events one
+// by one, without marks, and adds those that fail permanently to bad; with
+// no events it writes nothing. The caller then writes the marks once the
+// poison is dead-lettered.
+func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, marks []sink.Mark, bad *[]poison) (sink.Result, bool, error) {
 	if len(events) == 0 {
-		return sink.Result{}, nil
+		return sink.Result{}, false, nil
 	}
 	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 	for {
-		res, err := c.sink.Apply(ctx, events)
+		res, err := c.sink.Apply(ctx, events, marks)
 		if err == nil {
-			return res, nil
+			return res, true, nil
 		}
 		if ctx.Err() != nil {
-			return res, ctx.Err()
+			return res, false, ctx.Err()
 		}
 		if sink.Permanent(err) {
 			c.logger.Warn("batch failed permanently; applying its events one by one", "err", err, "events", len(events))
-			return c.applyEach(ctx, events, msgs, bad)
+			res, err := c.applyEach(ctx, events, msgs, bad)
+			return res, false, err
 		}
 		c.m.errors.WithLabelValues("apply").Inc()
 		c.logger.Warn("applying batch failed; retrying", "err", err, "events", len(events))
 		if !b.Wait(ctx) {
-			return res, ctx.Err()
+			return res, false, ctx.Err()
+		}
+	}
+}
+
+// mark writes offset marks alone (a batch applied event by event, or
+// without valid events), retrying transient failures until ctx ends. A
+// permanent failure stops the consumer: the marks cannot be stored.
+func (c *Consumer) mark(ctx context.Context, marks []sink.Mark) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
+	for {
+		_, err := c.sink.Apply(ctx, nil, marks)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if sink.Permanent(err) {
+			return fmt.Errorf("record offset marks: %w", err)
+		}
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.logger.Warn("recording offset marks failed; retrying", "err", err, "marks", len(marks))
+		if !b.Wait(ctx) {
+			return ctx.Err()
 		}
 	}
 }
@@ -251,7 +321,7 @@ func (c *Consumer) applyEach(ctx context.Context, events []*eventsv1.Event, msgs
 	for i, ev := range events {
 		b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 		for {
-			res, err := c.sink.Apply(ctx, []*eventsv1.Event{ev})
+			res, err := c.sink.Apply(ctx, []*eventsv1.Event{ev}, nil)
 			if err == nil {
 				total.Transitions += res.Transitions
 				total.Increments += res.Increments

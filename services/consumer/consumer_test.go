@@ -153,10 +153,25 @@ func toEvents(t testing.TB, ops []pipetest.Op) []*eventsv1.Event {
 	return out
 }
 
+// waitDrained waits until the group has no lag and MySQL's pipeline_offsets
+// reached the end of every partition of the topic.
 func waitDrained(t testing.TB, e *env) {
 	t.Helper()
+	conn, err := consumer.OpenDB(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
 	pipetest.Eventually(t, 120*time.Second, func() error {
-		return pipetest.Drained(context.Background(), e.brokers, e.group, e.topic)
+		if err := pipetest.Drained(ctx, e.brokers, e.group, e.topic); err != nil {
+			return err
+		}
+		err := pipetest.Applied(ctx, conn, e.brokers, e.topic)
+		if errors.Is(err, pipetest.ErrMarkPastEnd) {
+			t.Fatal(err)
+		}
+		return err
 	})
 }
 
@@ -333,7 +348,9 @@ func TestOutOfOrderNeverResurrects(t *testing.T) {
 }
 
 // TestPoisonMessagesGoToDeadLetterTopic: undecodable and invalid messages
-// land in the DLQ with a reason; the events around them are applied.
+// land in the DLQ with a reason; the events around them are applied. A
+// later batch of nothing but poison still moves pipeline_offsets to the end
+// of the partition.
 func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
@@ -364,12 +381,34 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	if len(counts) != 1 || counts[0].Value != 10 {
 		t.Fatalf("counts %+v, want likes=10", counts)
 	}
+
+	// Poison only: the consumer is idle, so these make batches of their own.
+	var only []kafka.Message
+	for i := range 3 {
+		only = append(only, kafka.Message{Key: []byte("article/1"), Value: []byte("\xff\xff poison only " + strconv.Itoa(i))})
+	}
+	if err := w.WriteMessages(ctx, only...); err != nil {
+		t.Fatal(err)
+	}
+	waitDrained(t, e) // includes pipeline_offsets = end offsets
+	ends, err := relay.EndOffsets(ctx, e.brokers, e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks, err := db.New(e.conn).ListOffsets(ctx, e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(marks) != 1 || marks[0].NextOffset != int64(len(msgs)+len(only)) || ends[int(marks[0].PartitionID)] != marks[0].NextOffset {
+		t.Fatalf("pipeline_offsets %+v, end offsets %v; want the one partition applied below %d", marks, ends, len(msgs)+len(only))
+	}
+
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.dlq, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	reasons := map[string]string{}
-	for range 3 {
+	for range 3 + len(only) {
 		m, err := r.FetchMessage(rctx)
 		if err != nil {
 			t.Fatalf("dead-letter topic: %v", err)
@@ -391,6 +430,11 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	if !strings.Contains(reasons["\xff\xff not protobuf"], "decode") || !strings.Contains(reasons[string(invalid)], "user_id is empty") ||
 		!strings.Contains(reasons[string(unknown)], "unknown kind") {
 		t.Fatalf("reasons: %q", reasons)
+	}
+	for _, m := range only {
+		if !strings.Contains(reasons[string(m.Value)], "decode") {
+			t.Fatalf("reasons: %q", reasons)
+		}
 	}
 }
 

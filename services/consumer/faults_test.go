@@ -153,7 +153,8 @@ func (p *pipeline) outboxEmpty(ctx context.Context) error {
 }
 
 // drainAndCheck waits until the outbox is empty, the consumer group has
-// no lag and MySQL equals want; then checks that Redis equals MySQL.
+// no lag, MySQL's pipeline_offsets reached the end of every partition and
+// MySQL equals want; then checks that Redis equals MySQL.
 func (p *pipeline) drainAndCheck(t testing.TB, want pipetest.State) {
 	t.Helper()
 	ctx := context.Background()
@@ -171,6 +172,12 @@ func (p *pipeline) drainAndCheck(t testing.TB, want pipetest.State) {
 			return err
 		}
 		if err := pipetest.Drained(ctx, p.e.brokers, p.e.group, p.e.topic); err != nil {
+			return err
+		}
+		if err := pipetest.Applied(ctx, p.e.conn, p.e.brokers, p.e.topic); err != nil {
+			if errors.Is(err, pipetest.ErrMarkPastEnd) {
+				t.Fatal(err)
+			}
 			return err
 		}
 		got, err := pipetest.Snapshot(ctx, p.e.conn)

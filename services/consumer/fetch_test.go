@@ -61,11 +61,13 @@ func (r *flakyReader) commits() int {
 type countingApplier struct {
 	mu     sync.Mutex
 	events int
+	marks  []sink.Mark
 }
 
-func (a *countingApplier) Apply(_ context.Context, evs []*eventsv1.Event) (sink.Result, error) {
+func (a *countingApplier) Apply(_ context.Context, evs []*eventsv1.Event, marks []sink.Mark) (sink.Result, error) {
 	a.mu.Lock()
 	a.events += len(evs)
+	a.marks = append(a.marks, marks...)
 	a.mu.Unlock()
 	return sink.Result{}, nil
 }
@@ -107,5 +109,8 @@ func TestRunSurvivesFetchErrors(t *testing.T) {
 	}
 	if app.events != n {
 		t.Fatalf("applied %d events, want %d", app.events, n)
+	}
+	if last := app.marks[len(app.marks)-1]; last != (sink.Mark{Partition: 0, Next: n}) {
+		t.Fatalf("last offset mark %+v, want partition 0 applied below %d", last, n)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // TestStandaloneServesLikesOverCurlShapedJSON runs the whole standalone
@@ -94,6 +95,12 @@ func TestStandaloneServesLikesOverCurlShapedJSON(t *testing.T) {
 		}
 		return err
 	})
+	// The consumer recorded how far it applied the topic, in the like's
+	// transaction.
+	var marked int64
+	if err := db.QueryRow(`SELECT COALESCE(SUM(next_offset), 0) FROM pipeline_offsets WHERE topic = ?`, relay.DefaultTopic).Scan(&marked); err != nil || marked < 1 {
+		t.Fatalf("pipeline_offsets of %s: %d messages applied, %v", relay.DefaultTopic, marked, err)
+	}
 
 	cancel()
 	select {

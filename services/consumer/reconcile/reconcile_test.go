@@ -58,7 +58,7 @@ func setup(t *testing.T) *fixture {
 			t.Fatal(err)
 		}
 	}
-	if _, err := sink.New(logging.Discard(), conn).Apply(ctx, evs); err != nil {
+	if _, err := sink.New(logging.Discard(), conn).Apply(ctx, evs, nil); err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{rdb: rdb, want: o.Want(), likers: map[domain.ItemRef][]string{}}

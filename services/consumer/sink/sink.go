@@ -15,6 +15,9 @@
 //     recorded in processed_events in the same transaction.
 //   - Counts change only through INSERT … ON DUPLICATE KEY UPDATE v = v + ?,
 //     never by reading and writing back.
+//   - The batch's offset marks (pipeline_offsets: every message of a topic
+//     partition below the mark is applied) are written in the same
+//     transaction as its events and never move back.
 package sink
 
 import (
@@ -64,15 +67,32 @@ type countKey struct{ ns, item, metric string }
 type apiKey struct{ procedure, code string }
 type userDelta struct{ followers, following int64 }
 
-// Apply applies events (already validated) in one transaction, retrying it
-// on deadlocks and lock wait timeouts. On error nothing was applied.
-func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event) (Result, error) {
+// Mark records how far a topic partition has been handled: every message
+// of it with an offset below Next is applied (or is poison, dead-lettered).
+type Mark struct {
+	Topic     string
+	Partition int
+	Next      int64
+}
+
+// Apply applies events (already validated) and raises the offset marks
+// (pipeline_offsets, never lowered) in one transaction, retrying it on
+// deadlocks and lock wait timeouts. On error nothing was applied and no mark
+// moved. With no events it writes only the marks.
+//
+// The caller must only pass a mark when every message below it is applied
+// by this call, by an earlier committed one, or is poison.
+func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event, marks []Mark) (Result, error) {
+	if len(events) == 0 && len(marks) == 0 {
+		return Result{}, nil
+	}
+	marks = sortMarks(marks)
 	var (
 		res Result
 		err error
 	)
 	for attempt := 1; attempt <= s.attempts; attempt++ {
-		res, err = s.apply(ctx, events)
+		res, err = s.apply(ctx, events, marks)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return res, err
 		}
@@ -81,7 +101,7 @@ func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event) (Result, err
 	return res, err
 }
 
-func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event) (res Result, err error) {
+func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event, marks []Mark) (res Result, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("begin: %w", err)
@@ -283,6 +303,13 @@ func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event) (res Result,
 			return Result{}, fmt.Errorf("add api calls: %w", err)
 		}
 	}
+	// Offset marks after the counts, in (topic, partition) order: merged
+	// into the same multi-statement write.
+	for _, m := range marks {
+		if err := w.AdvanceOffset(ctx, db.AdvanceOffsetParams{Topic: m.Topic, PartitionID: int32(m.Partition), NextOffset: m.Next}); err != nil {
+			return Result{}, fmt.Errorf("advance offset: %w", err)
+		}
+	}
 	if err := buf.Flush(ctx); err != nil {
 		return Result{}, fmt.Errorf("write batch: %w", err)
 	}
@@ -306,6 +333,16 @@ func pairKey(parts ...string) [32]byte {
 		_, _ = h.Write([]byte(p))
 	}
 	return [32]byte(h.Sum(nil))
+}
+
+// sortMarks returns a copy of marks in (topic, partition) order with one
+// mark, the highest, per partition.
+func sortMarks(marks []Mark) []Mark {
+	out := slices.Clone(marks)
+	slices.SortFunc(out, func(a, b Mark) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition), cmp.Compare(b.Next, a.Next))
+	})
+	return slices.CompactFunc(out, func(a, b Mark) bool { return a.Topic == b.Topic && a.Partition == b.Partition })
 }
 
 func sortedKeys[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {

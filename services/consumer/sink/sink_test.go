@@ -3,8 +3,10 @@ package sink_test
 import (
 	"context"
 	"database/sql"
+	"maps"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
@@ -95,7 +97,7 @@ func TestLikeVersions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s, conn := openSink(t)
 			for _, b := range tc.batches {
-				if _, err := s.Apply(ctx, b); err != nil {
+				if _, err := s.Apply(ctx, b, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -113,14 +115,14 @@ func TestIncrementAppliedOncePerEvent(t *testing.T) {
 	inc := func(id string, d int64) *eventsv1.Event {
 		return &eventsv1.Event{EventId: id, Kind: eventsv1.Kind_KIND_INCREMENT, UserId: "u", Namespace: "article", ItemId: "1", Metric: "views", Delta: d, Version: 1}
 	}
-	res, err := s.Apply(ctx, []*eventsv1.Event{inc("1-0", 5), inc("1-0", 5), inc("2-0", 7)})
+	res, err := s.Apply(ctx, []*eventsv1.Event{inc("1-0", 5), inc("1-0", 5), inc("2-0", 7)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Increments != 2 || res.Ignored != 1 {
 		t.Fatalf("result %+v, want 2 increments and 1 ignored", res)
 	}
-	if _, err := s.Apply(ctx, []*eventsv1.Event{inc("2-0", 7), inc("3-0", 1)}); err != nil {
+	if _, err := s.Apply(ctx, []*eventsv1.Event{inc("2-0", 7), inc("3-0", 1)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	counts, err := db.New(conn).ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
@@ -143,7 +145,7 @@ func TestFollowCounts(t *testing.T) {
 		{f(eventsv1.Kind_KIND_UNFOLLOW, "a", "b", 3), f(eventsv1.Kind_KIND_FOLLOW, "a", "b", 1)}, // replayed stale follow
 	}
 	for _, b := range batches {
-		if _, err := s.Apply(ctx, b); err != nil {
+		if _, err := s.Apply(ctx, b, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -181,7 +183,7 @@ func TestShuffledBatchesMatchOracle(t *testing.T) {
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	for len(all) > 0 {
 		n := min(len(all), 1+rng.IntN(300))
-		if _, err := s.Apply(ctx, all[:n]); err != nil {
+		if _, err := s.Apply(ctx, all[:n], nil); err != nil {
 			t.Fatal(err)
 		}
 		all = all[n:]
@@ -204,5 +206,108 @@ func TestPermanentErrors(t *testing.T) {
 	}
 	if sink.Permanent(context.Canceled) {
 		t.Fatal("cancellation is not permanent")
+	}
+}
+
+func offsets(t *testing.T, conn *sql.DB, topic string) map[int32]int64 {
+	t.Helper()
+	rows, err := db.New(conn).ListOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	for _, r := range rows {
+		out[r.PartitionID] = r.NextOffset
+	}
+	return out
+}
+
+func wantOffsets(t *testing.T, conn *sql.DB, topic string, want map[int32]int64) {
+	t.Helper()
+	if got := offsets(t, conn, topic); !maps.Equal(got, want) {
+		t.Fatalf("pipeline_offsets of %s = %v, want %v", topic, got, want)
+	}
+}
+
+// TestOffsetMarks: a batch's marks are written with its events, per topic
+// partition, never lowered; a call with marks only writes them alone.
+func TestOffsetMarks(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openSink(t)
+	res, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{
+		{Topic: "t", Partition: 1, Next: 10}, {Topic: "t", Partition: 0, Next: 5}, {Topic: "u", Partition: 0, Next: 3},
+		{Topic: "t", Partition: 1, Next: 7}, // the same partition twice: the higher mark counts
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Transitions != 1 {
+		t.Fatalf("result %+v, want 1 transition", res)
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 5, 1: 10})
+	wantOffsets(t, conn, "u", map[int32]int64{0: 3})
+
+	// A stale batch (redelivered after a rebalance) never lowers a mark.
+	if _, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{{Topic: "t", Partition: 0, Next: 2}, {Topic: "t", Partition: 1, Next: 11}}); err != nil {
+		t.Fatal(err)
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 5, 1: 11})
+
+	// Marks alone (a batch of poison, or applied event by event).
+	res, err = s.Apply(ctx, nil, []sink.Mark{{Topic: "t", Partition: 0, Next: 8}, {Topic: "t", Partition: 2, Next: 1}, {Topic: "u", Partition: 0, Next: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (sink.Result{}) {
+		t.Fatalf("marks-only result %+v", res)
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 8, 1: 11, 2: 1})
+	wantOffsets(t, conn, "u", map[int32]int64{0: 3})
+	if _, err := s.Apply(ctx, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if liked, count := likeState(t, conn); !liked || count != 1 {
+		t.Fatalf("liked=%v count=%d, want one like", liked, count)
+	}
+}
+
+// TestOffsetMarksShareTheBatchTransaction: when the batch fails nothing of
+// it is written, marks included, and the other way round.
+func TestOffsetMarksShareTheBatchTransaction(t *testing.T) {
+	ctx := context.Background()
+	s, conn := openSink(t)
+	if _, err := s.Apply(ctx, nil, []sink.Mark{{Topic: "t", Partition: 0, Next: 3}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An event that does not fit the schema fails the batch permanently:
+	// the valid event with it and the marks are not written.
+	tooLong := &eventsv1.Event{EventId: "9", Kind: eventsv1.Kind_KIND_LIKE, UserId: "bob", Namespace: "article", ItemId: strings.Repeat("x", 300), Version: 9}
+	_, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1), tooLong}, []sink.Mark{{Topic: "t", Partition: 0, Next: 10}, {Topic: "t", Partition: 1, Next: 4}})
+	if err == nil || !sink.Permanent(err) {
+		t.Fatalf("batch with a value too long: %v, want a permanent error", err)
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 3})
+	if liked, count := likeState(t, conn); liked || count != 0 {
+		t.Fatalf("failed batch applied its like: liked=%v count=%d", liked, count)
+	}
+
+	// A mark that cannot be stored (topic name longer than the column,
+	// written after every event of the batch) rolls the events back.
+	_, err = s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{{Topic: "t", Partition: 0, Next: 10}, {Topic: strings.Repeat("t", 300), Partition: 0, Next: 4}})
+	if err == nil {
+		t.Fatal("a mark that does not fit was accepted")
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 3})
+	if liked, count := likeState(t, conn); liked || count != 0 {
+		t.Fatalf("batch whose mark failed applied its like: liked=%v count=%d", liked, count)
+	}
+
+	if _, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{{Topic: "t", Partition: 0, Next: 10}}); err != nil {
+		t.Fatal(err)
+	}
+	wantOffsets(t, conn, "t", map[int32]int64{0: 10})
+	if liked, count := likeState(t, conn); !liked || count != 1 {
+		t.Fatalf("liked=%v count=%d, want one like", liked, count)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/highgopress/highgopress/services/consumer"
+	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -130,6 +132,44 @@ func Drained(ctx context.Context, brokers []string, group, topic string) error {
 	}
 	if lag > 0 {
 		return fmt.Errorf("group %s is %d messages behind on %s", group, lag, topic)
+	}
+	return nil
+}
+
+// ErrMarkPastEnd is Applied's error for a pipeline_offsets row beyond the
+// partition's end: never true, waiting does not help.
+var ErrMarkPastEnd = errors.New("pipeline_offsets ahead of Kafka")
+
+// Applied reports nil when MySQL's pipeline_offsets (conn) records, for
+// every partition of topic that has messages, exactly the partition's end
+// offset, and nothing for the other partitions: MySQL says it applied
+// everything in Kafka. Once the group drained (Drained) this must hold, as
+// the consumer writes a batch's marks before committing its offsets.
+func Applied(ctx context.Context, conn *sql.DB, brokers []string, topic string) error {
+	ends, err := relay.EndOffsets(ctx, brokers, topic)
+	if err != nil {
+		return err
+	}
+	if len(ends) == 0 {
+		return fmt.Errorf("topic %s: no partitions", topic)
+	}
+	rows, err := db.New(conn).ListOffsets(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("pipeline_offsets of %s: %w", topic, err)
+	}
+	got := map[int]int64{}
+	for _, r := range rows {
+		got[int(r.PartitionID)] = r.NextOffset
+	}
+	for p, n := range got {
+		if end, ok := ends[p]; !ok || n > end {
+			return fmt.Errorf("%w: %s/%d is applied below %d, past its end offset %d", ErrMarkPastEnd, topic, p, n, end)
+		}
+	}
+	for p, end := range ends {
+		if n, ok := got[p]; end > 0 && (!ok || n != end) {
+			return fmt.Errorf("pipeline_offsets of %s/%d = %d (recorded: %v), want the end offset %d", topic, p, n, ok, end)
+		}
 	}
 	return nil
 }
