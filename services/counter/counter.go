@@ -26,6 +26,7 @@ import (
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/tracecontext"
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/handler"
@@ -91,7 +92,7 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 	c := &Counter{logger: logger, store: store, app: svc, requireNoEviction: o.requireNoEviction}
 
 	handlerOpts := []connect.HandlerOption{
-		connect.WithInterceptors(identity.NewInterceptor(signer)),
+		connect.WithInterceptors(identity.NewInterceptor(signer), tracecontext.NewInterceptor()),
 		connect.WithReadMaxBytes(o.maxMessageBytes),
 		connect.WithSendMaxBytes(SendMaxBytes),
 		gzipHandlerOptions(o.maxMessageBytes, &c.inflated),

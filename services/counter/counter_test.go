@@ -21,6 +21,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/platform/tracecontext"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
@@ -144,18 +145,25 @@ func TestEveryRPC(t *testing.T) {
 	}
 }
 
+// TestOutbox: exactly the writes that change state append one outbox entry
+// each, with the W3C traceparent the request came with (or a new one).
 func TestOutbox(t *testing.T) {
 	e := newEnv(t)
 	p := rpctest.Protocols[0]
 	cs, fs := e.counters(p), e.follows(p)
 	item := ref("articles", "a1")
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	steps := []struct {
 		name string
 		call func() error
 		want map[string]any // nil: no entry
 	}{
-		{"like", func() error { _, err := cs.Like(bg, as(e, "u1", &counterv1.LikeRequest{Item: item})); return err },
-			map[string]any{"k": "like", "u": "u1", "ns": "articles", "id": "a1", "d": "1"}},
+		{"like", func() error {
+			req := as(e, "u1", &counterv1.LikeRequest{Item: item})
+			req.Header().Set(tracecontext.Header, traceparent)
+			_, err := cs.Like(bg, req)
+			return err
+		}, map[string]any{"k": "like", "u": "u1", "ns": "articles", "id": "a1", "d": "1", "tp": traceparent}},
 		{"like again", func() error { _, err := cs.Like(bg, as(e, "u1", &counterv1.LikeRequest{Item: item})); return err }, nil},
 		{"unlike", func() error { _, err := cs.Unlike(bg, as(e, "u1", &counterv1.UnlikeRequest{Item: item})); return err },
 			map[string]any{"k": "unlike", "u": "u1", "ns": "articles", "id": "a1", "d": "-1"}},
@@ -206,7 +214,15 @@ func TestOutbox(t *testing.T) {
 		if after != before+1 {
 			t.Fatalf("%s appended %d outbox entries; want 1", s.name, after-before)
 		}
-		if got := e.lastOutbox(t); !maps.Equal(got, s.want) {
+		got := e.lastOutbox(t)
+		// A request without a traceparent gets a new one.
+		if _, ok := s.want["tp"]; !ok {
+			if tp, _ := got["tp"].(string); !tracecontext.Valid(tp) {
+				t.Fatalf("%s: outbox entry %v has no valid traceparent", s.name, got)
+			}
+			delete(got, "tp")
+		}
+		if !maps.Equal(got, s.want) {
 			t.Fatalf("%s: outbox entry %v; want %v", s.name, got, s.want)
 		}
 	}

@@ -27,14 +27,20 @@ local function loaded(hash, flag)
 end
 `
 
-// xaddLua defines xadd(stream, maxlen, field, value, ...), shared by the
-// scripts.
+// xaddLua defines xadd(stream, maxlen, tp, field, value, ...), shared by
+// the scripts: tp, the W3C traceparent of the request, is stored as field
+// "tp" when it is not empty (the relay copies it to the Kafka message).
 const xaddLua = `
-local function xadd(stream, maxlen, ...)
-  if maxlen ~= '0' then
-    return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', ...)
+local function xadd(stream, maxlen, tp, ...)
+  local fields = {...}
+  if tp ~= '' then
+    fields[#fields + 1] = 'tp'
+    fields[#fields + 1] = tp
   end
-  return redis.call('XADD', stream, '*', ...)
+  if maxlen ~= '0' then
+    return redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  end
+  return redis.call('XADD', stream, '*', unpack(fields))
 end
 `
 
@@ -43,7 +49,7 @@ end
 //	KEYS[1] likers set   KEYS[2] counts hash   KEYS[3] outbox stream
 //	KEYS[4] settle hash  KEYS[5] touched set
 //	ARGV[1] user  ARGV[2] namespace  ARGV[3] item id  ARGV[4] 1 | -1
-//	ARGV[5] outbox bound  ARGV[6] load flag
+//	ARGV[5] outbox bound  ARGV[6] load flag  ARGV[7] traceparent ("" none)
 //
 // Returns {changed (0|1), likes}. The likers set guards the counter: an
 // unlike of an item not liked changes nothing, so the count cannot go
@@ -68,11 +74,11 @@ local kind = 'unlike'
 if ARGV[4] == '1' then kind = 'like' end
 if changed == 1 then
   local n = redis.call('HINCRBY', KEYS[2], 'likes', ARGV[4])
-  xadd(KEYS[3], ARGV[5], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
+  xadd(KEYS[3], ARGV[5], ARGV[7], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
   return {1, n}
 end
 if settling then
-  xadd(KEYS[3], ARGV[5], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
+  xadd(KEYS[3], ARGV[5], ARGV[7], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
 end
 return {0, tonumber(redis.call('HGET', KEYS[2], 'likes') or '0')}
 `)
@@ -85,7 +91,7 @@ return {0, tonumber(redis.call('HGET', KEYS[2], 'likes') or '0')}
 //	KEYS[6] settle hash of a    KEYS[7] touched set of a
 //	KEYS[8] settle hash of b    KEYS[9] touched set of b
 //	ARGV[1] a  ARGV[2] b  ARGV[3] 1 | -1  ARGV[4] outbox bound
-//	ARGV[5] load flag
+//	ARGV[5] load flag  ARGV[6] traceparent ("" none)
 //
 // Returns {changed (0|1), following of a, followers of b}, or {-9, a not
 // loaded (0|1), b not loaded (0|1)}. Changed is a's view (its following
@@ -136,7 +142,7 @@ end
 if ca == 1 or cb == 1 or settling then
   local kind = 'unfollow'
   if ARGV[3] == '1' then kind = 'follow' end
-  xadd(KEYS[5], ARGV[4], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
+  xadd(KEYS[5], ARGV[4], ARGV[6], 'k', kind, 'u', ARGV[1], 't', ARGV[2], 'd', ARGV[3])
 end
 return {ca, following, followers}
 `)
@@ -148,7 +154,7 @@ return {ca, following, followers}
 //	ARGV[3] delta  ARGV[4] record TTL in seconds  ARGV[5] user
 //	ARGV[6] namespace  ARGV[7] item id  ARGV[8] idempotency key
 //	ARGV[9] most metrics (besides likes) an item may have  ARGV[10] outbox bound
-//	ARGV[11] load flag
+//	ARGV[11] load flag  ARGV[12] traceparent ("" none)
 //
 // Returns {1, value} when applied, {0, value first returned} for a repeat
 // with the same parameters, {-1, 0} for a key reused with other parameters,
@@ -171,7 +177,7 @@ end
 local v = redis.call('HINCRBY', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', v)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-xadd(KEYS[3], ARGV[10], 'k', 'incr', 'u', ARGV[5], 'ns', ARGV[6], 'id', ARGV[7],
+xadd(KEYS[3], ARGV[10], ARGV[12], 'k', 'incr', 'u', ARGV[5], 'ns', ARGV[6], 'id', ARGV[7],
   'm', ARGV[2], 'd', ARGV[3], 'ik', ARGV[8])
 return {1, v}
 `)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/highgopress/highgopress/platform/tracecontext"
 	"github.com/highgopress/highgopress/services/counter/domain"
 )
 
@@ -137,7 +138,7 @@ func direction(on bool) string {
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
 		[]string{LikersKey(item), CountsKey(item), OutboxStream, SettleKey(item), TouchedKey(item)},
-		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable)
+		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable, tracecontext.From(ctx))
 	if err != nil {
 		return domain.LikeResult{}, err
 	}
@@ -157,7 +158,7 @@ func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool)
 			FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream,
 			UserSettleKey(user), UserTouchedKey(user), UserSettleKey(target), UserTouchedKey(target),
 		},
-		user, target, direction(follow), s.outboxMaxLen, s.durable)
+		user, target, direction(follow), s.outboxMaxLen, s.durable, tracecontext.From(ctx))
 	if err != nil {
 		return domain.FollowResult{}, err
 	}
@@ -191,7 +192,7 @@ func (s *Store) Increment(ctx context.Context, user string, in domain.Increment)
 	v, err := s.run(ctx, incrScript,
 		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), OutboxStream},
 		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
-		s.maxMetrics, s.outboxMaxLen, s.durable)
+		s.maxMetrics, s.outboxMaxLen, s.durable, tracecontext.From(ctx))
 	if err != nil {
 		return 0, err
 	}
