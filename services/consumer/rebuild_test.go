@@ -290,11 +290,29 @@ return {1, 0}
 // just before) for longer than settling needs. After the load: MySQL
 // equals the oracle of acknowledged requests, the settle queue empties,
 // and Redis equals MySQL — with no reconciliation pass.
+//
+// It runs twice: with rebuilds that wait for the consumer to apply what
+// Kafka holds (as Build configures them), and with rebuilds that do not, so
+// that settling has to bring in every event in flight.
 func TestFlushUnderLoadSettles(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		wait time.Duration
+	}{{"rebuild-waits", time.Second}, {"settle-only", 0}} {
+		t.Run(mode.name, func(t *testing.T) { flushUnderLoad(t, mode.wait) })
+	}
+}
+
+func flushUnderLoad(t *testing.T, rebuildWait time.Duration) {
 	e := setup(t)
 	rdb := rebuildRedis(t)
 	startConsumer(t, e, 200)
-	d := &countingDurable{Store: durable.New(e.conn)}
+	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, e.brokers, e.topic) }
+	var dopts []durable.Option
+	if rebuildWait > 0 {
+		dopts = append(dopts, durable.WithCatchUp(logging.Discard(), e.topic, ends, rebuildWait))
+	}
+	d := &countingDurable{Store: durable.New(e.conn, dopts...)}
 	c := newRebuildingCounter(t, rdb, d, counter.WithSettleDelay(300*time.Millisecond))
 	baseURL, hc := rpctest.Serve(t, c.Handler())
 	signer, _ := identity.NewSigner([]byte("0123456789abcdef0123456789abcdef"))
@@ -309,7 +327,6 @@ func TestFlushUnderLoadSettles(t *testing.T) {
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(50*time.Millisecond), relay.WithRegisterer(nil))
 		bg.Go(func() { _ = r.Run(ctx) })
 	}
-	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, e.brokers, e.topic) }
 	worker := settle.New(logging.Discard(), c.Store(), d.Store, ends, e.topic,
 		settle.WithInterval(100*time.Millisecond), settle.WithRegisterer(nil))
 	bg.Go(func() { _ = worker.Run(ctx) })

@@ -130,6 +130,10 @@ func (c *Counter) App() *app.Service { return c.app }
 // does not close the Redis client.
 func (c *Counter) Close() error { return c.store.Close() }
 
+// DefaultRebuildWait bounds how long a rebuild from MySQL waits for the
+// consumer to apply what is in Kafka (HGP_COUNTER_REBUILD_WAIT).
+const DefaultRebuildWait = time.Second
+
 // pingTimeout bounds the start-up check of Redis.
 const pingTimeout = 5 * time.Second
 
@@ -145,6 +149,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
 	topic := cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic)
 	settleDelay := cfg.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour)
+	rebuildWait := cfg.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute)
 	opts := []Option{
 		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
 		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
@@ -170,9 +175,11 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		return nil, err
 	}
 
-	// Missing state is rebuilt from MySQL when it is configured, and
-	// settled once the events in flight at the rebuild reached MySQL when
-	// Kafka is configured too (package settle).
+	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, brokers, topic) }
+	// Missing state is rebuilt from MySQL when it is configured. With Kafka
+	// configured too, a rebuild first waits (up to HGP_COUNTER_REBUILD_WAIT)
+	// for the consumer to apply what Kafka holds, and is settled once the
+	// events still in flight at the rebuild reached MySQL (package settle).
 	var (
 		sqlDB  *sql.DB
 		record *durable.Store
@@ -184,7 +191,11 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 			return nil, fmt.Errorf("counter: HGP_MYSQL_DSN: %w", err)
 		}
 		closeDB = sqlDB.Close
-		record = durable.New(sqlDB)
+		var dopts []durable.Option
+		if len(brokers) > 0 && rebuildWait > 0 {
+			dopts = append(dopts, durable.WithCatchUp(logger.With("component", "rebuild"), topic, ends, rebuildWait))
+		}
+		record = durable.New(sqlDB, dopts...)
 		opts = append(opts, WithDurable(record))
 		if len(brokers) > 0 {
 			opts = append(opts, WithSettleDelay(settleDelay))
@@ -235,7 +246,6 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close(), closeDB()) }
 	}
 	if record != nil && len(brokers) > 0 {
-		ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, brokers, topic) }
 		w := settle.New(logger.With("component", "settle"), c.store, record, ends, topic)
 		comp.Workers = append(comp.Workers, w.Run)
 	}

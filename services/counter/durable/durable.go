@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -19,10 +20,21 @@ import (
 // Store reads snapshots from MySQL.
 type Store struct {
 	db *sql.DB
+	// catch-up before snapshots (WithCatchUp); ends nil: none.
+	logger     *slog.Logger
+	topic      string
+	ends       EndOffsets
+	catchUpMax time.Duration
 }
 
 // New returns a Store over an open database, which the caller closes.
-func New(sqlDB *sql.DB) *Store { return &Store{db: sqlDB} }
+func New(sqlDB *sql.DB, opts ...Option) *Store {
+	s := &Store{db: sqlDB}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
+}
 
 // Open opens dsn (a go-sql-driver/mysql DSN) with a small pool and checks
 // that the server answers within timeout.
@@ -64,6 +76,7 @@ func (s *Store) read(ctx context.Context, fn func(q *db.Queries) error) error {
 
 // LoadItem returns the users who like item and its metrics besides likes.
 func (s *Store) LoadItem(ctx context.Context, item domain.ItemRef) (domain.ItemSnapshot, error) {
+	s.catchUp(ctx)
 	var snap domain.ItemSnapshot
 	err := s.read(ctx, func(q *db.Queries) error {
 		var err error
@@ -91,6 +104,7 @@ func (s *Store) LoadItem(ctx context.Context, item domain.ItemRef) (domain.ItemS
 
 // LoadUser returns whom user follows and who follows user.
 func (s *Store) LoadUser(ctx context.Context, user string) (domain.UserSnapshot, error) {
+	s.catchUp(ctx)
 	var snap domain.UserSnapshot
 	err := s.read(ctx, func(q *db.Queries) error {
 		var err error

@@ -11,7 +11,6 @@ type Option func(*options)
 
 type options struct {
 	interval   time.Duration
-	poll       time.Duration
 	catchUp    time.Duration
 	lease      time.Duration
 	batch      int
@@ -25,7 +24,6 @@ const DefaultDelay = 2 * time.Second
 func defaultOptions() options {
 	return options{
 		interval:   500 * time.Millisecond,
-		poll:       50 * time.Millisecond,
 		catchUp:    20 * time.Second,
 		lease:      time.Minute,
 		batch:      200,

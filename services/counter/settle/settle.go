@@ -51,7 +51,9 @@ type Store interface {
 type Durable interface {
 	SettleItem(ctx context.Context, item domain.ItemRef, boundary uint64) (domain.ItemSettlement, error)
 	SettleUser(ctx context.Context, user string, boundary uint64) (domain.UserSettlement, error)
-	AppliedOffsets(ctx context.Context, topic string) (map[int]int64, error)
+	// WaitApplied waits up to within until the consumer applied every
+	// message below ends (an error when it did not).
+	WaitApplied(ctx context.Context, topic string, ends map[int]int64, within time.Duration) error
 }
 
 // EndOffsets returns, per partition of the topic, the offset the next
@@ -105,10 +107,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 }
-
-// errNotCaughtUp means the pipeline has not delivered every older event to
-// MySQL yet; the targets are postponed.
-var errNotCaughtUp = errors.New("the consumer has not caught up")
 
 // Pass settles up to the batch size of due targets and returns how many it
 // took from the queue (settled, already settled or postponed).
@@ -188,32 +186,7 @@ func (w *Worker) caughtUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("end offsets of %s: %w", w.topic, err)
 	}
-	deadline := time.Now().Add(w.o.catchUp)
-	for {
-		applied, err := w.durable.AppliedOffsets(ctx, w.topic)
-		if err != nil {
-			return err
-		}
-		behind := -1
-		for p, end := range ends {
-			if end > 0 && applied[p] < end {
-				behind = p
-				break
-			}
-		}
-		if behind < 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w with %s partition %d within %s: applied up to offset %d of %d",
-				errNotCaughtUp, w.topic, behind, w.o.catchUp, applied[behind], ends[behind])
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(w.o.poll):
-		}
-	}
+	return w.durable.WaitApplied(ctx, w.topic, ends, w.o.catchUp)
 }
 
 func (w *Worker) settle(ctx context.Context, t redisstore.SettleTarget) error {

@@ -3,6 +3,7 @@ package settle_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/settle"
 )
@@ -44,14 +46,16 @@ func (r *record) SettleUser(context.Context, string, uint64) (domain.UserSettlem
 	return domain.UserSettlement{}, errors.New("no users in this test")
 }
 
-func (r *record) AppliedOffsets(context.Context, string) (map[int]int64, error) {
+// WaitApplied does not wait: the test moves the offsets between passes.
+func (r *record) WaitApplied(_ context.Context, _ string, ends map[int]int64, _ time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[int]int64{}
-	for p, o := range r.applied {
-		out[p] = o
+	for p, end := range ends {
+		if end > 0 && r.applied[p] < end {
+			return fmt.Errorf("%w: partition %d", durable.ErrBehind, p)
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func (r *record) apply(p int, o int64) {
@@ -87,7 +91,7 @@ func TestWorkerWaitsForOlderEvents(t *testing.T) {
 	rec := &record{likes: map[string]domain.PairState{"u1": {User: "u1", On: true}}, applied: map[int]int64{0: 5}}
 	ends := map[int]int64{0: 5, 1: 9, 2: 0}
 	w := settle.New(logging.Discard(), store, rec, func(context.Context) (map[int]int64, error) { return ends, nil }, "t",
-		settle.WithInterval(20*time.Millisecond), settle.WithCatchUp(30*time.Millisecond), settle.WithRegisterer(nil))
+		settle.WithInterval(20*time.Millisecond), settle.WithRegisterer(nil))
 
 	queued := func() int64 { return rdb.ZCard(ctx, redisstore.SettleQueue).Val() }
 	// Due, but the older outbox entry holds it back.
@@ -109,7 +113,7 @@ func TestWorkerWaitsForOlderEvents(t *testing.T) {
 		n, err = w.Pass(ctx)
 		return n == 1
 	})
-	if err == nil || rec.readCount() != 0 || queued() != 1 {
+	if !errors.Is(err, durable.ErrBehind) || rec.readCount() != 0 || queued() != 1 {
 		t.Fatalf("pass with partition 1 behind: err %v, reads %d, queued %d; want an error and nothing settled", err, rec.readCount(), queued())
 	}
 	// Caught up: settled, u1's like (in flight at the rebuild) is there.
