@@ -391,6 +391,10 @@ character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
 innodb_flush_log_at_trx_commit = 1
 innodb_buffer_pool_size = 256M
+innodb_log_file_size = 512M
+innodb_log_buffer_size = 64M
+innodb_flush_neighbors = 0
+innodb_io_capacity = 2000
 # the binary log is off; if it is ever enabled it must be durable too
 sync_binlog = 1
 log_warnings = 1
