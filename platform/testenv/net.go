@@ -30,9 +30,9 @@ func ClosedAddr(t testing.TB) string {
 	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
 }
 
-// pollInterval cond until it holds and returns how long that took; the
-// test fails with what when cond still does not hold after within. Tests
-// synchronise through it rather than sleeping.
+// Eventually polls cond (every pollInterval) until it holds and returns
+// how long that took; the test fails with what when cond still does not
+// hold after within. Tests synchronise through it rather than sleeping.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()

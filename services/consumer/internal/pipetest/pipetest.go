@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/relay"
@@ -110,17 +111,7 @@ func WaitTopic(t testing.TB, brokers []string, topic string, partitions int) {
 // Eventually polls f until it returns nil or the deadline passes.
 func Eventually(t testing.TB, within time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	var err error
-	for i := 0; ; i++ {
-		if err = f(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", within, err)
-		}
-		time.Sleep(min(time.Duration(i+1)*20*time.Millisecond, 250*time.Millisecond)) // polling interval, not synchronisation
-	}
+	testenv.EventuallyNoError(t, within, "the condition", f)
 }
 
 // Drained reports nil when the group's committed offsets reached the end of
