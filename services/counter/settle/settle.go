@@ -127,8 +127,10 @@ func (w *Worker) Pass(ctx context.Context) (int, error) {
 	}
 	start := time.Now()
 	if err := w.caughtUp(ctx); err != nil {
+		// The consumer is behind or down: try again after as long as this
+		// wait took, so a long outage costs half the polling, not all.
 		w.m.targets.WithLabelValues("postponed").Add(float64(len(ready)))
-		return len(targets), errors.Join(err, w.store.PostponeSettle(ctx, ready, w.o.interval))
+		return len(targets), errors.Join(err, w.store.PostponeSettle(ctx, ready, max(w.o.interval, w.o.catchUp)))
 	}
 	w.m.wait.Observe(time.Since(start).Seconds())
 	var errs []error

@@ -91,7 +91,7 @@ func TestWorkerWaitsForOlderEvents(t *testing.T) {
 	rec := &record{likes: map[string]domain.PairState{"u1": {User: "u1", On: true}}, applied: map[int]int64{0: 5}}
 	ends := map[int]int64{0: 5, 1: 9, 2: 0}
 	w := settle.New(logging.Discard(), store, rec, func(context.Context) (map[int]int64, error) { return ends, nil }, "t",
-		settle.WithInterval(20*time.Millisecond), settle.WithRegisterer(nil))
+		settle.WithInterval(20*time.Millisecond), settle.WithCatchUp(30*time.Millisecond), settle.WithRegisterer(nil))
 
 	queued := func() int64 { return rdb.ZCard(ctx, redisstore.SettleQueue).Val() }
 	// Due, but the older outbox entry holds it back.
