@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -58,6 +60,7 @@ func Main(name string, build BuildFunc) {
 	defer stop()
 	disco := discovery.ConfigFrom(cfg)
 	metricsAddr := cfg.String("HGP_METRICS_ADDR", "")
+	profiling := cfg.Bool("HGP_PPROF", false)
 	comp, err := build(ctx, logger, cfg)
 	if err == nil {
 		err = cfg.Err()
@@ -67,7 +70,7 @@ func Main(name string, build BuildFunc) {
 	}
 	comps := []*Component{comp}
 	if err == nil && metricsAddr != "" {
-		comps = append(comps, MetricsComponent(logger, metricsAddr))
+		comps = append(comps, MetricsComponent(logger, metricsAddr, profiling))
 	}
 	if err != nil {
 		logger.Error("start-up failed", "err", err)
@@ -81,10 +84,18 @@ func Main(name string, build BuildFunc) {
 
 // MetricsComponent serves Prometheus metrics of the default registry (Go
 // runtime, process and every service's own collectors) at /metrics on addr,
-// a separate port so the public one never exposes them.
-func MetricsComponent(logger *slog.Logger, addr string) *Component {
+// a separate port so the public one never exposes them. With profiling
+// (HGP_PPROF) it also serves Go's profiles under /debug/pprof/.
+func MetricsComponent(logger *slog.Logger, addr string, profiling bool) *Component {
 	s := server.New(logger.With("component", "metrics"), nil)
 	s.Handle("/metrics", promhttp.Handler())
+	if profiling {
+		s.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		s.Handle("/debug/pprof/cmdline", http.HandlerFunc(pprof.Cmdline))
+		s.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		s.Handle("/debug/pprof/symbol", http.HandlerFunc(pprof.Symbol))
+		s.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	return &Component{Name: "metrics", Addr: addr, Server: s}
 }
 

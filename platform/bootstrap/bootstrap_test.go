@@ -105,7 +105,7 @@ func TestRunReportsListenErrors(t *testing.T) {
 }
 
 func TestMetricsComponentServesPrometheusText(t *testing.T) {
-	c := MetricsComponent(logging.Discard(), "127.0.0.1:0")
+	c := MetricsComponent(logging.Discard(), "127.0.0.1:0", true)
 	ln, err := server.Listen(c.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -124,5 +124,39 @@ func TestMetricsComponentServesPrometheusText(t *testing.T) {
 	_, _ = io.Copy(&buf, resp.Body)
 	if resp.StatusCode != 200 || !strings.Contains(buf.String(), "go_goroutines") {
 		t.Fatalf("GET /metrics: %d %.200s", resp.StatusCode, buf.String())
+	}
+	// With profiling on, the goroutine profile is there too.
+	resp, err = http.Get("http://" + ln.Addr().String() + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf.Reset()
+	_, _ = io.Copy(&buf, resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(buf.String(), "goroutine profile") {
+		t.Fatalf("GET /debug/pprof/goroutine: %d %.200s", resp.StatusCode, buf.String())
+	}
+}
+
+// TestMetricsComponentHidesProfilesByDefault: without HGP_PPROF there are
+// no profiles on the metrics port.
+func TestMetricsComponentHidesProfilesByDefault(t *testing.T) {
+	c := MetricsComponent(logging.Discard(), "127.0.0.1:0", false)
+	ln, err := server.Listen(c.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Listener = ln
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, logging.Discard(), c) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /debug/pprof/ without profiling: %d; want 404", resp.StatusCode)
 	}
 }
