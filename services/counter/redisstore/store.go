@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/highgopress/highgopress/platform/redisbatch"
 	"github.com/highgopress/highgopress/platform/tracecontext"
 	"github.com/highgopress/highgopress/services/counter/domain"
 )
@@ -32,7 +33,7 @@ type Client interface {
 type Store struct {
 	logger *slog.Logger
 	client Client
-	b      *batcher
+	b      *redisbatch.Batcher
 	ttlSec int64
 	// maxMetrics is the most metrics besides likes an item may have.
 	maxMetrics any
@@ -57,7 +58,7 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 	return &Store{
 		logger: logger,
 		client: client,
-		b:      newBatcher(client, o.batching, o.workers, o.batchMax, o.workers*o.batchMax),
+		b:      redisbatch.New(client, o.batching, o.workers, o.batchMax, o.workers*o.batchMax),
 		ttlSec: int64(o.idempotencyTTL.Seconds()),
 
 		maxMetrics:   o.maxMetrics,

@@ -1,4 +1,8 @@
-package redisstore
+// Package redisbatch runs concurrent callers' Redis commands in shared
+// pipelines (automatic pipelining): a pool of workers takes what callers
+// queued and sends it in one round trip each, so N concurrent commands cost
+// far fewer syscalls and Redis wake-ups than N round trips.
+package redisbatch
 
 import (
 	"context"
@@ -9,11 +13,12 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// errClosed reports a command submitted after Close.
-var errClosed = errors.New("redis store is closed")
+// ErrClosed reports a command submitted after Close.
+var ErrClosed = errors.New("redis batcher is closed")
 
-// pipeliner is what the batcher needs from a Redis client.
-type pipeliner interface {
+// Client is what the batcher needs from a Redis client (*redis.Client
+// qualifies).
+type Client interface {
 	Pipeline() redis.Pipeliner
 	Process(ctx context.Context, cmd redis.Cmder) error
 }
@@ -28,12 +33,12 @@ type job struct {
 	done chan error
 }
 
-// batcher runs concurrent callers' commands in shared pipelines: a pool of
+// Batcher runs concurrent callers' commands in shared pipelines: a pool of
 // workers takes jobs from one channel, and each worker sends everything
 // queued (up to max commands) in one round trip. With batching disabled each
 // caller runs its own commands directly.
-type batcher struct {
-	client  pipeliner
+type Batcher struct {
+	client  Client
 	enabled bool
 	max     int
 	jobs    chan *job
@@ -47,10 +52,11 @@ type batcher struct {
 	commands atomic.Int64
 }
 
-// newBatcher starts workers taking up to max commands per pipeline from a
-// queue of queue jobs (callers beyond it wait to enqueue: backpressure).
-func newBatcher(client pipeliner, enabled bool, workers, max, queue int) *batcher {
-	b := &batcher{client: client, enabled: enabled, max: max}
+// New starts workers taking up to max commands per pipeline from a queue of
+// queue jobs (callers beyond it wait to enqueue: backpressure). With enabled
+// false every Do runs its own commands directly.
+func New(client Client, enabled bool, workers, max, queue int) *Batcher {
+	b := &Batcher{client: client, enabled: enabled, max: max}
 	if !enabled {
 		return b
 	}
@@ -65,10 +71,10 @@ func newBatcher(client pipeliner, enabled bool, workers, max, queue int) *batche
 // Do runs cmds in one pipeline, possibly shared with other callers. When it
 // returns nil every command holds its own reply or error. A caller whose ctx
 // ends stops waiting at once; its commands may still run.
-func (b *batcher) Do(ctx context.Context, cmds ...redis.Cmder) error {
+func (b *Batcher) Do(ctx context.Context, cmds ...redis.Cmder) error {
 	if !b.enabled {
 		if b.off.Load() {
-			return errClosed
+			return ErrClosed
 		}
 		b.batches.Add(1)
 		b.commands.Add(int64(len(cmds)))
@@ -81,7 +87,7 @@ func (b *batcher) Do(ctx context.Context, cmds ...redis.Cmder) error {
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
-		return errClosed
+		return ErrClosed
 	}
 	select {
 	case b.jobs <- j:
@@ -98,7 +104,7 @@ func (b *batcher) Do(ctx context.Context, cmds ...redis.Cmder) error {
 	}
 }
 
-func execDirect(ctx context.Context, client pipeliner, cmds []redis.Cmder) error {
+func execDirect(ctx context.Context, client Client, cmds []redis.Cmder) error {
 	if len(cmds) == 1 {
 		return transportErr(client.Process(ctx, cmds[0]))
 	}
@@ -120,7 +126,7 @@ func transportErr(err error) error {
 	return err
 }
 
-func (b *batcher) work() {
+func (b *Batcher) work() {
 	defer b.wg.Done()
 	batch := make([]*job, 0, b.max)
 	for j := range b.jobs {
@@ -145,7 +151,7 @@ func (b *batcher) work() {
 }
 
 // run executes one batch. Jobs whose callers already gave up are skipped.
-func (b *batcher) run(batch []*job) {
+func (b *Batcher) run(batch []*job) {
 	pipe := b.client.Pipeline()
 	live := 0
 	n := 0
@@ -177,12 +183,12 @@ func (b *batcher) run(batch []*job) {
 
 // Stats returns how many pipelines (or direct calls, when batching is off)
 // ran and how many commands they carried.
-func (b *batcher) Stats() (batches, commands int64) {
+func (b *Batcher) Stats() (batches, commands int64) {
 	return b.batches.Load(), b.commands.Load()
 }
 
 // Close stops accepting commands and waits until everything queued ran.
-func (b *batcher) Close() {
+func (b *Batcher) Close() {
 	b.off.Store(true)
 	if !b.enabled {
 		return
