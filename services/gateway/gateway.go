@@ -364,6 +364,9 @@ func (g *Gateway) Close() error {
 		if g.sinkClose != nil {
 			errs = append(errs, g.sinkClose())
 		}
+		if g.limiter != nil {
+			g.limiter.Close()
+		}
 		if g.rdb != nil {
 			errs = append(errs, g.rdb.Close())
 		}

@@ -102,6 +102,7 @@ type Limiter struct {
 	ip   [3]*budget
 
 	rdb    redis.UniversalClient
+	piped  pipelinedClient               // rdb with shared pipelines for the budget scripts
 	remote atomic.Pointer[limiter.Store] // Redis store once its scripts are loaded
 	local  limiter.Store
 
@@ -163,6 +164,7 @@ func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Opt
 		*b.dst = &budget{name: b.name, rate: r}
 	}
 	if rdb != nil {
+		l.piped = newPipelinedClient(rdb)
 		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.RedisTimeout, time.Second))
 		err := l.initRemote(ctx)
 		cancel()
@@ -174,6 +176,14 @@ func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Opt
 		"write_ip", cfg.WriteIP, "read_ip", cfg.ReadIP, "redis", rdb != nil, "redis_down", string(cfg.RedisDown),
 		"trusted_proxies", len(cfg.TrustedProxies))
 	return l, nil
+}
+
+// Close stops the shared pipelines after the budget takes in flight ran. It
+// does not close the Redis client. Call it after the server stopped.
+func (l *Limiter) Close() {
+	if l.piped.b != nil {
+		l.piped.b.Close()
+	}
 }
 
 // initRemote loads the Redis store (its constructor loads Lua scripts).
@@ -188,7 +198,7 @@ func (l *Limiter) initRemote(ctx context.Context) error {
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("ratelimit: redis ping: %w", err)
 	}
-	s, err := redisstore.NewStoreWithOptions(l.rdb, limiter.StoreOptions{Prefix: l.opts.prefix})
+	s, err := redisstore.NewStoreWithOptions(l.piped, limiter.StoreOptions{Prefix: l.opts.prefix})
 	if err != nil {
 		return fmt.Errorf("ratelimit: redis store: %w", err)
 	}

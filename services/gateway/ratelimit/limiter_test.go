@@ -62,6 +62,7 @@ func newLimiter(t *testing.T, rdb redis.UniversalClient, cfg Config, opts ...Opt
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(l.Close)
 	return l
 }
 
@@ -114,6 +115,39 @@ func TestTwoReplicasShareOneBudget(t *testing.T) {
 	wg.Wait()
 	if allowed.Load() != 25 || rejected.Load() != 160-25 {
 		t.Fatalf("allowed %d rejected %d across two replicas, want 25/%d", allowed.Load(), rejected.Load(), 160-25)
+	}
+}
+
+// TestConcurrentBudgetsInSharedPipelines: the takes of many clients at once
+// share Redis pipelines; every client still gets exactly its own budget
+// (a reply given to the wrong caller would show as a miscount).
+func TestConcurrentBudgetsInSharedPipelines(t *testing.T) {
+	rdb := realRedis(t)
+	prefix := testPrefix(t, rdb)
+	h := newLimiter(t, rdb, cfgWith(func(c *Config) { c.WriteIP = "7-H" }), WithKeyPrefix(prefix)).Middleware(okHandler)
+	const clients, each = 24, 12
+	var allowed [clients]atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clients {
+		for range 2 {
+			wg.Go(func() {
+				for range each / 2 {
+					switch w := do(h, fmt.Sprintf("198.51.100.%d:4000", c+1), likePath, nil); w.Code {
+					case http.StatusOK:
+						allowed[c].Add(1)
+					case http.StatusTooManyRequests:
+					default:
+						t.Errorf("status %d", w.Code)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	for c := range clients {
+		if n := allowed[c].Load(); n != 7 {
+			t.Errorf("client %d: %d allowed of %d; want 7", c, n, each)
+		}
 	}
 }
 
