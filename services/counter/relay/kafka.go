@@ -38,6 +38,7 @@ func NewKafkaWriter(brokers []string, topic string) *kafka.Writer {
 //	HGP_KAFKA_BROKERS      comma list of brokers; empty disables the relay (nil, nil, nil)
 //	HGP_KAFKA_TOPIC        topic (default user-actions)
 //	HGP_RELAY_BATCH        entries per read and Kafka write (default 500)
+//	HGP_RELAY_LINGER       wait for more entries after a short read (default 5ms; 0 off)
 //	HGP_RELAY_CLAIM_IDLE   take over another instance's unacknowledged entries after (default 30s)
 //	HGP_RELAY_CONSUMER     consumer name in the stream group (default host name + random suffix)
 //
@@ -47,6 +48,7 @@ func FromConfig(logger *slog.Logger, rdb Redis, cfg *config.Reader, opts ...Opti
 	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
 	topic := cfg.String("HGP_KAFKA_TOPIC", DefaultTopic)
 	batch := cfg.Int("HGP_RELAY_BATCH", 500, 1, 10000)
+	linger := cfg.Duration("HGP_RELAY_LINGER", DefaultLinger, 0, time.Second)
 	idle := cfg.Duration("HGP_RELAY_CLAIM_IDLE", 30*time.Second, 100*time.Millisecond, time.Hour)
 	name := cfg.String("HGP_RELAY_CONSUMER", "")
 	if err := cfg.Err(); err != nil {
@@ -56,7 +58,7 @@ func FromConfig(logger *slog.Logger, rdb Redis, cfg *config.Reader, opts ...Opti
 		return nil, nil, nil
 	}
 	w := NewKafkaWriter(brokers, topic)
-	base := []Option{WithBatch(batch), WithClaimIdle(idle, min(idle/2, 5*time.Second))}
+	base := []Option{WithBatch(batch), WithLinger(linger), WithClaimIdle(idle, min(idle/2, 5*time.Second))}
 	if name != "" {
 		base = append(base, WithConsumerName(name))
 	}

@@ -16,6 +16,7 @@ type options struct {
 	deadLetter    string
 	batch         int
 	block         time.Duration
+	linger        time.Duration
 	claimIdle     time.Duration
 	claimInterval time.Duration
 	depthInterval time.Duration
@@ -31,6 +32,7 @@ func defaultOptions() options {
 		deadLetter:    DefaultStream + ":dead",
 		batch:         500,
 		block:         time.Second,
+		linger:        DefaultLinger,
 		claimIdle:     30 * time.Second,
 		claimInterval: 5 * time.Second,
 		depthInterval: time.Second,
@@ -75,6 +77,22 @@ func WithBlock(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {
 			o.block = d
+		}
+	}
+}
+
+// DefaultLinger is how long a read that found fewer entries than a batch
+// waits for more before they go to Kafka.
+const DefaultLinger = 5 * time.Millisecond
+
+// WithLinger sets how long a read that found fewer entries than a batch
+// waits for more (default 5ms; 0: never waits). Longer lingers mean fewer,
+// larger Kafka requests and a later arrival in MySQL; the client's latency
+// never includes it.
+func WithLinger(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.linger = d
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -271,5 +272,58 @@ func TestRelayKeepsEntriesUntilAcknowledged(t *testing.T) {
 	defer w.mu.Unlock()
 	if len(w.got) != len(ids) {
 		t.Fatalf("relayed %d messages, want %d", len(w.got), len(ids))
+	}
+}
+
+// batchWriter records the size of every write.
+type batchWriter struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (b *batchWriter) WriteMessages(_ context.Context, msgs ...kafka.Message) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sizes = append(b.sizes, len(msgs))
+	return nil
+}
+
+func (b *batchWriter) written() []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.sizes)
+}
+
+// TestRelayLingers: entries appended while the relay lingers after a short
+// read go out in the same Kafka write.
+func TestRelayLingers(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	addEntries(t, e, 3)
+	w := &batchWriter{}
+	start(t, e, w, relay.WithLinger(2*time.Second))
+	// The relay read the three entries (they are pending) and lingers.
+	testenv.EventuallyNoError(t, 10*time.Second, "the first read", func() error {
+		p, err := e.rdb.XPending(ctx, e.stream, relay.DefaultGroup).Result()
+		if err != nil {
+			return err
+		}
+		if p.Count != 3 {
+			return fmt.Errorf("%d pending", p.Count)
+		}
+		return nil
+	})
+	if got := w.written(); len(got) != 0 {
+		t.Fatalf("written %v before the linger ended", got)
+	}
+	addEntries(t, e, 4)
+	testenv.EventuallyNoError(t, 10*time.Second, "the outbox emptied", func() error {
+		if n := e.rdb.XLen(ctx, e.stream).Val(); n != 0 {
+			return fmt.Errorf("outbox length %d", n)
+		}
+		return nil
+	})
+	if got := w.written(); !slices.Equal(got, []int{7}) {
+		t.Fatalf("Kafka writes of %v entries; want one of 7", got)
 	}
 }
