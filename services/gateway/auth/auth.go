@@ -116,15 +116,20 @@ type Verifier struct {
 	methods []string
 	hs      []byte
 	rs      jwt.VerificationKeySet
+	now     func() time.Time
+	cache   *verifiedTokens
 }
 
 // NewVerifier returns a Verifier for cfg.
 func NewVerifier(cfg Config, opts ...Option) (*Verifier, error) {
-	o := options{}
+	o := options{now: time.Now, cacheSize: DefaultCacheSize}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	v := &Verifier{}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	v := &Verifier{now: o.now, cache: newVerifiedTokens(o.cacheSize)}
 	if cfg.HS256Secret != nil {
 		if len(cfg.HS256Secret) < MinHS256SecretLen {
 			return nil, fmt.Errorf("HS256 secret must be at least %d bytes, got %d", MinHS256SecretLen, len(cfg.HS256Secret))
@@ -165,9 +170,7 @@ func NewVerifier(cfg Config, opts ...Option) (*Verifier, error) {
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithStrictDecoding(),
 	}
-	if o.now != nil {
-		popts = append(popts, jwt.WithTimeFunc(o.now))
-	}
+	popts = append(popts, jwt.WithTimeFunc(o.now))
 	v.parser = jwt.NewParser(popts...)
 	return v, nil
 }
@@ -197,6 +200,10 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if len(token) > MaxTokenLen {
 		return Claims{}, &TokenError{Reason: ErrTooLong}
 	}
+	now := v.now()
+	if c, ok := v.cache.get(token, now); ok {
+		return c, nil
+	}
 	var rc jwt.RegisteredClaims
 	t, err := v.parser.ParseWithClaims(token, &rc, v.key)
 	if err != nil {
@@ -209,6 +216,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if rc.ExpiresAt != nil {
 		c.ExpiresAt = rc.ExpiresAt.Time
 	}
+	v.cache.put(token, c, now)
 	return c, nil
 }
 

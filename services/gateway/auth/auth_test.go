@@ -10,7 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,4 +228,72 @@ func FuzzVerify(f *testing.F) {
 			t.Fatal("nil reason")
 		}
 	})
+}
+
+// TestVerifiedTokensAreRemembered: a token verified once is accepted again
+// from memory until it expires, then refused; a changed token (another
+// signature) is still verified in full; the memory stays bounded.
+func TestVerifiedTokensAreRemembered(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	v := verifier(t, auth.Config{HS256Secret: secret}, auth.WithClock(clock), auth.WithCacheSize(50))
+	tok, err := auth.Issue(secret, "u1", time.Minute, "iss", "aud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if c, err := v.Verify(tok); err != nil || c.Subject != "u1" {
+			t.Fatalf("Verify = %+v, %v", c, err)
+		}
+	}
+	// The same claims under another key's signature.
+	forged, err := auth.Issue([]byte(strings.Repeat("f", 32)), "u1", time.Minute, "iss", "aud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(forged); !errors.Is(err, auth.ErrSignature) {
+		t.Fatalf("forged token: %v, want ErrSignature", err)
+	}
+	// Flipping the last signature character changes the token's bytes.
+	if _, err := v.Verify(tok[:len(tok)-1] + string(tok[len(tok)-1]^1)); err == nil {
+		t.Fatal("a changed token was accepted")
+	}
+	now.Add(int64(2 * time.Minute))
+	if _, err := v.Verify(tok); !errors.Is(err, auth.ErrExpired) {
+		t.Fatalf("after expiry: %v, want ErrExpired", err)
+	}
+	now.Add(-int64(2 * time.Minute))
+	for i := range 200 {
+		tk, err := auth.Issue(secret, "u"+strconv.Itoa(i), time.Minute, "iss", "aud")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.Verify(tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := auth.CachedTokens(v); n > 50 {
+		t.Fatalf("%d tokens remembered; the bound is 50", n)
+	}
+}
+
+// BenchmarkVerify compares verifying a token in full with finding it among
+// the verified ones.
+func BenchmarkVerify(b *testing.B) {
+	tok, err := auth.Issue(secret, "user:42", time.Hour, "iss", "aud")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range []int{0, auth.DefaultCacheSize} {
+		b.Run("cache="+strconv.Itoa(size), func(b *testing.B) {
+			v := verifier(b, auth.Config{HS256Secret: secret}, auth.WithCacheSize(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
