@@ -23,6 +23,9 @@ export HGP_RATE_WRITE_USER=10000000-S HGP_RATE_READ_USER=10000000-S \
   HGP_RATE_WRITE_IP=10000000-S HGP_RATE_READ_IP=10000000-S
 
 started=0
+# Middleware that was running before (tests, another stack) stays running.
+keep_mw=0
+if bash "$ROOT/scripts/mw.sh" status 2>/dev/null | grep -q '^redis .*running'; then keep_mw=1; fi
 if ! bash "$ROOT/scripts/stack.sh" status 2>/dev/null | grep -q '^gateway: running'; then
   log "starting the stack"
   bash "$ROOT/scripts/stack.sh" up >/dev/null
@@ -30,7 +33,9 @@ if ! bash "$ROOT/scripts/stack.sh" status 2>/dev/null | grep -q '^gateway: runni
 fi
 cleanup() {
   [ -n "${CEILING_PID:-}" ] && kill "$CEILING_PID" 2>/dev/null || true
-  if [ $started = 1 ]; then bash "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true; fi
+  if [ $started = 1 ]; then
+    STACK_KEEP_MIDDLEWARE=$keep_mw bash "$ROOT/scripts/stack.sh" down >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 

@@ -3,7 +3,8 @@
 # service as its own process, logs and pids under .run/stack/.
 #
 #   scripts/stack.sh up      build, start middleware and services, print a dev token
-#   scripts/stack.sh down    stop services and middleware
+#   scripts/stack.sh down    stop services and middleware (STACK_KEEP_MIDDLEWARE=1:
+#                            services only)
 #   scripts/stack.sh status  what is running
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -89,7 +90,9 @@ down() {
     fi
     rm -f "$pidf"
   done
-  bash "$ROOT/scripts/mw.sh" stop all
+  if [ "${STACK_KEEP_MIDDLEWARE:-0}" != 1 ]; then
+    bash "$ROOT/scripts/mw.sh" stop all
+  fi
 }
 
 status() {
