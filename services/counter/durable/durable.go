@@ -60,10 +60,12 @@ func Open(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, erro
 	return sqlDB, nil
 }
 
-// read runs fn in one read-only transaction, so the queries of one
-// snapshot see one consistent state (InnoDB's REPEATABLE READ snapshot).
+// read runs fn in one read-only REPEATABLE READ transaction, so the
+// queries of one snapshot see one consistent state whatever the server's
+// default isolation (under READ COMMITTED an increment committed between
+// two queries of SettleItem would be subtracted without being counted).
 func (s *Store) read(ctx context.Context, fn func(q *db.Queries) error) error {
-	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
 	if err != nil {
 		return err
 	}

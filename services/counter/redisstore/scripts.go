@@ -323,22 +323,30 @@ return {0}
 //	KEYS[1] counts hash  KEYS[2] likers set  KEYS[3] settle hash
 //	KEYS[4] touched set  KEYS[5] settle queue
 //	ARGV[1] boundary  ARGV[2] final chunk ("1" | "0")
-//	ARGV[3] number n of metrics  ARGV[4..3+2n] metric, value pairs
+//	ARGV[3] number n of metrics  ARGV[4..3+2n] metric, correction pairs
 //	ARGV[4+2n..] user, liked ("1" | "0") pairs
 //
 // A user not touched since the rebuild gets MySQL's state and the like
-// count follows the membership changes. A metric moves by the difference
-// between MySQL's value and the value the rebuild installed (later
-// increments are in Redis already and were left out of MySQL's value). The
-// final chunk (metrics are only passed with it) removes the settle state.
-// Chunks may be repeated: membership changes are idempotent and the
-// metrics are applied only while the settle hash still holds the boundary.
+// count follows the membership changes. A metric moves by its correction:
+// MySQL's value (without the increments from the boundary on, which are in
+// Redis already) minus the value the rebuild installed, computed by the
+// caller in 64-bit integers (Lua's numbers are doubles) from the settle
+// hash it read. The final chunk (corrections are only passed with it)
+// removes the settle state. Chunks may be repeated: membership changes are
+// idempotent and the corrections are applied only while the settle hash
+// still holds the boundary the caller read them under.
 //
 // Returns {1, like count change, metric fields changed}, or {0, 0, 0} when
 // the settle hash no longer holds this boundary (settled already, or lost
-// and rebuilt again).
+// and rebuilt again), or when the item's state is gone (its settle state
+// is then dropped: the next rebuild queues a new one).
 var settleItemScript = redis.NewScript(`
 if redis.call('HGET', KEYS[3], 'b') ~= ARGV[1] then return {0, 0, 0} end
+if redis.call('HEXISTS', KEYS[1], '_l') == 0 then
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('ZREM', KEYS[5], KEYS[3])
+  return {0, 0, 0}
+end
 local n = tonumber(ARGV[3])
 local d = 0
 for i = 4 + 2 * n, #ARGV, 2 do
@@ -355,11 +363,8 @@ if d ~= 0 then redis.call('HINCRBY', KEYS[1], 'likes', d) end
 local fixed = 0
 if ARGV[2] == '1' then
   for i = 0, n - 1 do
-    local m = ARGV[4 + 2 * i]
-    local seeded = tonumber(redis.call('HGET', KEYS[3], 'm:' .. m) or '0')
-    local fix = tonumber(ARGV[5 + 2 * i]) - seeded
-    if fix ~= 0 then
-      redis.call('HINCRBY', KEYS[1], m, fix)
+    if ARGV[5 + 2 * i] ~= '0' then
+      redis.call('HINCRBY', KEYS[1], ARGV[4 + 2 * i], ARGV[5 + 2 * i])
       fixed = fixed + 1
     end
   end
@@ -371,7 +376,9 @@ return {1, d, fixed}
 
 // settleUserScript is settleItemScript for a user's follow pairs. The
 // other user of a pair is changed too, when that user is loaded (otherwise
-// its own rebuild reads MySQL, which has the pair by then).
+// its own rebuild reads MySQL, which has the pair by then). The other
+// users' keys are built here from their names rather than passed in KEYS:
+// like the outbox, this needs every key on one Redis primary.
 //
 //	KEYS[1] user hash  KEYS[2] following set  KEYS[3] followers set
 //	KEYS[4] settle hash  KEYS[5] touched set  KEYS[6] settle queue
@@ -382,6 +389,11 @@ return {1, d, fixed}
 // Returns {1, following change, followers change} or {0, 0, 0}.
 var settleUserScript = redis.NewScript(`
 if redis.call('HGET', KEYS[4], 'b') ~= ARGV[1] then return {0, 0, 0} end
+if redis.call('HEXISTS', KEYS[1], '_l') == 0 then
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('ZREM', KEYS[6], KEYS[4])
+  return {0, 0, 0}
+end
 local me = ARGV[3]
 local n = tonumber(ARGV[4])
 local function set(key, member, on)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,7 +36,10 @@ func (s *Store) ClaimSettle(ctx context.Context, max int, lease time.Duration) (
 	for i := 0; i+1 < len(vals); i += 2 {
 		item, user, ok := ParseSettleKey(vals[i])
 		if !ok {
-			s.logger.Warn("settle queue holds a key that is no settle hash; ignored", "key", vals[i])
+			s.logger.Warn("settle queue holds a key that is no settle hash; removed", "key", vals[i])
+			if err := s.b.Do(ctx, redis.NewIntCmd(ctx, "zrem", SettleQueue, vals[i])); err != nil {
+				return nil, classify(err)
+			}
 			continue
 		}
 		out = append(out, SettleTarget{Key: vals[i], Item: item, User: user, Boundary: vals[i+1]})
@@ -105,6 +109,15 @@ type SettleResult struct {
 func (s *Store) SettleItem(ctx context.Context, t SettleTarget, st domain.ItemSettlement) (SettleResult, error) {
 	keys := []string{CountsKey(t.Item), LikersKey(t.Item), SettleKey(t.Item), TouchedKey(t.Item), SettleQueue}
 	var res SettleResult
+	// The values the rebuild installed; the script applies the corrections
+	// only while the settle hash still holds the boundary read here.
+	seeded, err := s.settleState(ctx, t.Key)
+	if err != nil {
+		return res, err
+	}
+	if seeded["b"] != t.Boundary {
+		return res, nil
+	}
 	metrics := slices.Sorted(maps.Keys(st.Metrics))
 	for start := 0; ; start += settleChunk {
 		end := min(start+settleChunk, len(st.Likes))
@@ -113,7 +126,13 @@ func (s *Store) SettleItem(ctx context.Context, t SettleTarget, st domain.ItemSe
 		if final {
 			args[2] = len(metrics)
 			for _, m := range metrics {
-				args = append(args, m, st.Metrics[m])
+				var installed int64
+				if v, ok := seeded["m:"+m]; ok {
+					if installed, err = strconv.ParseInt(v, 10, 64); err != nil {
+						return res, fmt.Errorf("%s field m:%s: %w", t.Key, m, err)
+					}
+				}
+				args = append(args, m, st.Metrics[m]-installed)
 			}
 		}
 		for _, p := range st.Likes[start:end] {
@@ -136,6 +155,16 @@ func (s *Store) SettleItem(ctx context.Context, t SettleTarget, st domain.ItemSe
 			return res, nil
 		}
 	}
+}
+
+// settleState reads a settle hash.
+func (s *Store) settleState(ctx context.Context, key string) (map[string]string, error) {
+	cmd := redis.NewMapStringStringCmd(ctx, "hgetall", key)
+	if err := s.b.Do(ctx, cmd); err != nil {
+		return nil, classify(err)
+	}
+	m, err := cmd.Result()
+	return m, classify(err)
 }
 
 // SettleUser is SettleItem for a user's follow pairs; the other user of a

@@ -390,3 +390,47 @@ func TestFollowKeepsCountsEqualToSets(t *testing.T) {
 		}
 	}, redisstore.WithDurable(true))
 }
+
+// TestSettleLargeMetricsExactly: corrections are computed in 64-bit
+// integers, not in Lua's doubles (which cannot hold 2^53+1).
+func TestSettleLargeMetricsExactly(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e env) {
+		it := domain.ItemRef{Namespace: "n", ID: "big"}
+		const installed = int64(1)<<53 + 1
+		if _, err := e.store.SeedItem(ctx, it, domain.ItemSnapshot{Metrics: map[string]int64{"views": installed}}); err != nil {
+			t.Fatal(err)
+		}
+		got := claimN(t, e, 1)
+		res, err := e.store.SettleItem(ctx, got[0], domain.ItemSettlement{Metrics: map[string]int64{"views": installed + 2}})
+		if err != nil || !res.Settled {
+			t.Fatalf("settle: %+v, %v", res, err)
+		}
+		if v, _ := e.rdb.HGet(ctx, redisstore.CountsKey(it), "views").Int64(); v != installed+2 {
+			t.Fatalf("views = %d; want %d", v, installed+2)
+		}
+	}, redisstore.WithDurable(true), redisstore.WithSettleDelay(time.Millisecond))
+}
+
+// TestSettleDropsStateWhoseItemIsGone: when the item's state disappeared
+// (evicted) while its settle state survived, settling writes nothing (no
+// partial hash) and drops the settle state.
+func TestSettleDropsStateWhoseItemIsGone(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e env) {
+		it := domain.ItemRef{Namespace: "n", ID: "gone"}
+		if _, err := e.store.SeedItem(ctx, it, domain.ItemSnapshot{Likers: []string{"a"}}); err != nil {
+			t.Fatal(err)
+		}
+		got := claimN(t, e, 1)
+		e.rdb.Del(ctx, redisstore.CountsKey(it), redisstore.LikersKey(it))
+		res, err := e.store.SettleItem(ctx, got[0], domain.ItemSettlement{Likes: []domain.PairState{{User: "b", On: true}}})
+		if err != nil || res.Settled {
+			t.Fatalf("settle: %+v, %v; want nothing settled", res, err)
+		}
+		if n := e.rdb.Exists(ctx, redisstore.CountsKey(it), redisstore.LikersKey(it), redisstore.SettleKey(it)).Val(); n != 0 {
+			t.Fatalf("%d keys left; want none", n)
+		}
+		if n := e.rdb.ZCard(ctx, redisstore.SettleQueue).Val(); n != 0 {
+			t.Fatalf("settle queue holds %d", n)
+		}
+	}, redisstore.WithDurable(true), redisstore.WithSettleDelay(time.Millisecond))
+}

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hgp_settle_changes_total",
-			Help: "Corrections settling made to rebuilt state: like and follow memberships, metric fields.",
+			Help: "Corrections settling made to rebuilt state: net change of like and follow counts (absolute), metric fields corrected.",
 		}, []string{"what"}),
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "hgp_settle_catch_up_seconds",
@@ -35,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "hgp_settle_errors_total",
-			Help: "Failed settle rounds; each is retried.",
+			Help: "Failed settle rounds (not those postponed because the consumer is behind); each is retried.",
 		}),
 	}
 	if reg == nil {

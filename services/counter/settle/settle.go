@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
@@ -96,6 +97,11 @@ func (w *Worker) Run(ctx context.Context) error {
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
+				}
+				if errors.Is(err, durable.ErrBehind) {
+					// Postponed, not failed: the consumer is behind.
+					w.logger.Info("settling postponed", "err", err)
+					break
 				}
 				w.m.errors.Inc()
 				w.logger.Warn("settling rebuilt state failed; retrying", "err", err)
