@@ -19,6 +19,7 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/reconcile"
 	"github.com/highgopress/highgopress/services/consumer/sink"
+	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -152,8 +153,9 @@ func (s *Service) redisClient() *redis.Client {
 }
 
 // Reconciler returns a reconciler between rdb and this service's MySQL. It
-// repairs counts only while the outbox is empty and this consumer group has
-// no lag (checked before and after each comparison).
+// repairs only while the outbox is empty, no rebuild waits to be settled by
+// the counter (hgp:settle) and this consumer group has no lag (checked
+// before and after each comparison).
 func (s *Service) Reconciler(rdb redis.Cmdable) *reconcile.Reconciler {
 	return reconcile.New(s.logger, rdb, s.db, reconcile.WithQuiescent(func(ctx context.Context) error {
 		n, err := rdb.XLen(ctx, relay.DefaultStream).Result()
@@ -162,6 +164,12 @@ func (s *Service) Reconciler(rdb redis.Cmdable) *reconcile.Reconciler {
 		}
 		if n > 0 {
 			return fmt.Errorf("outbox holds %d entries", n)
+		}
+		if n, err = rdb.ZCard(ctx, redisstore.SettleQueue).Result(); err != nil {
+			return fmt.Errorf("settle queue: %w", err)
+		}
+		if n > 0 {
+			return fmt.Errorf("%d rebuilds wait to be settled", n)
 		}
 		lag, err := GroupLag(ctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
 		if err != nil {

@@ -191,14 +191,17 @@ for i = 4 + nf, #ARGV do redis.call('SADD', KEYS[3], ARGV[i]) end
 return 1
 `)
 
-// Repair fixes the drift of rep: rebuilds missing keys always, corrects
-// differing counts only when rep was quiescent. It returns how many keys or
-// fields it changed.
+// Repair fixes the drift of rep, only when rep was quiescent: rebuilds
+// missing keys and corrects differing counts. Without quiescence it changes
+// nothing: events in flight (or rebuilds waiting to be settled by the
+// counter) would be missed by a rebuild, or counted twice by a correction.
+// It returns how many keys or fields it changed.
 func (r *Reconciler) Repair(ctx context.Context, rep Report) (int, error) {
 	repaired := 0
 	rebuilt := map[string]bool{}
 	for _, d := range rep.Drifts {
 		switch {
+		case !rep.Quiescent:
 		case d.Missing && rebuilt[d.Key]:
 			continue
 		case d.Missing && d.user == "":
@@ -215,7 +218,7 @@ func (r *Reconciler) Repair(ctx context.Context, rep Report) (int, error) {
 				return repaired, err
 			}
 			repaired += ok
-		case rep.Quiescent:
+		default:
 			n, err := casField.Run(ctx, r.rdb, []string{d.Key}, strconv.FormatInt(d.Redis, 10), strconv.FormatInt(d.MySQL, 10), d.Field).Int()
 			if err != nil {
 				return repaired, fmt.Errorf("reconcile: repair %s %s: %w", d.Key, d.Field, err)

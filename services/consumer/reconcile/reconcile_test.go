@@ -171,8 +171,9 @@ func TestRepairsDriftAndLostKeys(t *testing.T) {
 }
 
 // TestRepairNeverOverwritesInFlightOrConcurrentWrites: without quiescence a
-// differing count is only reported; with it, a write that lands between the
-// check and the repair is kept.
+// differing count is only reported and a lost item is not rebuilt; with it,
+// the item is rebuilt and a write that lands between the check and the
+// repair is kept.
 func TestRepairNeverOverwritesInFlightOrConcurrentWrites(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)
@@ -191,12 +192,26 @@ func TestRepairNeverOverwritesInFlightOrConcurrentWrites(t *testing.T) {
 	}
 	before, _ := f.rdb.HGet(ctx, key, "likes").Int64()
 
+	// A missing item is not rebuilt either: events in flight would be
+	// missing from the rebuild.
+	lost := f.items[1]
+	if err := f.rdb.Del(ctx, redisstore.CountsKey(lost), redisstore.LikersKey(lost)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rep = check(t, busy)
+	if n, err := busy.Repair(ctx, rep); err != nil || n != 0 {
+		t.Fatalf("rebuilt %d keys while not quiescent: %v", n, err)
+	}
+	if n := f.rdb.Exists(ctx, redisstore.CountsKey(lost), redisstore.LikersKey(lost)).Val(); n != 0 {
+		t.Fatalf("%d keys of a lost item rebuilt while not quiescent", n)
+	}
+
 	quiet := f.newRec(nil)
 	rep = check(t, quiet)
 	if err := f.rdb.HIncrBy(ctx, key, "likes", 1).Err(); err != nil { // concurrent write after the check
 		t.Fatal(err)
 	}
-	if n, err := quiet.Repair(ctx, rep); err != nil || n != 0 {
+	if n, err := quiet.Repair(ctx, rep); err != nil || n != 1 {
 		t.Fatalf("repair overwrote a concurrent write (changed %d): %v", n, err)
 	}
 	if after, _ := f.rdb.HGet(ctx, key, "likes").Int64(); after != before+1 {
