@@ -463,3 +463,34 @@ func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 	waitDrained(t, e)
 	assertState(t, e, o.Want())
 }
+
+// TestCommittedOffsetsBecomeMarks: partitions that get no new message still
+// show how far they are applied — a consumer records the group's committed
+// offsets in pipeline_offsets when it starts (rows missing, as for a topic
+// consumed before the marks existed, are restored).
+func TestCommittedOffsetsBecomeMarks(t *testing.T) {
+	e := setup(t)
+	o := pipetest.NewOracle(13)
+	produce(t, e, toEvents(t, o.Generate(500, 50, 20)))
+	first := startConsumer(t, e, 100)
+	waitDrained(t, e)
+	if err := first.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := consumer.OpenDB(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	if _, err := conn.ExecContext(ctx, "DELETE FROM pipeline_offsets"); err != nil {
+		t.Fatal(err)
+	}
+	if err := pipetest.Applied(ctx, conn, e.brokers, e.topic); err == nil {
+		t.Fatal("pipeline_offsets still matches the topic after the rows were deleted")
+	}
+	startConsumer(t, e, 100)
+	testenv.EventuallyNoError(t, 30*time.Second, "marks restored from the committed offsets", func() error {
+		return pipetest.Applied(ctx, conn, e.brokers, e.topic)
+	})
+}

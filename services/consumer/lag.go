@@ -13,29 +13,39 @@ import (
 // GroupLag returns how many messages of topic the consumer group has not
 // committed yet, summed over the partitions.
 func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64, error) {
-	ends, err := relay.EndOffsets(ctx, brokers, topic)
+	ends, committed, err := groupOffsets(ctx, brokers, group, topic)
 	if err != nil {
 		return 0, fmt.Errorf("lag of %s: %w", group, err)
+	}
+	var lag int64
+	for p, end := range ends {
+		lag += max(end-committed[p], 0)
+	}
+	return lag, nil
+}
+
+// groupOffsets returns the end offset and the group's committed offset (0
+// when none) of every partition of topic.
+func groupOffsets(ctx context.Context, brokers []string, group, topic string) (ends, committed map[int]int64, err error) {
+	ends, err = relay.EndOffsets(ctx, brokers, topic)
+	if err != nil {
+		return nil, nil, err
 	}
 	parts := make([]int, 0, len(ends))
 	for p := range ends {
 		parts = append(parts, p)
 	}
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
-	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
-		return 0, fmt.Errorf("lag of %s: committed offsets: %w", group, err)
+		return nil, nil, fmt.Errorf("committed offsets: %w", err)
 	}
-	if committed.Error != nil {
-		return 0, fmt.Errorf("lag of %s: committed offsets: %w", group, committed.Error)
+	if res.Error != nil {
+		return nil, nil, fmt.Errorf("committed offsets: %w", res.Error)
 	}
-	have := map[int]int64{}
-	for _, p := range committed.Topics[topic] {
-		have[p.Partition] = max(p.CommittedOffset, 0)
+	committed = make(map[int]int64, len(parts))
+	for _, p := range res.Topics[topic] {
+		committed[p.Partition] = max(p.CommittedOffset, 0)
 	}
-	var lag int64
-	for p, end := range ends {
-		lag += max(end-have[p], 0)
-	}
-	return lag, nil
+	return ends, committed, nil
 }

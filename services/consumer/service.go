@@ -1,11 +1,13 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -257,6 +259,9 @@ func (s *Service) Run(ctx context.Context) error {
 		}
 		cancel()
 	}
+	if err := s.markCommitted(ctx); err != nil {
+		s.logger.Warn("could not record the group's committed offsets in pipeline_offsets", "err", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, max(1, s.cfg.Workers))
@@ -272,6 +277,29 @@ func (s *Service) Run(ctx context.Context) error {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
+}
+
+// markCommitted records the group's committed offsets in pipeline_offsets.
+// Offsets are committed only after the MySQL transaction, so every message
+// below them is applied; this gives partitions that get no new message (idle
+// since before the consumer wrote marks) a row too, without which a reader
+// of pipeline_offsets would wait for them for ever.
+func (s *Service) markCommitted(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, committed, err := groupOffsets(cctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
+	if err != nil {
+		return err
+	}
+	var marks []sink.Mark
+	for p, o := range committed {
+		if o > 0 {
+			marks = append(marks, sink.Mark{Topic: s.cfg.Topic, Partition: p, Next: o})
+		}
+	}
+	slices.SortFunc(marks, func(a, b sink.Mark) int { return cmp.Compare(a.Partition, b.Partition) })
+	_, err = s.sink.Apply(cctx, nil, marks)
+	return err
 }
 
 // member is one consumer-group member: a reader, a dead-letter writer and a
