@@ -186,10 +186,15 @@ return {1, v}
 // which queues a rebuilt state for settling (delay "0": settling is off,
 // nothing happens). The boundary is an outbox stream id that every event
 // appended before it is older than and every later one newer: the stream's
-// last id is moved to the next millisecond by appending an entry with an
-// explicit id and deleting it at once (no reader sees it; Redis keeps the
-// last id). A stream recreated after a FLUSHALL would otherwise number its
-// first events within the millisecond of older, lost ones.
+// last id is moved ahead by appending an entry with an explicit id and
+// deleting it at once (no reader sees it; Redis keeps the last id). Ahead
+// by one millisecond while the stream is the one this Redis has been
+// numbering (its epoch key "<stream>:epoch" exists); by a second when the
+// epoch key is missing — Redis lost its data (or this is its first
+// rebuild), the stream may be a new one, and the lost stream's ids can be
+// up to a millisecond ahead of the clock (earlier boundaries): the new ids
+// must start above them. If the stream is already past that id, the next
+// automatic id is used.
 const boundaryLua = `
 local function now_ms()
   local t = redis.call('TIME')
@@ -198,7 +203,12 @@ end
 local function boundary(stream, delay, settle, touched, queue)
   if delay == '0' then return end
   local ms = now_ms()
-  local id = redis.pcall('XADD', stream, string.format('%d-0', ms + 1), 'k', 'boundary')
+  local ahead = 1
+  if redis.call('EXISTS', stream .. ':epoch') == 0 then
+    ahead = 1000
+    redis.call('SET', stream .. ':epoch', ms)
+  end
+  local id = redis.pcall('XADD', stream, string.format('%d-0', ms + ahead), 'k', 'boundary')
   if type(id) == 'table' and id.err then
     id = redis.call('XADD', stream, '*', 'k', 'boundary')
   end

@@ -434,3 +434,33 @@ func TestSettleDropsStateWhoseItemIsGone(t *testing.T) {
 		}
 	}, redisstore.WithDurable(true), redisstore.WithSettleDelay(time.Millisecond))
 }
+
+// TestBoundaryAfterDataLoss: the lost stream's ids may run a millisecond
+// ahead of the clock (boundaries of earlier rebuilds); after Redis lost its
+// data the first boundary starts a second ahead, above all of them.
+func TestBoundaryAfterDataLoss(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e env) {
+		a := domain.ItemRef{Namespace: "n", ID: "a"}
+		// A Redis that has been numbering its stream for a while.
+		e.rdb.Set(ctx, redisstore.OutboxStream+":epoch", "1", 0)
+		if _, err := e.store.SeedItem(ctx, a, domain.ItemSnapshot{}); err != nil {
+			t.Fatal(err)
+		}
+		first := hget(t, e.rdb, redisstore.SettleKey(a), "b")
+		// Events numbered after that boundary, in its millisecond.
+		last := first
+		for range 3 {
+			last = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: []string{"k", "like"}}).Val()
+		}
+		if err := e.rdb.FlushDB(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.store.SeedItem(ctx, a, domain.ItemSnapshot{}); err != nil {
+			t.Fatal(err)
+		}
+		b := hget(t, e.rdb, redisstore.SettleKey(a), "b")
+		if !idLess(t, last, b) || streamMS(t, b)-streamMS(t, first) < 900 {
+			t.Fatalf("boundary after the loss %s; want a second above the lost ids (last %s)", b, last)
+		}
+	}, redisstore.WithDurable(true), redisstore.WithSettleDelay(time.Hour))
+}
