@@ -288,6 +288,9 @@ func (s *Service) markCommitted(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	_, committed, err := groupOffsets(cctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
+	if errors.Is(err, kafka.GroupIdNotFound) {
+		return nil // a new group (some brokers say so instead of "no offsets"): nothing applied yet
+	}
 	if err != nil {
 		return err
 	}
