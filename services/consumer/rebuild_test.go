@@ -673,6 +673,14 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	if diff := pipetest.Diff(got, inMySQL); diff != "" {
 		t.Fatalf("Redis differs from MySQL after settling:\n%s", diff)
 	}
+	if rebuildWait > 0 {
+		// Rebuilds after a flush come all at once; they share catch-up waits.
+		loads, waits := d.items.Load()+d.users.Load(), d.Store.CatchUpWaits()
+		t.Logf("%d loads shared %d catch-up waits", loads, waits)
+		if waits == 0 || waits >= loads {
+			t.Errorf("%d catch-up waits for %d loads; want some, shared", waits, loads)
+		}
+	}
 	settled, changes := settleCounts(t, reg)
 	if rebuildWait == 0 && changes == 0 {
 		// Without the wait every rebuild during the load misses the events

@@ -70,15 +70,51 @@ func (s *Store) WaitApplied(ctx context.Context, topic string, ends map[int]int6
 }
 
 // catchUp waits as WithCatchUp says; failures are logged, not returned.
+// Concurrent loads share one wait (after a FLUSHALL every item and user is
+// rebuilt at once): a load that finds a wait in progress joins it rather
+// than reading the end offsets and polling MySQL on its own. The shared
+// wait read the end offsets a moment earlier; what reached Kafka in between
+// was held by a relay, which settling covers.
 func (s *Store) catchUp(ctx context.Context) {
 	if s.ends == nil {
 		return
 	}
+	s.waitMu.Lock()
+	w := s.wait
+	if w == nil {
+		w = &sharedWait{done: make(chan struct{})}
+		s.wait = w
+		go s.runWait(context.WithoutCancel(ctx), w)
+	}
+	s.waitMu.Unlock()
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	}
+}
+
+// sharedWait is one catch-up wait that concurrent loads share.
+type sharedWait struct{ done chan struct{} }
+
+func (s *Store) runWait(ctx context.Context, w *sharedWait) {
+	defer func() {
+		s.waitMu.Lock()
+		s.wait = nil
+		s.waitMu.Unlock()
+		close(w.done)
+	}()
+	s.waits.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, s.catchUpMax+5*time.Second)
+	defer cancel()
 	ends, err := s.ends(ctx)
 	if err == nil {
 		err = s.WaitApplied(ctx, s.topic, ends, s.catchUpMax)
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil {
 		s.logger.Warn("rebuilding from MySQL before it caught up with Kafka; settling will add the missing events", "err", err)
 	}
 }
+
+// CatchUpWaits returns how many catch-up waits the Store ran (loads that
+// joined a running wait are not counted).
+func (s *Store) CatchUpWaits() int64 { return s.waits.Load() }

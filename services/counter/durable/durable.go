@@ -9,6 +9,8 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -25,6 +27,9 @@ type Store struct {
 	topic      string
 	ends       EndOffsets
 	catchUpMax time.Duration
+	waitMu     sync.Mutex
+	wait       *sharedWait // the catch-up wait in progress, if any
+	waits      atomic.Int64
 }
 
 // New returns a Store over an open database, which the caller closes.
