@@ -257,56 +257,45 @@ func TestRebuildConcurrentFirstReads(t *testing.T) {
 	}
 }
 
-// flushWhenRelayedScript flushes the database atomically once every outbox
-// entry has been read by a relay (entries read and not yet in Kafka are
-// in flight and survive in the relay's memory; entries nobody read would
-// be lost with the data, for Redis and MySQL alike — see package settle).
-// Returns {1, entries pending in relays} when it flushed, {0, 0} when an
-// entry was still unread.
-var flushWhenRelayedScript = redis.NewScript(`
+// flushScript flushes the database atomically and says what was in flight
+// in the outbox: entries read by a relay and not acknowledged (pending;
+// they survive in the relay's memory) and entries no relay had read (lost
+// with the data, for Redis and MySQL alike — see package settle). With
+// ARGV[2] "wait" it flushes only when no entry is unread.
+//
+//	KEYS[1] outbox  ARGV[1] relay group  ARGV[2] "wait" | "now"
+//
+// Returns {flushed (0|1), pending, {{id, {field, value, ...}}, ...} lost}.
+var flushScript = redis.NewScript(`
+local pending, lost = 0, {}
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-  local last, pending = nil, 0
-  for _, g in ipairs(groups) do
+  local last
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     local f = {}
     for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
     if f['name'] == ARGV[1] then last, pending = f['last-delivered-id'], f['pending'] end
   end
-  if not last then return {0, 0} end
-  if #redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1) > 0 then return {0, 0} end
-  redis.call('FLUSHDB')
-  return {1, pending}
+  lost = redis.call('XRANGE', KEYS[1], '(' .. (last or '0-0'), '+')
+  if ARGV[2] == 'wait' and (not last or #lost > 0) then return {0, 0, {}} end
 end
 redis.call('FLUSHDB')
-return {1, 0}
+return {1, pending, lost}
 `)
 
-// flushNowScript flushes the database at once and returns the outbox
-// entries no relay had read ({id, {field, value, ...}}, ...): they are lost
-// for Redis and MySQL alike.
-var flushNowScript = redis.NewScript(`
-local lost = {}
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local last = '0-0'
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-    local f = {}
-    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end
-    if f['name'] == ARGV[1] then last = f['last-delivered-id'] end
-  end
-  lost = redis.call('XRANGE', KEYS[1], '(' .. last, '+')
-end
-redis.call('FLUSHDB')
-return lost
-`)
-
-// lostEntries parses flushNowScript's reply.
-func lostEntries(t *testing.T, reply any) []map[string]string {
-	t.Helper()
-	entries, ok := reply.([]any)
-	if !ok {
-		t.Fatalf("flush reply %T", reply)
+// flushOutbox runs flushScript and parses its reply.
+func flushOutbox(ctx context.Context, t *testing.T, rdb *redis.Client, wait bool) (flushed bool, pending int64, lost []map[string]string, err error) {
+	mode := "now"
+	if wait {
+		mode = "wait"
 	}
-	out := make([]map[string]string, 0, len(entries))
+	reply, err := flushScript.Run(ctx, rdb, []string{redisstore.OutboxStream}, relay.DefaultGroup, mode).Slice()
+	if err != nil {
+		return false, 0, nil, err
+	}
+	if len(reply) != 3 {
+		t.Fatalf("flush reply %v", reply)
+	}
+	entries, _ := reply[2].([]any)
 	for _, e := range entries {
 		pair, ok := e.([]any)
 		if !ok || len(pair) != 2 {
@@ -317,9 +306,9 @@ func lostEntries(t *testing.T, reply any) []map[string]string {
 		for i := 0; i+1 < len(kv); i += 2 {
 			m[fmt.Sprint(kv[i])] = fmt.Sprint(kv[i+1])
 		}
-		out = append(out, m)
+		lost = append(lost, m)
 	}
-	return out
+	return reply[0] == int64(1), reply[1].(int64), lost, nil
 }
 
 // withoutLost returns want as it is once the lost outbox entries never
@@ -575,27 +564,16 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 			return nil
 		})
 		var f flush
-		if anytime {
-			reply, err := flushNowScript.Run(ctx, rdb, []string{redisstore.OutboxStream}, relay.DefaultGroup).Result()
-			if err != nil {
-				t.Fatal(err)
-			}
-			l := lostEntries(t, reply)
-			lost = append(lost, l...)
-			f.lost = int64(len(l))
-			f.unapplied = inKafkaNotMySQL()
-			flushes = append(flushes, f)
-			continue
-		}
 		pipetest.Eventually(t, 30*time.Second, func() error {
-			v, err := flushWhenRelayedScript.Run(ctx, rdb, []string{redisstore.OutboxStream}, relay.DefaultGroup).Int64Slice()
+			flushed, pending, l, err := flushOutbox(ctx, t, rdb, !anytime)
 			if err != nil {
 				return err
 			}
-			if v[0] != 1 {
+			if !flushed {
 				return errors.New("an outbox entry was not read by a relay yet")
 			}
-			f.pending = v[1]
+			f.pending, f.lost = pending, int64(len(l))
+			lost = append(lost, l...)
 			return nil
 		})
 		f.unapplied = inKafkaNotMySQL()
