@@ -12,6 +12,7 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/services/counter/durable"
 )
 
 // TestConsumerSchemaOnEmbeddedMySQL: every migration applies to the
@@ -39,19 +40,16 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	s := sink.New(logging.Discard(), conn)
 	q := db.New(conn)
-	offsets := func(topic string) map[int32]int64 {
+	applied := durable.New(conn)
+	offsets := func(topic string) map[int]int64 {
 		t.Helper()
-		rows, err := q.ListOffsets(ctx, topic)
+		out, err := applied.AppliedOffsets(ctx, topic)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := map[int32]int64{}
-		for _, r := range rows {
-			out[r.PartitionID] = r.NextOffset
-		}
 		return out
 	}
-	wantOffsets := func(topic string, want map[int32]int64) {
+	wantOffsets := func(topic string, want map[int]int64) {
 		t.Helper()
 		if got := offsets(topic); !maps.Equal(got, want) {
 			t.Fatalf("pipeline_offsets of %s = %v, want %v", topic, got, want)
@@ -67,7 +65,7 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 	if res.Transitions != 1 || res.Increments != 1 || res.Ignored != 1 {
 		t.Fatalf("result %+v", res)
 	}
-	wantOffsets("t", map[int32]int64{0: 5, 1: 10})
+	wantOffsets("t", map[int]int64{0: 5, 1: 10})
 	var ns, item, metric string
 	var delta int64
 	var version uint64
@@ -91,18 +89,18 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 	if _, err := s.Apply(ctx, []*eventsv1.Event{like, inc}, []sink.Mark{{Topic: "t", Partition: 0, Next: 2}, {Topic: "t", Partition: 1, Next: 12}}); err != nil {
 		t.Fatal(err)
 	}
-	wantOffsets("t", map[int32]int64{0: 5, 1: 12})
+	wantOffsets("t", map[int]int64{0: 5, 1: 12})
 	if _, err := s.Apply(ctx, nil, []sink.Mark{{Topic: "t", Partition: 0, Next: 9}, {Topic: "t", Partition: 2, Next: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	wantOffsets("t", map[int32]int64{0: 9, 1: 12, 2: 1})
+	wantOffsets("t", map[int]int64{0: 9, 1: 12, 2: 1})
 
 	// A batch that fails writes no mark.
 	tooLong := &eventsv1.Event{EventId: "3-0", Kind: eventsv1.Kind_KIND_LIKE, UserId: "bob", Namespace: "article", ItemId: strings.Repeat("x", 300), Version: 3}
 	if _, err := s.Apply(ctx, []*eventsv1.Event{tooLong}, []sink.Mark{{Topic: "t", Partition: 0, Next: 20}}); err == nil {
 		t.Fatal("an item id longer than the column was accepted")
 	}
-	wantOffsets("t", map[int32]int64{0: 9, 1: 12, 2: 1})
+	wantOffsets("t", map[int]int64{0: 9, 1: 12, 2: 1})
 
 	// A mark that cannot be stored, written after the batch's events, rolls
 	// them back: carol's like is not counted.
@@ -110,7 +108,7 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 	if _, err := s.Apply(ctx, []*eventsv1.Event{carol}, []sink.Mark{{Topic: strings.Repeat("t", 300), Partition: 0, Next: 20}}); err == nil {
 		t.Fatal("a topic name longer than the column was accepted")
 	}
-	wantOffsets("t", map[int32]int64{0: 9, 1: 12, 2: 1})
+	wantOffsets("t", map[int]int64{0: 9, 1: 12, 2: 1})
 	// (Read through primary keys only: in go-mysql-server v0.20.0 a rolled
 	// back insert leaves the table's secondary indexes pointing at the
 	// wrong rows, so a lookup by (namespace, item_id) would miss alice.)

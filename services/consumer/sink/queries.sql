@@ -42,9 +42,6 @@ INSERT INTO pipeline_offsets (topic, partition_id, next_offset)
 VALUES (?, ?, ?)
 ON DUPLICATE KEY UPDATE next_offset = GREATEST(next_offset, VALUES(next_offset));
 
--- name: ListOffsets :many
-SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id;
-
 -- name: AddItemCount :exec
 INSERT INTO item_counts (namespace, item_id, metric, value)
 VALUES (?, ?, ?, ?)

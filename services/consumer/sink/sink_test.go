@@ -17,6 +17,7 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -209,20 +210,16 @@ func TestPermanentErrors(t *testing.T) {
 	}
 }
 
-func offsets(t *testing.T, conn *sql.DB, topic string) map[int32]int64 {
+func offsets(t *testing.T, conn *sql.DB, topic string) map[int]int64 {
 	t.Helper()
-	rows, err := db.New(conn).ListOffsets(context.Background(), topic)
+	out, err := durable.New(conn).AppliedOffsets(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
-	}
-	out := map[int32]int64{}
-	for _, r := range rows {
-		out[r.PartitionID] = r.NextOffset
 	}
 	return out
 }
 
-func wantOffsets(t *testing.T, conn *sql.DB, topic string, want map[int32]int64) {
+func wantOffsets(t *testing.T, conn *sql.DB, topic string, want map[int]int64) {
 	t.Helper()
 	if got := offsets(t, conn, topic); !maps.Equal(got, want) {
 		t.Fatalf("pipeline_offsets of %s = %v, want %v", topic, got, want)
@@ -244,14 +241,14 @@ func TestOffsetMarks(t *testing.T) {
 	if res.Transitions != 1 {
 		t.Fatalf("result %+v, want 1 transition", res)
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 5, 1: 10})
-	wantOffsets(t, conn, "u", map[int32]int64{0: 3})
+	wantOffsets(t, conn, "t", map[int]int64{0: 5, 1: 10})
+	wantOffsets(t, conn, "u", map[int]int64{0: 3})
 
 	// A stale batch (redelivered after a rebalance) never lowers a mark.
 	if _, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{{Topic: "t", Partition: 0, Next: 2}, {Topic: "t", Partition: 1, Next: 11}}); err != nil {
 		t.Fatal(err)
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 5, 1: 11})
+	wantOffsets(t, conn, "t", map[int]int64{0: 5, 1: 11})
 
 	// Marks alone (a batch of poison, or applied event by event).
 	res, err = s.Apply(ctx, nil, []sink.Mark{{Topic: "t", Partition: 0, Next: 8}, {Topic: "t", Partition: 2, Next: 1}, {Topic: "u", Partition: 0, Next: 1}})
@@ -261,8 +258,8 @@ func TestOffsetMarks(t *testing.T) {
 	if res != (sink.Result{}) {
 		t.Fatalf("marks-only result %+v", res)
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 8, 1: 11, 2: 1})
-	wantOffsets(t, conn, "u", map[int32]int64{0: 3})
+	wantOffsets(t, conn, "t", map[int]int64{0: 8, 1: 11, 2: 1})
+	wantOffsets(t, conn, "u", map[int]int64{0: 3})
 	if _, err := s.Apply(ctx, nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +284,7 @@ func TestOffsetMarksShareTheBatchTransaction(t *testing.T) {
 	if err == nil || !sink.Permanent(err) {
 		t.Fatalf("batch with a value too long: %v, want a permanent error", err)
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 3})
+	wantOffsets(t, conn, "t", map[int]int64{0: 3})
 	if liked, count := likeState(t, conn); liked || count != 0 {
 		t.Fatalf("failed batch applied its like: liked=%v count=%d", liked, count)
 	}
@@ -298,7 +295,7 @@ func TestOffsetMarksShareTheBatchTransaction(t *testing.T) {
 	if err == nil {
 		t.Fatal("a mark that does not fit was accepted")
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 3})
+	wantOffsets(t, conn, "t", map[int]int64{0: 3})
 	if liked, count := likeState(t, conn); liked || count != 0 {
 		t.Fatalf("batch whose mark failed applied its like: liked=%v count=%d", liked, count)
 	}
@@ -306,7 +303,7 @@ func TestOffsetMarksShareTheBatchTransaction(t *testing.T) {
 	if _, err := s.Apply(ctx, []*eventsv1.Event{like("like", 1)}, []sink.Mark{{Topic: "t", Partition: 0, Next: 10}}); err != nil {
 		t.Fatal(err)
 	}
-	wantOffsets(t, conn, "t", map[int32]int64{0: 10})
+	wantOffsets(t, conn, "t", map[int]int64{0: 10})
 	if liked, count := likeState(t, conn); !liked || count != 1 {
 		t.Fatalf("liked=%v count=%d, want one like", liked, count)
 	}

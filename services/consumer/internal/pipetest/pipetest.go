@@ -18,7 +18,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -144,13 +144,9 @@ func Applied(ctx context.Context, conn *sql.DB, brokers []string, topic string) 
 	if len(ends) == 0 {
 		return fmt.Errorf("topic %s: no partitions", topic)
 	}
-	rows, err := db.New(conn).ListOffsets(ctx, topic)
+	got, err := durable.New(conn).AppliedOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("pipeline_offsets of %s: %w", topic, err)
-	}
-	got := map[int]int64{}
-	for _, r := range rows {
-		got[int(r.PartitionID)] = r.NextOffset
+		return err
 	}
 	for p, n := range got {
 		if end, ok := ends[p]; !ok || n > end {

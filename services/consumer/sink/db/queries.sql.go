@@ -460,38 +460,6 @@ func (q *Queries) ListLikers(ctx context.Context, arg ListLikersParams) ([]strin
 	return items, nil
 }
 
-const listOffsets = `-- name: ListOffsets :many
-SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id
-`
-
-type ListOffsetsRow struct {
-	PartitionID int32
-	NextOffset  int64
-}
-
-func (q *Queries) ListOffsets(ctx context.Context, topic string) ([]ListOffsetsRow, error) {
-	rows, err := q.db.QueryContext(ctx, listOffsets, topic)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []ListOffsetsRow
-	for rows.Next() {
-		var i ListOffsetsRow
-		if err := rows.Scan(&i.PartitionID, &i.NextOffset); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Close(); err != nil {
-		return nil, err
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const markProcessed = `-- name: MarkProcessed :exec
 INSERT INTO processed_events (event_id, namespace, item_id, metric, delta, version)
 VALUES (?, ?, ?, ?, ?, ?)
