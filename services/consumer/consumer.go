@@ -257,6 +257,30 @@ func (c *Consumer) handle(ctx context.Context, p prepared) error {
 	return nil
 }
 
+// applyRetrying runs one Apply, retrying transient failures with backoff
+// until it succeeds, fails permanently (that error is returned) or ctx
+// ends. what names the work in the log.
+func (c *Consumer) applyRetrying(ctx context.Context, what string, events []*eventsv1.Event, marks []sink.Mark) (sink.Result, error) {
+	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
+	for {
+		res, err := c.sink.Apply(ctx, events, marks)
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		if sink.Permanent(err) {
+			return res, err
+		}
+		c.m.errors.WithLabelValues("apply").Inc()
+		c.logger.Warn(what+" failed; retrying", "err", err, "events", len(events), "marks", len(marks))
+		if !b.Wait(ctx) {
+			return res, ctx.Err()
+		}
+	}
+}
+
 // apply applies events with the batch's offset marks in one transaction,
 // retrying transient failures until ctx ends; the bool reports that the marks
 // were written. When the batch fails permanently it applies the events one
@@ -267,26 +291,16 @@ func (c *Consumer) apply(ctx context.Context, events []*eventsv1.Event, msgs []k
 	if len(events) == 0 {
 		return sink.Result{}, false, nil
 	}
-	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
-	for {
-		res, err := c.sink.Apply(ctx, events, marks)
-		if err == nil {
-			return res, true, nil
-		}
-		if ctx.Err() != nil {
-			return res, false, ctx.Err()
-		}
-		if sink.Permanent(err) {
-			c.logger.Warn("batch failed permanently; applying its events one by one", "err", err, "events", len(events))
-			res, err := c.applyEach(ctx, events, msgs, bad)
-			return res, false, err
-		}
-		c.m.errors.WithLabelValues("apply").Inc()
-		c.logger.Warn("applying batch failed; retrying", "err", err, "events", len(events))
-		if !b.Wait(ctx) {
-			return res, false, ctx.Err()
-		}
+	res, err := c.applyRetrying(ctx, "applying batch", events, marks)
+	if err == nil {
+		return res, true, nil
 	}
+	if ctx.Err() != nil || !sink.Permanent(err) {
+		return res, false, err
+	}
+	c.logger.Warn("batch failed permanently; applying its events one by one", "err", err, "events", len(events))
+	res, err = c.applyEach(ctx, events, msgs, bad)
+	return res, false, err
 }
 
 // mark writes offset marks alone (a batch applied event by event, or
@@ -296,50 +310,30 @@ func (c *Consumer) mark(ctx context.Context, marks []sink.Mark) error {
 	if len(marks) == 0 {
 		return nil
 	}
-	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
-	for {
-		_, err := c.sink.Apply(ctx, nil, marks)
-		if err == nil {
-			return nil
-		}
+	if _, err := c.applyRetrying(ctx, "recording offset marks", nil, marks); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if sink.Permanent(err) {
-			return fmt.Errorf("record offset marks: %w", err)
-		}
-		c.m.errors.WithLabelValues("apply").Inc()
-		c.logger.Warn("recording offset marks failed; retrying", "err", err, "marks", len(marks))
-		if !b.Wait(ctx) {
-			return ctx.Err()
-		}
+		return fmt.Errorf("record offset marks: %w", err)
 	}
+	return nil
 }
 
 func (c *Consumer) applyEach(ctx context.Context, events []*eventsv1.Event, msgs []kafka.Message, bad *[]poison) (sink.Result, error) {
 	var total sink.Result
 	for i, ev := range events {
-		b := backoff.New(c.o.backoffMin, c.o.backoffMax)
-		for {
-			res, err := c.sink.Apply(ctx, []*eventsv1.Event{ev}, nil)
-			if err == nil {
-				total.Transitions += res.Transitions
-				total.Increments += res.Increments
-				total.Ignored += res.Ignored
-				break
-			}
-			if ctx.Err() != nil {
-				return total, ctx.Err()
-			}
-			if sink.Permanent(err) {
-				*bad = append(*bad, poison{msgs[i], "apply: " + err.Error()})
-				break
-			}
-			c.m.errors.WithLabelValues("apply").Inc()
-			if !b.Wait(ctx) {
-				return total, ctx.Err()
-			}
+		res, err := c.applyRetrying(ctx, "applying one event", []*eventsv1.Event{ev}, nil)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return total, ctx.Err()
+		default: // permanent
+			*bad = append(*bad, poison{msgs[i], "apply: " + err.Error()})
+			continue
 		}
+		total.Transitions += res.Transitions
+		total.Increments += res.Increments
+		total.Ignored += res.Ignored
 	}
 	return total, nil
 }
