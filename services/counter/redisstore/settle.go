@@ -205,14 +205,11 @@ func (s *Store) SettleUser(ctx context.Context, t SettleTarget, st domain.UserSe
 	}
 }
 
-// evalStrings runs a script returning strings through the batcher.
+// evalStrings runs a script returning strings.
 func (s *Store) evalStrings(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]string, error) {
-	cmd := evalsha(ctx, sc, keys, args)
-	if err := s.b.Do(ctx, cmd); err != nil {
-		return nil, classify(err)
-	}
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = sc.Eval(ctx, s.client, keys, args...)
+	cmd, err := s.eval(ctx, sc, keys, args)
+	if err != nil {
+		return nil, err
 	}
 	vals, err := cmd.StringSlice()
 	if err != nil {

@@ -100,16 +100,25 @@ func evalsha(ctx context.Context, sc *redis.Script, keys []string, args []any) *
 	return redis.NewCmd(ctx, a...)
 }
 
-// run executes a script through the batcher and returns its integer
-// results. When Redis lost its script cache (restart, SCRIPT FLUSH) the
-// script is sent again with EVAL, which also reloads it.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]int64, error) {
+// eval executes a script through the batcher. When Redis lost its script
+// cache (restart, SCRIPT FLUSH) the script is sent again with EVAL, which
+// also reloads it. The command holds the reply (or the script's error).
+func (s *Store) eval(ctx context.Context, sc *redis.Script, keys []string, args []any) (*redis.Cmd, error) {
 	cmd := evalsha(ctx, sc, keys, args)
 	if err := s.b.Do(ctx, cmd); err != nil {
 		return nil, classify(err)
 	}
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 		cmd = sc.Eval(ctx, s.client, keys, args...)
+	}
+	return cmd, nil
+}
+
+// run executes a script and returns its integer results.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) ([]int64, error) {
+	cmd, err := s.eval(ctx, sc, keys, args)
+	if err != nil {
+		return nil, err
 	}
 	vals, err := cmd.Int64Slice()
 	if err != nil {
@@ -281,12 +290,9 @@ func (s *Store) marked(ctx context.Context, key string) (bool, error) {
 }
 
 func (s *Store) seed(ctx context.Context, sc *redis.Script, keys []string, args []any) (int64, error) {
-	cmd := evalsha(ctx, sc, keys, args)
-	if err := s.b.Do(ctx, cmd); err != nil {
-		return 0, classify(err)
-	}
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		cmd = sc.Eval(ctx, s.client, keys, args...)
+	cmd, err := s.eval(ctx, sc, keys, args)
+	if err != nil {
+		return 0, err
 	}
 	v, err := cmd.Int64()
 	if err != nil {
