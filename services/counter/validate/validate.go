@@ -34,17 +34,12 @@ func idChar(c byte) bool { return ids.IsIDChar(c) }
 func nsChar(c byte) bool     { return lowerAlnum(c) || c == '_' || c == '-' }
 func metricChar(c byte) bool { return lowerAlnum(c) || c == '_' }
 
+// check applies the rule of one name (ids.Check): a non-ASCII character is
+// named as the whole rune at its byte offset, quoted with escapes for
+// anything unprintable; invalid UTF-8 is named as a byte.
 func check(field, v string, min, max int, ok func(byte) bool, alphabet string) error {
-	if len(v) < min || len(v) > max {
-		if v == "" {
-			return invalid(field, "required: %d-%d characters of %s", min, max, alphabet)
-		}
-		return invalid(field, "must be %d-%d characters of %s, got %d", min, max, alphabet, len(v))
-	}
-	for i := 0; i < len(v); i++ {
-		if !ok(v[i]) {
-			return invalid(field, "character %q at offset %d is not allowed: must be %d-%d characters of %s", v[i], i, min, max, alphabet)
-		}
+	if err := ids.Check(v, min, max, ok, alphabet); err != nil {
+		return invalid(field, "%s", err.Error())
 	}
 	return nil
 }

@@ -117,3 +117,32 @@ func FuzzNames(f *testing.F) {
 		}
 	})
 }
+
+// TestMessagesNameTheCharacter: the offending character is named as the
+// client wrote it — the whole rune at its byte offset, escaped when
+// unprintable — not as the first byte of its UTF-8 encoding read as
+// Latin-1 ("character 'Ã' at offset 1" for "héllo").
+func TestMessagesNameTheCharacter(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{Like("u1", item("a", "héllo")), `item.id: character 'é' (U+00E9) at offset 1 is not allowed: must be 1-128 characters of [A-Za-z0-9_.:-]`},
+		{Like("u1", item("artículo", "x")), `item.namespace: character 'í' (U+00ED) at offset 3 is not allowed`},
+		{Follow("u1", "日本"), `user_id: character '日' (U+65E5) at offset 0 is not allowed`},
+		{Like("u1", item("a", "x\x00")), `item.id: character '\x00' (U+0000) at offset 1 is not allowed`},
+		{Like("u1", item("a", "x\u202ey")), `item.id: character '\u202e' (U+202E) at offset 1 is not allowed`},
+		{Like("u1", item("a", "x\xff")), `item.id: byte 0xff (not UTF-8) at offset 1 is not allowed`},
+		{GetUserStats("", []string{"ok", "b\tc"}), `user_ids[1]: character '\t' (U+0009) at offset 1 is not allowed`},
+		{Like("u1", item("a", strings.Repeat("é", 65))), `item.id: must be 1-128 characters of [A-Za-z0-9_.:-], got 130 bytes`},
+	}
+	for _, c := range cases {
+		if !errors.Is(c.err, domain.ErrInvalid) {
+			t.Errorf("err = %v; want ErrInvalid", c.err)
+			continue
+		}
+		if !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("message %q does not contain %q", c.err.Error(), c.want)
+		}
+	}
+}
