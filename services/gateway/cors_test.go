@@ -55,3 +55,50 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("Expose-Headers = %q", exp)
 	}
 }
+
+// TestCORSRequestHeadersAnyOrderAndCase: a preflight is accepted whatever
+// the order, letter case, spacing or repetition of the names in
+// Access-Control-Request-Headers (header names are case-insensitive and
+// browsers differ), and still refused when one name is not allowed.
+func TestCORSRequestHeadersAnyOrderAndCase(t *testing.T) {
+	const allowed = "https://app.example.test"
+	e := newEnv(t, func(c *gateway.Config) { c.CORSOrigins = []string{allowed} })
+	preflight := func(values ...string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodOptions, e.url+"/highgopress.counter.v1.CounterService/Like", nil)
+		req.Header.Set("Origin", allowed)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		for _, v := range values {
+			req.Header.Add("Access-Control-Request-Headers", v)
+		}
+		resp, err := e.http1.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	for _, list := range [][]string{
+		{"content-type,authorization"},
+		{"Content-Type, Authorization"},
+		{"X-Grpc-Web, content-type , X-User-Agent,AUTHORIZATION"},
+		{"connect-protocol-version,content-type,Connect-Timeout-Ms"},
+		{"content-type", "authorization"},
+		{"authorization, authorization,content-type"},
+	} {
+		resp := preflight(list...)
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != allowed {
+			t.Errorf("preflight with %q: Allow-Origin=%q, status %d", list, got, resp.StatusCode)
+			continue
+		}
+		h := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+		if !strings.Contains(h, "content-type") {
+			t.Errorf("preflight with %q: Allow-Headers=%q", list, h)
+		}
+	}
+	for _, list := range []string{"Content-Type, X-Not-Allowed", "x-not-allowed,authorization"} {
+		if got := preflight(list).Header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Errorf("preflight with %q (a header not allowed) got Allow-Origin=%q", list, got)
+		}
+	}
+}
