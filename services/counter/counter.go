@@ -97,11 +97,19 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		connect.WithSendMaxBytes(SendMaxBytes),
 		gzipHandlerOptions(o.maxMessageBytes, &c.inflated),
 		connect.WithCompressMinBytes(1024),
+		// Decoding errors name the message, field and value, not Go types.
+		handler.CodecOptions(),
 	}
 	c.server = server.New(logger, Services)
-	c.server.Handle(counterv1connect.NewCounterServiceHandler(h, handlerOpts...))
-	c.server.Handle(counterv1connect.NewFollowServiceHandler(h, handlerOpts...))
+	c.server.Handle(checkTimeout(counterv1connect.NewCounterServiceHandler(h, handlerOpts...)))
+	c.server.Handle(checkTimeout(counterv1connect.NewFollowServiceHandler(h, handlerOpts...)))
 	return c, nil
+}
+
+// checkTimeout rejects a malformed Connect-Timeout-Ms header with a message
+// naming it (handler.CheckTimeoutHeader).
+func checkTimeout(path string, h http.Handler) (string, http.Handler) {
+	return path, handler.CheckTimeoutHeader(h)
 }
 
 // Prepare loads the Lua scripts (which checks that Redis answers) and
