@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"slices"
 	"time"
 
@@ -321,9 +323,14 @@ func (s *Service) member(ctx context.Context) error {
 		SessionTimeout:    s.cfg.SessionTimeout,
 		RebalanceTimeout:  s.cfg.SessionTimeout,
 		HeartbeatInterval: max(s.cfg.SessionTimeout/10, 100*time.Millisecond),
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			s.logger.Warn("kafka reader: " + fmt.Sprintf(msg, args...))
-		}),
+		// A partition reader whose fetch times out reconnects after
+		// ReadBackoffMin·attempt², up to ReadBackoffMax, and kafka-go never
+		// resets attempt: with its default maximum (1 s) every idle-poll
+		// timeout after the third stopped the partition for a second,
+		// which is HGP_COUNTER_REBUILD_WAIT.
+		ReadBackoffMin: 10 * time.Millisecond,
+		ReadBackoffMax: 100 * time.Millisecond,
+		ErrorLogger:    readerErrorLogger(s.logger),
 	})
 	dlq := &kafka.Writer{
 		Addr:         kafka.TCP(s.cfg.Brokers...),
@@ -334,6 +341,24 @@ func (s *Service) member(ctx context.Context) error {
 	}
 	err := New(s.logger, reader, s.sink, dlq, s.opts...).Run(ctx)
 	return errors.Join(err, reader.Close(), dlq.Close())
+}
+
+// readerErrorLogger logs the kafka-go reader's errors as warnings, except
+// network timeouts: kafka-go gives a fetch only MaxWait (its broker-side
+// wait plus a quarter) to come back, so on a loaded machine an idle
+// partition's long poll times out now and then and the reader reconnects.
+// That is idle polling, not a fault: it is logged at debug level.
+func readerErrorLogger(logger *slog.Logger) kafka.Logger {
+	return kafka.LoggerFunc(func(msg string, args ...any) {
+		level := slog.LevelWarn
+		for _, a := range args {
+			var ne net.Error
+			if err, ok := a.(error); ok && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
+				level = slog.LevelDebug
+			}
+		}
+		logger.Log(context.Background(), level, "kafka reader: "+fmt.Sprintf(msg, args...))
+	})
 }
 
 // Close closes the MySQL pool (after Run returned).
