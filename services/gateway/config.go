@@ -8,9 +8,9 @@ import (
 
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/discovery"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/services/gateway/apistats"
-	"github.com/highgopress/highgopress/services/gateway/apistats/kafkasink"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
 	"github.com/highgopress/highgopress/services/gateway/ratelimit"
@@ -26,6 +26,12 @@ const (
 	DefaultMaxTimeout   = 30 * time.Second
 	// DefaultReadHeaderTimeout cuts off clients that send headers slowly.
 	DefaultReadHeaderTimeout = 5 * time.Second
+	// DefaultAttemptTimeout bounds one attempt on one backend instance
+	// (HGP_GATEWAY_ATTEMPT_TIMEOUT): 100× the counter's 5 ms p99 target,
+	// so a healthy instance never comes near it (even on a loaded 2-core
+	// machine under -race), yet a frozen one costs a read only this long
+	// before it is retried elsewhere and the instance is ejected.
+	DefaultAttemptTimeout = 500 * time.Millisecond
 	// DefaultRateKeyPrefix prefixes the rate limiter's Redis keys.
 	DefaultRateKeyPrefix = "hgp:rl"
 )
@@ -45,6 +51,9 @@ type Config struct {
 	MaxMessageBytes int64
 	// MaxTimeout caps every forwarded call (HGP_GATEWAY_MAX_TIMEOUT).
 	MaxTimeout time.Duration
+	// AttemptTimeout bounds each attempt on one backend instance, capped by
+	// the request's deadline (HGP_GATEWAY_ATTEMPT_TIMEOUT; 0: 500ms).
+	AttemptTimeout time.Duration
 	// Auth configures token verification (HGP_JWT_*).
 	Auth auth.Config
 	// CORSOrigins are the browser origins allowed to call the gateway
@@ -105,6 +114,7 @@ func ReadConfig(r *config.Reader, needURLs bool) Config {
 		MaxBodyBytes:      int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
 		MaxMessageBytes:   int64(r.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
 		MaxTimeout:        r.Duration("HGP_GATEWAY_MAX_TIMEOUT", DefaultMaxTimeout, 100*time.Millisecond, time.Hour),
+		AttemptTimeout:    r.Duration("HGP_GATEWAY_ATTEMPT_TIMEOUT", DefaultAttemptTimeout, 10*time.Millisecond, time.Minute),
 		ReadHeaderTimeout: r.Duration("HGP_GATEWAY_READ_HEADER_TIMEOUT", DefaultReadHeaderTimeout, 100*time.Millisecond, time.Minute),
 		CORSOrigins:       r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
 		Consul:            discovery.ConfigFrom(r),
@@ -117,7 +127,7 @@ func ReadConfig(r *config.Reader, needURLs bool) Config {
 		APIStats: apistats.ConfigFrom(r),
 		Kafka: KafkaConfig{
 			Brokers: r.List("HGP_KAFKA_BROKERS", nil),
-			Topic:   r.String("HGP_KAFKA_TOPIC", kafkasink.DefaultTopic),
+			Topic:   r.String("HGP_KAFKA_TOPIC", events.DefaultTopic),
 		},
 	}
 	c.RateLimit = r.Bool("HGP_RATE_ENABLED", c.Redis.Addr != "")

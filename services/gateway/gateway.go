@@ -12,16 +12,16 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -39,6 +39,7 @@ import (
 	"github.com/highgopress/highgopress/services/gateway/apistats/kafkasink"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 	"github.com/highgopress/highgopress/services/gateway/backends"
+	"github.com/highgopress/highgopress/services/gateway/internal/rpcerror"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
 	"github.com/highgopress/highgopress/services/gateway/ratelimit"
 	"github.com/highgopress/highgopress/services/gateway/route"
@@ -66,8 +67,10 @@ type Gateway struct {
 	maxBody    int64
 	maxMsg     int64
 	maxTimeout time.Duration
-	admit      Admission
-	server     *server.Server
+	// readTimeout is the public server's read timeout (for messages).
+	readTimeout time.Duration
+	admit       Admission
+	server      *server.Server
 
 	consul    *backends.Consul   // nil unless routing through Consul
 	limiter   *ratelimit.Limiter // nil when rate limiting is off
@@ -125,7 +128,15 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 	if err != nil {
 		return nil, err
 	}
-	g.proxy = proxy.New(logger, balancer, signer, append([]proxy.Option{proxy.WithTransport(transport)}, o.proxyOpts...)...)
+	attempt := cfg.AttemptTimeout
+	if attempt <= 0 {
+		attempt = DefaultAttemptTimeout
+	}
+	g.proxy = proxy.New(logger, balancer, signer, append([]proxy.Option{
+		proxy.WithTransport(transport),
+		proxy.WithAttemptTimeout(attempt),
+		proxy.WithMaxHeaderBytes(MaxHeaderBytes),
+	}, o.proxyOpts...)...)
 
 	if err := g.setUpAPIStats(cfg, o); err != nil {
 		return nil, err
@@ -162,6 +173,7 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 		server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
 	g.server = server.New(logger, o.routes.Services(), sopts...)
 	g.server.Handle("/", g)
+	g.readTimeout = g.server.HTTPServer().ReadTimeout
 	return g, nil
 }
 
@@ -254,7 +266,7 @@ func (g *Gateway) setUpRateLimit(cfg Config) error {
 		ratelimit.WithKeyPrefix(prefix),
 		ratelimit.WithSubject(verifiedSubject),
 		ratelimit.WithClassify(func(r *http.Request) ratelimit.Class {
-			if rt, ok := g.routes.Lookup(r.URL.Path); ok && rt.Class == route.Read {
+			if rt, ok := g.routes.Lookup(procedureOf(r)); ok && rt.Class == route.Read {
 				return ratelimit.Read
 			}
 			return ratelimit.Write
@@ -282,7 +294,7 @@ type authKey struct{}
 // IP budget too).
 func (g *Gateway) authMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rt, ok := g.routes.Lookup(r.URL.Path)
+		rt, ok := g.routes.Lookup(procedureOf(r))
 		if !ok {
 			next.ServeHTTP(w, r)
 			return
@@ -417,7 +429,7 @@ func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
 // ServeHTTP handles the routed procedures: everything the server does not
 // answer locally.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rt, ok := g.routes.Lookup(r.URL.Path)
+	rt, ok := g.routes.Lookup(procedureOf(r))
 	if !ok {
 		g.notFound(w, r)
 		return
@@ -446,7 +458,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		actor, err = g.authenticate(r, rt)
 	}
 	if err != nil {
-		g.logger.Debug("unauthenticated", "path", r.URL.Path, "err", err)
+		g.logger.Debug("unauthenticated", "path", procedureOf(r), "err", err)
 		g.fail(w, r, connect.CodeUnauthenticated, auth.Reason(err).Error())
 		return
 	}
@@ -465,6 +477,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &tooBig):
 			g.fail(w, r, connect.CodeResourceExhausted, fmt.Sprintf("request body exceeds the limit of %d bytes", g.maxBody))
+		case isTimeout(err):
+			// The server's read timeout passed before the whole body
+			// arrived (a slow or stalled client): 408, never the
+			// non-standard 499 of a cancelled call. Over HTTP/1.1 the
+			// connection cannot carry another request.
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			g.failStatus(w, r, connect.CodeDeadlineExceeded, fmt.Sprintf("request body not received within the read timeout (%s)", g.readTimeout), http.StatusRequestTimeout)
 		case r.Context().Err() != nil:
 			g.fail(w, r, connect.CodeCanceled, "request canceled")
 		default:
@@ -476,6 +497,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.fail(w, r, code, msg)
 		return
 	}
+	if r.Method == http.MethodGet {
+		if code, msg, ok := checkConnectGET(r, g.maxMsg); !ok {
+			g.fail(w, r, code, msg)
+			return
+		}
+	}
 
 	timeout := g.maxTimeout
 	if d, ok := clientTimeout(r.Header); ok && d < timeout {
@@ -484,6 +511,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	out := r.WithContext(ctx)
+	// Forward exactly the path that was routed (procedureOf).
+	u := *r.URL
+	u.Path, u.RawPath = rt.Procedure, ""
+	out.URL = &u
 	if body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
@@ -551,29 +582,27 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 // Connect JSON error, the way a connect-go server answers an unknown route;
 // for gRPC, gRPC-Web and Connect streaming in their own framing.
 func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
-	msg := "unknown procedure " + quote(r.URL.Path)
-	ct := r.Header.Get("Content-Type")
-	if r.Method == http.MethodPost && (strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")) {
-		g.fail(w, r, connect.CodeUnimplemented, msg)
-		return
-	}
-	body, err := json.Marshal(struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{connect.CodeUnimplemented.String(), msg})
-	if err != nil {
-		g.fail(w, r, connect.CodeUnimplemented, msg)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write(body)
+	g.failStatus(w, r, connect.CodeUnimplemented, "unknown procedure "+quote(procedureOf(r)), http.StatusNotFound)
 }
 
 func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, code connect.Code, msg string) {
-	if err := g.errw.Write(w, r, connect.NewError(code, errors.New(msg))); err != nil {
+	g.failStatus(w, r, code, msg, 0)
+}
+
+// failStatus is fail with the HTTP status of a Connect unary (or non-RPC)
+// answer chosen by the caller (0: the one connect-go derives from code).
+func (g *Gateway) failStatus(w http.ResponseWriter, r *http.Request, code connect.Code, msg string, status int) {
+	if err := rpcerror.Write(w, r, g.errw, code, msg, status); err != nil {
 		g.logger.Debug("writing error response", "err", err)
 	}
+}
+
+// isTimeout reports whether reading the request failed because the
+// server's read deadline passed (HTTP/1.1: the connection's deadline;
+// HTTP/2: the stream's read timer).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // quote renders client input safely in an error message.

@@ -141,9 +141,14 @@ func (c *Consul) Stats() Stats {
 // the instance itself failed, so it is ejected at once: the connection
 // errors of discovery.IsConnectionError (refused, reset, cut off, HTTP/2
 // connection lost or force-closed — how requests in flight on a killed
-// process fail) plus an HTTP/2 GOAWAY that closed the connection. The
-// client's own cancellation and deadlines are not the instance's fault.
+// process fail), an HTTP/2 GOAWAY that closed the connection, and
+// proxy.ErrAttemptTimeout (no answer within the per-attempt timeout: a
+// frozen or stalled process). The client's own cancellation and deadlines
+// are not the instance's fault.
 func IsInstanceFailure(err error) bool {
+	if errors.Is(err, proxy.ErrAttemptTimeout) {
+		return true
+	}
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}

@@ -36,6 +36,8 @@ func TestIsInstanceFailure(t *testing.T) {
 		{errors.New("http2: client connection lost"), true},
 		{fmt.Errorf("counter instance x: %w", errors.New("http2: client connection force closed via ClientConn.Close")), true},
 		{errors.New("stream error: stream ID 3; INTERNAL_ERROR; received from peer"), false},
+		// A frozen instance (no answer within the attempt timeout).
+		{fmt.Errorf("counter instance x: %w (500ms)", proxy.ErrAttemptTimeout), true},
 	} {
 		if got := backends.IsInstanceFailure(tc.err); got != tc.want {
 			t.Errorf("IsInstanceFailure(%v) = %v, want %v", tc.err, got, tc.want)

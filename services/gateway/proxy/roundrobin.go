@@ -11,7 +11,8 @@ import (
 )
 
 // RoundRobin is a static Balancer: a fixed list of instances per service,
-// used in turn. An instance that refuses connections is skipped for a
+// used in turn. An instance that refuses connections, or does not answer
+// within the attempt timeout (a stalled or frozen process), is skipped for a
 // cooldown period while others remain.
 type RoundRobin struct {
 	pools    map[string]*pool
@@ -81,7 +82,7 @@ func (rr *RoundRobin) report(in *instance, err error) {
 		if in.downUntil.Load() != 0 {
 			in.downUntil.Store(0)
 		}
-	case IsDialError(err):
+	case IsDialError(err), errors.Is(err, ErrAttemptTimeout):
 		in.downUntil.Store(rr.now().Add(rr.cooldown).UnixNano())
 	}
 }

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -143,5 +144,33 @@ func TestParseBackendURLs(t *testing.T) {
 	}
 	if _, err := proxy.NewRoundRobin(map[string][]*url.URL{"counter": nil}); err == nil {
 		t.Error("NewRoundRobin with no instances succeeded")
+	}
+}
+
+// TestRoundRobinSkipsStalledInstance: an instance that did not answer
+// within the attempt timeout (a frozen process) is skipped for the
+// cooldown like one that refused the connection.
+func TestRoundRobinSkipsStalledInstance(t *testing.T) {
+	now := time.Unix(1000, 0)
+	rr, err := proxy.NewRoundRobin(
+		map[string][]*url.URL{"counter": urls(t, "http://127.0.0.1:1", "http://127.0.0.1:2")},
+		proxy.WithCooldown(5*time.Second), proxy.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := rr.Pick(context.Background(), "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Done(fmt.Errorf("counter instance %s: %w (500ms)", first.URL.Host, proxy.ErrAttemptTimeout))
+	for range 4 {
+		b, err := rr.Pick(context.Background(), "counter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.URL.Host == first.URL.Host {
+			t.Fatalf("picked the stalled instance %s during its cooldown", b.URL.Host)
+		}
+		b.Done(nil)
 	}
 }
