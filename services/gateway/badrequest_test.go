@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -130,5 +131,81 @@ func TestEncodedProcedurePath(t *testing.T) {
 		if res.code != "12" {
 			t.Errorf("gRPC %s: %v; want grpc-status 12", path, res)
 		}
+	}
+}
+
+// TestLargeHeadersRealCounter: request headers the gateway's server accepts
+// (HTTP/1.1 allows up to MaxHeaderBytes + 4 KiB of raw header bytes) but
+// that would exceed the header list a counter accepts over HTTP/2 are the
+// client's error: HTTP 431 with a Connect error (resource_exhausted) for
+// Connect, grpc-status 8 for gRPC, before any backend is tried — never a
+// 503 after trying every instance. The instance stays in service: a normal
+// call right after works.
+func TestLargeHeadersRealCounter(t *testing.T) {
+	gw, _ := badInputEnv(t, nil)
+	body := `{"items":[{"namespace":"article","id":"big-headers"}]}`
+	check := func(name string, resp *http.Response) {
+		t.Helper()
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Errorf("%s: HTTP %d %q; want 431", name, resp.StatusCode, b)
+			return
+		}
+		code, msg := connectJSONError(t, resp)
+		if code != "resource_exhausted" || !strings.Contains(msg, "request headers exceed the limit") {
+			t.Errorf("%s: %s %q", name, code, msg)
+		}
+	}
+	// HTTP/1.1: 16 to 20 KiB of raw headers, which the gateway's server
+	// reads (its limit is MaxHeaderBytes + 4 KiB of buffer).
+	for _, size := range []int{16 << 10, 17 << 10, 18 << 10, 19<<10 + 512} {
+		req, _ := http.NewRequest(http.MethodPost, gw.url+counterv1connect.CounterServiceGetCountsProcedure, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		// Several headers, as a client with many cookies would send.
+		for i := 0; i*1024 < size; i++ {
+			req.Header.Add("X-Filler", strings.Repeat("f", 1000))
+		}
+		resp, err := gw.http1.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("HTTP/1.1 with %d bytes of headers", size), resp)
+	}
+	// h2c: a header list the gateway's server accepts (16 KiB + 320 as
+	// HTTP/2 counts) that no longer fits once forwarded.
+	req, _ := http.NewRequest(http.MethodPost, gw.url+counterv1connect.CounterServiceGetCountsProcedure, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for range 15 {
+		req.Header.Add("X-Filler", strings.Repeat("f", 1000))
+	}
+	req.Header.Add("X-Filler", strings.Repeat("f", 600))
+	resp, err := gw.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("h2c with ≈ 16.2 KiB of headers", resp)
+	// gRPC-Web over HTTP/1.1: its own framing (HTTP 200, grpc-status 8).
+	req, _ = http.NewRequest(http.MethodPost, gw.url+counterv1connect.CounterServiceGetCountsProcedure, strings.NewReader(""))
+	req.Header.Set("Content-Type", "application/grpc-web+proto")
+	req.Header.Set("X-Filler", strings.Repeat("g", 17<<10))
+	resp, err = gw.http1.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if st := resp.Header.Get("Grpc-Status"); resp.StatusCode != http.StatusOK || st != "8" {
+		t.Errorf("gRPC-Web with 17 KiB of headers: HTTP %d grpc-status %q; want 200, 8", resp.StatusCode, st)
+	}
+	// The counter was never blamed: a normal call works at once.
+	resp, err = gw.http1.Post(gw.url+counterv1connect.CounterServiceGetCountsProcedure, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("normal call after the large ones: HTTP %d %q", resp.StatusCode, b)
 	}
 }
