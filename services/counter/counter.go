@@ -83,11 +83,26 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		redisstore.WithDurable(o.durable != nil),
 		redisstore.WithSettleDelay(o.settleDelay),
 	)
-	appOpts := []app.Option{app.WithCacheTTL(o.cacheTTL)}
-	if o.durable != nil {
-		appOpts = append(appOpts, app.WithDurable(o.durable, store))
+	// The use cases see the store (and the durable record) through
+	// budgets: every call is bounded, so a frozen dependency fails a
+	// request instead of holding it.
+	var (
+		useStore  app.Store  = store
+		useSeeder app.Seeder = store
+		durable              = o.durable
+	)
+	if o.redisTimeout > 0 {
+		bs := budgetedStore{s: store, b: budget{d: o.redisTimeout, what: "Redis (HGP_COUNTER_REDIS_TIMEOUT)"}}
+		useStore, useSeeder = bs, bs
 	}
-	svc := app.New(logger, store, appOpts...)
+	if durable != nil && o.loadTimeout > 0 {
+		durable = budgetedDurable{d: durable, b: budget{d: o.loadTimeout, what: "MySQL (HGP_COUNTER_MYSQL_TIMEOUT)"}}
+	}
+	appOpts := []app.Option{app.WithCacheTTL(o.cacheTTL)}
+	if durable != nil {
+		appOpts = append(appOpts, app.WithDurable(durable, useSeeder))
+	}
+	svc := app.New(logger, useStore, appOpts...)
 	h := handler.New(logger, svc)
 	c := &Counter{logger: logger, store: store, app: svc, requireNoEviction: o.requireNoEviction}
 
@@ -142,6 +157,22 @@ func (c *Counter) Close() error { return c.store.Close() }
 // consumer to apply what is in Kafka (HGP_COUNTER_REBUILD_WAIT).
 const DefaultRebuildWait = time.Second
 
+// boundedDSN returns dsn with connect, read and write timeouts of d where
+// it sets none: a frozen MySQL then fails an exchange after d even where no
+// context deadline reaches the driver.
+func boundedDSN(dsn *mysql.Config, d time.Duration) string {
+	if dsn.Timeout == 0 {
+		dsn.Timeout = d
+	}
+	if dsn.ReadTimeout == 0 {
+		dsn.ReadTimeout = d
+	}
+	if dsn.WriteTimeout == 0 {
+		dsn.WriteTimeout = d
+	}
+	return dsn.FormatDSN()
+}
+
 // pingTimeout bounds the start-up check of Redis.
 const pingTimeout = 5 * time.Second
 
@@ -158,6 +189,8 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	topic := cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic)
 	settleDelay := cfg.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour)
 	rebuildWait := cfg.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute)
+	redisTimeout := cfg.Duration("HGP_COUNTER_REDIS_TIMEOUT", DefaultRedisTimeout, 10*time.Millisecond, time.Minute)
+	mysqlTimeout := cfg.Duration("HGP_COUNTER_MYSQL_TIMEOUT", DefaultMySQLTimeout, 10*time.Millisecond, time.Minute)
 	opts := []Option{
 		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
 		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
@@ -167,6 +200,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		WithMaxMetrics(cfg.Int("HGP_COUNTER_MAX_METRICS", redisstore.DefaultMaxMetrics, 1, MaxMetricsLimit)),
 		WithOutboxMaxLen(int64(cfg.Int("HGP_COUNTER_OUTBOX_MAXLEN", 0, 0, 1<<30))),
 		WithRequireNoEviction(cfg.Bool("HGP_COUNTER_REQUIRE_NOEVICTION", false)),
+		WithRedisTimeout(redisTimeout),
 	}
 	var signer *identity.Signer
 	if secret != "" {
@@ -175,8 +209,10 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		cfg.Check("HGP_IDENTITY_SECRET", err)
 	}
 	if mysqlDSN != "" {
-		if _, err := mysql.ParseDSN(mysqlDSN); err != nil {
+		if dsn, err := mysql.ParseDSN(mysqlDSN); err != nil {
 			cfg.Check("HGP_MYSQL_DSN", fmt.Errorf("not a go-sql-driver DSN (user:pass@tcp(host:port)/db): %w", err))
+		} else {
+			mysqlDSN = boundedDSN(dsn, mysqlTimeout)
 		}
 	}
 	if err := cfg.Err(); err != nil {
@@ -204,7 +240,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 			dopts = append(dopts, durable.WithCatchUp(logger.With("component", "rebuild"), topic, ends, rebuildWait))
 		}
 		record = durable.New(sqlDB, dopts...)
-		opts = append(opts, WithDurable(record))
+		opts = append(opts, WithDurable(record), WithLoadTimeout(rebuildWait+mysqlTimeout))
 		if len(brokers) > 0 {
 			opts = append(opts, WithSettleDelay(settleDelay))
 		} else {
@@ -217,7 +253,18 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	// a no-op, reporting changed=false for a write that did change. Such a
 	// write fails with Unavailable instead; retrying it is safe because
 	// every write is idempotent, by state or by idempotency key.
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, Password: redisPassword, DB: redisDB, MaxRetries: -1})
+	//
+	// Every exchange is bounded by HGP_COUNTER_REDIS_TIMEOUT: dialling,
+	// each read and write, and waiting for a pooled connection; with
+	// ContextTimeoutEnabled a caller's earlier deadline bounds its own
+	// exchange too (the batcher's shared pipelines run without one, so the
+	// read and write timeouts bound them). Blocking reads (the relay's
+	// XREADGROUP) get their block time on top.
+	rdb := redis.NewClient(&redis.Options{
+		Addr: redisAddr, Password: redisPassword, DB: redisDB, MaxRetries: -1,
+		DialTimeout: redisTimeout, ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
+		PoolTimeout: redisTimeout, ContextTimeoutEnabled: true,
+	})
 	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {

@@ -26,6 +26,12 @@ type options struct {
 	durable app.Durable
 	// settleDelay queues rebuilds for settling (0: not queued).
 	settleDelay time.Duration
+	// redisTimeout bounds every store call of a request (0: no bound of
+	// the counter's own; the Redis client's timeouts still apply).
+	redisTimeout time.Duration
+	// loadTimeout bounds every snapshot load from the durable record (0:
+	// only the rebuild's own bound, app.DefaultLoadTimeout).
+	loadTimeout time.Duration
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
@@ -113,3 +119,31 @@ func WithDurable(d app.Durable) Option { return func(o *options) { o.durable = d
 // the rebuild (default 0: not queued). Only useful with WithDurable and a
 // settle.Worker running (Build starts one when Kafka is configured).
 func WithSettleDelay(d time.Duration) Option { return func(o *options) { o.settleDelay = d } }
+
+// WithRedisTimeout bounds every call the use cases make to Redis by d, or
+// by the request's deadline when that is earlier (Build: the value of
+// HGP_COUNTER_REDIS_TIMEOUT, default DefaultRedisTimeout; New: 0, no bound
+// beyond the client's own timeouts). A call that runs out of the budget
+// fails with Unavailable (a write may still have been applied: retrying it
+// is safe), one that runs out of the request's deadline with
+// DeadlineExceeded. Values < 0 are ignored.
+func WithRedisTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.redisTimeout = d
+		}
+	}
+}
+
+// WithLoadTimeout bounds every snapshot load of a rebuild from the durable
+// record (WithDurable), the catch-up wait it starts with included (Build:
+// HGP_COUNTER_REBUILD_WAIT + HGP_COUNTER_MYSQL_TIMEOUT). A load that runs
+// out of it fails the request with Unavailable and seeds nothing. 0 (the
+// default) leaves only the rebuild's own bound (10s). Values < 0 are ignored.
+func WithLoadTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.loadTimeout = d
+		}
+	}
+}
