@@ -59,7 +59,7 @@ func New(logger *slog.Logger, store Store, opts ...Option) *Service {
 	}
 	if o.durable != nil {
 		s.rebuilder = &rebuilder{durable: o.durable, seeder: o.seeder, timeout: o.loadTimeout,
-			parallel: 8, flights: map[string]*rebuildFlight{}}
+			parallel: maxRebuildParallel, flights: map[string]*rebuildFlight{}}
 	}
 	return s
 }
@@ -102,7 +102,7 @@ func (s *Service) setLike(ctx context.Context, actor string, item domain.ItemRef
 	}
 	// Invalidate even when the store failed: the write may have applied.
 	defer s.items.Invalidate(itemKey(item))
-	return withRebuild(ctx, s, func() (domain.LikeResult, error) { return s.store.SetLike(ctx, actor, item, like) })
+	return withRebuild(ctx, s, false, func() (domain.LikeResult, error) { return s.store.SetLike(ctx, actor, item, like) })
 }
 
 // Increment adds in.Delta to in.Metric of in.Item once per idempotency key.
@@ -111,7 +111,7 @@ func (s *Service) Increment(ctx context.Context, actor string, in domain.Increme
 		return 0, err
 	}
 	defer s.items.Invalidate(itemKey(in.Item))
-	return withRebuild(ctx, s, func() (int64, error) { return s.store.Increment(ctx, actor, in) })
+	return withRebuild(ctx, s, false, func() (int64, error) { return s.store.Increment(ctx, actor, in) })
 }
 
 // Follow makes actor follow target.
@@ -129,7 +129,7 @@ func (s *Service) setFollow(ctx context.Context, actor, target string, follow bo
 		return domain.FollowResult{}, err
 	}
 	defer s.users.Invalidate(actor, target)
-	return withRebuild(ctx, s, func() (domain.FollowResult, error) { return s.store.SetFollow(ctx, actor, target, follow) })
+	return withRebuild(ctx, s, false, func() (domain.FollowResult, error) { return s.store.SetFollow(ctx, actor, target, follow) })
 }
 
 // GetCounts returns the counts of items in order, with viewer's likes.
@@ -139,7 +139,7 @@ func (s *Service) GetCounts(ctx context.Context, viewer string, items []domain.I
 	if err := validate.GetCounts(viewer, items); err != nil {
 		return nil, err
 	}
-	return withRebuild(ctx, s, func() ([]domain.ItemView, error) { return s.getCounts(ctx, viewer, items) })
+	return withRebuild(ctx, s, true, func() ([]domain.ItemView, error) { return s.getCounts(ctx, viewer, items) })
 }
 
 func (s *Service) getCounts(ctx context.Context, viewer string, items []domain.ItemRef) ([]domain.ItemView, error) {
@@ -182,7 +182,7 @@ func (s *Service) GetUserStats(ctx context.Context, viewer string, users []strin
 	if err := validate.GetUserStats(viewer, users); err != nil {
 		return nil, err
 	}
-	return withRebuild(ctx, s, func() ([]domain.UserView, error) { return s.getUserStats(ctx, viewer, users) })
+	return withRebuild(ctx, s, true, func() ([]domain.UserView, error) { return s.getUserStats(ctx, viewer, users) })
 }
 
 func (s *Service) getUserStats(ctx context.Context, viewer string, users []string) ([]domain.UserView, error) {

@@ -39,7 +39,7 @@ type rebuilder struct {
 	durable Durable
 	seeder  Seeder
 	timeout time.Duration
-	// parallel bounds concurrent loads of one request.
+	// parallel bounds concurrent rebuilds of one request.
 	parallel int
 
 	loads   atomic.Int64
@@ -86,7 +86,11 @@ func (r *rebuilder) do(ctx context.Context, key string, fn func(context.Context)
 	}
 }
 
-func (r *rebuilder) item(ctx context.Context, it domain.ItemRef) error {
+// item rebuilds it. Concurrent reads and writes of it share one rebuild,
+// made the way its leader needs: a write that joins a read's rebuild of an
+// item the durable record does not have finds an absent entry, which it
+// does not accept, and rebuilds again (see withRebuild's attempts).
+func (r *rebuilder) item(ctx context.Context, it domain.ItemRef, forRead bool) error {
 	return r.do(ctx, "i:"+itemKey(it), func(ctx context.Context) error {
 		if ok, err := r.seeder.ItemLoaded(ctx, it); err != nil || ok {
 			return err
@@ -96,6 +100,7 @@ func (r *rebuilder) item(ctx context.Context, it domain.ItemRef) error {
 		if err != nil {
 			return fmt.Errorf("%w: rebuild item %s/%s from the durable record: %w", domain.ErrUnavailable, it.Namespace, it.ID, err)
 		}
+		snap.ForRead = forRead
 		if _, err := r.seeder.SeedItem(ctx, it, snap); err != nil {
 			return fmt.Errorf("seed item %s/%s: %w", it.Namespace, it.ID, err)
 		}
@@ -103,7 +108,7 @@ func (r *rebuilder) item(ctx context.Context, it domain.ItemRef) error {
 	})
 }
 
-func (r *rebuilder) user(ctx context.Context, user string) error {
+func (r *rebuilder) user(ctx context.Context, user string, forRead bool) error {
 	return r.do(ctx, "u:"+user, func(ctx context.Context) error {
 		if ok, err := r.seeder.UserLoaded(ctx, user); err != nil || ok {
 			return err
@@ -113,6 +118,7 @@ func (r *rebuilder) user(ctx context.Context, user string) error {
 		if err != nil {
 			return fmt.Errorf("%w: rebuild user %s from the durable record: %w", domain.ErrUnavailable, user, err)
 		}
+		snap.ForRead = forRead
 		if _, err := r.seeder.SeedUser(ctx, user, snap); err != nil {
 			return fmt.Errorf("seed user %s: %w", user, err)
 		}
@@ -120,14 +126,27 @@ func (r *rebuilder) user(ctx context.Context, user string) error {
 	})
 }
 
-// rebuild restores everything nl names, a few at a time.
-func (r *rebuilder) rebuild(ctx context.Context, nl *domain.NotLoadedError) error {
+// rebuild restores everything nl names (each once), all at once: the
+// durable record reads concurrent loads together (one catch-up wait and one
+// transaction for many items) and the store's batcher pipelines the
+// seeds, so a read of 500 items never seen costs a few round trips, not
+// 500 in sequence. forRead: the operation is a read (see
+// domain.ItemSnapshot.ForRead).
+func (r *rebuilder) rebuild(ctx context.Context, nl *domain.NotLoadedError, forRead bool) error {
 	jobs := make([]func() error, 0, len(nl.Items)+len(nl.Users))
+	seenItems := make(map[domain.ItemRef]bool, len(nl.Items))
 	for _, it := range nl.Items {
-		jobs = append(jobs, func() error { return r.item(ctx, it) })
+		if !seenItems[it] {
+			seenItems[it] = true
+			jobs = append(jobs, func() error { return r.item(ctx, it, forRead) })
+		}
 	}
+	seenUsers := make(map[string]bool, len(nl.Users))
 	for _, u := range nl.Users {
-		jobs = append(jobs, func() error { return r.user(ctx, u) })
+		if !seenUsers[u] {
+			seenUsers[u] = true
+			jobs = append(jobs, func() error { return r.user(ctx, u, forRead) })
+		}
 	}
 	errs := make([]error, len(jobs))
 	sem := make(chan struct{}, r.parallel)
@@ -144,13 +163,19 @@ func (r *rebuilder) rebuild(ctx context.Context, nl *domain.NotLoadedError) erro
 	return errors.Join(errs...)
 }
 
+// maxRebuildParallel bounds the rebuilds one request runs at once: as many
+// as a request can name (500 items, or 500 users and the viewer), so that
+// all of them reach the durable record's and the store's batching together.
+const maxRebuildParallel = 501
+
 // rebuildAttempts bounds how often one request rebuilds state that keeps
 // disappearing (a FLUSHALL between the seed and the retry).
 const rebuildAttempts = 3
 
 // withRebuild runs op; when it fails because state is missing from the
 // store, rebuilds that state from the durable record and runs op again.
-func withRebuild[T any](ctx context.Context, s *Service, op func() (T, error)) (T, error) {
+// forRead says op is a read.
+func withRebuild[T any](ctx context.Context, s *Service, forRead bool, op func() (T, error)) (T, error) {
 	v, err := op()
 	var nl *domain.NotLoadedError
 	if err == nil || s.rebuilder == nil || !errors.As(err, &nl) {
@@ -158,7 +183,7 @@ func withRebuild[T any](ctx context.Context, s *Service, op func() (T, error)) (
 	}
 	var zero T
 	for range rebuildAttempts {
-		if err := s.rebuilder.rebuild(ctx, nl); err != nil {
+		if err := s.rebuilder.rebuild(ctx, nl, forRead); err != nil {
 			return zero, err
 		}
 		if v, err = op(); !errors.As(err, &nl) {

@@ -118,6 +118,10 @@ type ItemSnapshot struct {
 	// Metrics are the generic counters; "likes" is not among them (the
 	// count is len(Likers)).
 	Metrics map[string]int64
+	// ForRead says the state is rebuilt for a read: an empty snapshot is
+	// then installed as an expiring "absent" entry, so reads of items
+	// nobody wrote never leave permanent state.
+	ForRead bool
 }
 
 // UserSnapshot is a user's durable follow state.
@@ -126,6 +130,8 @@ type UserSnapshot struct {
 	Following []string
 	// Followers are the users following the user.
 	Followers []string
+	// ForRead: as ItemSnapshot.ForRead.
+	ForRead bool
 }
 
 // PairState is the stored state of one like or follow pair, seen from

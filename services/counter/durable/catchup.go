@@ -104,6 +104,7 @@ func (s *Store) runWait(ctx context.Context, w *sharedWait) {
 		close(w.done)
 	}()
 	s.waits.Add(1)
+	catchUpWaits.Inc()
 	ctx, cancel := context.WithTimeout(ctx, s.catchUpMax+5*time.Second)
 	defer cancel()
 	ends, err := s.ends(ctx)
@@ -111,6 +112,7 @@ func (s *Store) runWait(ctx context.Context, w *sharedWait) {
 		err = s.WaitApplied(ctx, s.topic, ends, s.catchUpMax)
 	}
 	if err != nil {
+		catchUpTimeouts.Inc()
 		s.logger.Warn("rebuilding from MySQL before it caught up with Kafka; settling will add the missing events", "err", err)
 	}
 }

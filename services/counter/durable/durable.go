@@ -30,6 +30,10 @@ type Store struct {
 	waitMu     sync.Mutex
 	wait       *sharedWait // the catch-up wait in progress, if any
 	waits      atomic.Int64
+
+	// Concurrent LoadItem (LoadUser) calls share batch reads.
+	items *coalescer[domain.ItemRef, domain.ItemSnapshot]
+	users *coalescer[string, domain.UserSnapshot]
 }
 
 // New returns a Store over an open database, which the caller closes.
@@ -38,6 +42,8 @@ func New(sqlDB *sql.DB, opts ...Option) *Store {
 	for _, opt := range opts {
 		opt(s)
 	}
+	s.items = &coalescer[domain.ItemRef, domain.ItemSnapshot]{load: bounded(s, "item", s.loadItems)}
+	s.users = &coalescer[string, domain.UserSnapshot]{load: bounded(s, "user", s.loadUsers)}
 	return s
 }
 
@@ -82,48 +88,31 @@ func (s *Store) read(ctx context.Context, fn func(q *db.Queries) error) error {
 }
 
 // LoadItem returns the users who like item and its metrics besides likes.
+// Concurrent calls are read together (one catch-up wait, one transaction
+// for up to MaxBatch items): see coalescer.
 func (s *Store) LoadItem(ctx context.Context, item domain.ItemRef) (domain.ItemSnapshot, error) {
-	s.catchUp(ctx)
-	var snap domain.ItemSnapshot
-	err := s.read(ctx, func(q *db.Queries) error {
-		var err error
-		snap.Likers, err = q.ItemLikers(ctx, db.ItemLikersParams{Namespace: item.Namespace, ItemID: item.ID})
-		if err != nil {
-			return fmt.Errorf("likers: %w", err)
-		}
-		rows, err := q.ItemMetrics(ctx, db.ItemMetricsParams{Namespace: item.Namespace, ItemID: item.ID})
-		if err != nil {
-			return fmt.Errorf("metrics: %w", err)
-		}
-		for _, r := range rows {
-			if r.Metric == domain.LikesMetric {
-				continue
-			}
-			if snap.Metrics == nil {
-				snap.Metrics = make(map[string]int64, len(rows))
-			}
-			snap.Metrics[r.Metric] = r.Value
-		}
-		return nil
-	})
-	return snap, err
+	return s.items.get(ctx, item)
 }
 
-// LoadUser returns whom user follows and who follows user.
+// LoadUser returns whom user follows and who follows user; concurrent
+// calls are read together, as for LoadItem.
 func (s *Store) LoadUser(ctx context.Context, user string) (domain.UserSnapshot, error) {
-	s.catchUp(ctx)
-	var snap domain.UserSnapshot
-	err := s.read(ctx, func(q *db.Queries) error {
-		var err error
-		if snap.Following, err = q.UserFollowing(ctx, user); err != nil {
-			return fmt.Errorf("following: %w", err)
-		}
-		if snap.Followers, err = q.UserFollowers(ctx, user); err != nil {
-			return fmt.Errorf("followers: %w", err)
-		}
-		return nil
-	})
-	return snap, err
+	return s.users.get(ctx, user)
+}
+
+// batchTimeout bounds one batch read besides its catch-up wait.
+const batchTimeout = 10 * time.Second
+
+// bounded bounds every batch read of f by its catch-up wait plus
+// batchTimeout, and counts it.
+func bounded[K comparable, V any](s *Store, kind string, f func(context.Context, []K) (map[K]V, error)) func(context.Context, []K) (map[K]V, error) {
+	return func(ctx context.Context, keys []K) (map[K]V, error) {
+		snapshotReads.WithLabelValues(kind).Inc()
+		snapshotKeys.WithLabelValues(kind).Add(float64(len(keys)))
+		ctx, cancel := context.WithTimeout(ctx, s.catchUpMax+batchTimeout)
+		defer cancel()
+		return f(ctx, keys)
+	}
 }
 
 // SettleItem returns what MySQL holds for item counting only events older

@@ -14,6 +14,28 @@ SELECT followee FROM follows WHERE follower = ? AND active ORDER BY followee;
 -- name: UserFollowers :many
 SELECT follower FROM follows WHERE followee = ? AND active ORDER BY follower;
 
+-- The same for many items or users at once: rebuilds of one moment (a read
+-- of 500 items never seen before) share one transaction. Rows of other
+-- (namespace, id) combinations of the two lists are dropped by the caller.
+
+-- name: LikersOfItems :many
+SELECT namespace, item_id, user_id FROM item_likes
+WHERE namespace IN (sqlc.slice('namespaces')) AND item_id IN (sqlc.slice('ids')) AND liked
+ORDER BY namespace, item_id, user_id;
+
+-- name: MetricsOfItems :many
+SELECT namespace, item_id, metric, value FROM item_counts
+WHERE namespace IN (sqlc.slice('namespaces')) AND item_id IN (sqlc.slice('ids'))
+ORDER BY namespace, item_id, metric;
+
+-- name: FollowingOfUsers :many
+SELECT follower, followee FROM follows WHERE follower IN (sqlc.slice('users')) AND active
+ORDER BY follower, followee;
+
+-- name: FollowersOfUsers :many
+SELECT followee, follower FROM follows WHERE followee IN (sqlc.slice('users')) AND active
+ORDER BY followee, follower;
+
 -- The queries below settle a rebuild (docs/pipeline.md): every stored pair
 -- with its version, the increments newer than a boundary, and how far the
 -- consumer got.

@@ -43,6 +43,13 @@ func IdempotencyKey(user, key string) string { return "hgp:idem:{" + user + "}:"
 // is never reported as a metric.
 const LoadedField = "_l"
 
+// AbsentField marks an item's counts hash (a user's hash) installed for a
+// read that found nothing in the durable record: an "absent" entry, which
+// expires (WithAbsentTTL) and which reads serve as zero counts. Writes do
+// not accept it as loaded: they rebuild the state for real (the seed
+// scripts replace the entry), so written state is never left to expire.
+const AbsentField = "_n"
+
 // Settling: state rebuilt from MySQL may miss events that were still on
 // their way to MySQL (in the outbox, in a relay, in Kafka). Each rebuild
 // records a boundary in a settle hash and queues it; writes to the state

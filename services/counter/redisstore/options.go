@@ -17,7 +17,15 @@ type options struct {
 	outboxMaxLen   int64
 	durable        bool
 	settleDelay    time.Duration
+	absentTTL      time.Duration
 }
+
+// DefaultAbsentTTL is how long an absent entry (see AbsentField) lives.
+// Within it, reads of the item or user cost one Redis lookup; after it, the
+// next read asks the durable record again. It bounds what anonymous reads
+// of made-up ids can make Redis hold: (reads per second) × (items per
+// read) × DefaultAbsentTTL small hashes at most.
+const DefaultAbsentTTL = 10 * time.Second
 
 // DefaultIdempotencyTTL is how long an Increment's idempotency record lives.
 const DefaultIdempotencyTTL = 24 * time.Hour
@@ -40,6 +48,7 @@ func defaultOptions() options {
 		batchMax:       DefaultBatchMax,
 		idempotencyTTL: DefaultIdempotencyTTL,
 		maxMetrics:     DefaultMaxMetrics,
+		absentTTL:      DefaultAbsentTTL,
 	}
 }
 
@@ -119,6 +128,18 @@ func WithSettleDelay(d time.Duration) Option {
 	return func(o *options) {
 		if d >= 0 {
 			o.settleDelay = d
+		}
+	}
+}
+
+// WithAbsentTTL sets how long an absent entry lives (default
+// DefaultAbsentTTL; 0 disables them: a read that finds nothing in the
+// durable record then installs nothing and the next read asks again;
+// values < 0 are ignored).
+func WithAbsentTTL(d time.Duration) Option {
+	return func(o *options) {
+		if d >= 0 {
+			o.absentTTL = d
 		}
 	}
 }

@@ -236,6 +236,7 @@ end
 // eviction) is replaced.
 var seedItemScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[1], '_n') == 1 then redis.call('DEL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   local likes = tonumber(redis.call('HGET', KEYS[1], 'likes') or '0')
   if likes == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
@@ -276,6 +277,7 @@ return 1
 // adopted as it is).
 var seedUserScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
+if redis.call('HEXISTS', KEYS[1], '_n') == 1 then redis.call('DEL', KEYS[1]) end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], '_l', '1')
   return 2
@@ -291,6 +293,27 @@ for i = 3 + n, #ARGV, 1000 do
 end
 boundary(KEYS[4], ARGV[1], KEYS[5], KEYS[6], KEYS[7])
 return 1
+`)
+
+// seedAbsentScript installs an absent entry: the durable record has
+// nothing for the item (user) a read asked for. Unlike the seeds above it
+// queues nothing for settling and the entry expires; writes do not accept
+// it (see AbsentField) and the seed scripts replace it.
+//
+//	KEYS[1] counts hash (user hash)  KEYS[2..] the item's (user's) sets
+//	ARGV[1] lifetime in ms
+//
+// Returns 0 when the state is loaded or absent already (nothing changed),
+// 3 when the entry was installed, -1 when other state exists (unmarked or
+// partial: the caller runs the regular seed, which adopts or replaces it).
+var seedAbsentScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], '_l') == 1 or redis.call('HEXISTS', KEYS[1], '_n') == 1 then return 0 end
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
+end
+redis.call('HSET', KEYS[1], '_n', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 3
 `)
 
 // claimSettleScript hands out settle hashes that are due: each is pushed
@@ -441,6 +464,6 @@ return {1, dg, dr}
 `)
 
 var allScripts = []*redis.Script{
-	likeScript, followScript, incrScript, seedItemScript, seedUserScript,
+	likeScript, followScript, incrScript, seedItemScript, seedUserScript, seedAbsentScript,
 	claimSettleScript, postponeSettleScript, settleItemScript, settleUserScript,
 }

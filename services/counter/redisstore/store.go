@@ -47,6 +47,8 @@ type Store struct {
 	// settleDelay is how long (ms, as a string) after a rebuild it is
 	// settled; "0": rebuilds are not queued for settling.
 	settleDelay any
+	// absentTTL is the lifetime of absent entries in ms ("0": none).
+	absentTTL any
 }
 
 // New returns a Store using client, which it does not close.
@@ -66,6 +68,7 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 		durable:      direction01(o.durable),
 		loadCheck:    o.durable,
 		settleDelay:  strconv.FormatInt(o.settleDelay.Milliseconds(), 10),
+		absentTTL:    strconv.FormatInt(o.absentTTL.Milliseconds(), 10),
 	}
 }
 
@@ -229,12 +232,20 @@ const (
 	SeedInstalled = 1
 	// SeedAdopted: complete but unmarked state was found and kept.
 	SeedAdopted = 2
+	// SeedAbsent: an empty snapshot for a read was installed as an
+	// expiring absent entry (see AbsentField).
+	SeedAbsent = 3
 )
 
 // SeedItem installs snap as item's state unless the item is loaded
 // already (then nothing changes: a concurrent seeder or write won). It
 // returns SeedSkipped, SeedInstalled or SeedAdopted.
 func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error) {
+	if snap.ForRead && len(snap.Likers) == 0 && len(snap.Metrics) == 0 {
+		if r, ok, err := s.seedAbsent(ctx, CountsKey(item), LikersKey(item)); ok || err != nil {
+			return r, err
+		}
+	}
 	args := make([]any, 0, 2+2*len(snap.Metrics)+len(snap.Likers))
 	n := 0
 	args = append(args, s.settleDelay, 0)
@@ -256,6 +267,11 @@ func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.I
 // SeedUser installs snap as user's follow state unless the user is loaded
 // already; like SeedItem.
 func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnapshot) (int64, error) {
+	if snap.ForRead && len(snap.Following) == 0 && len(snap.Followers) == 0 {
+		if r, ok, err := s.seedAbsent(ctx, UserKey(user), FollowingKey(user), FollowersKey(user)); ok || err != nil {
+			return r, err
+		}
+	}
 	args := make([]any, 0, 2+len(snap.Following)+len(snap.Followers))
 	args = append(args, s.settleDelay, len(snap.Following))
 	for _, u := range snap.Following {
@@ -268,6 +284,21 @@ func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnaps
 		UserKey(user), FollowingKey(user), FollowersKey(user),
 		OutboxStream, UserSettleKey(user), UserTouchedKey(user), SettleQueue,
 	}, args)
+}
+
+// seedAbsent installs an absent entry at keys[0] unless absent entries are
+// off (ok false), or state is there already: loaded or absent (ok, with
+// SeedSkipped), or anything else (ok false: the regular seed adopts or
+// replaces it).
+func (s *Store) seedAbsent(ctx context.Context, keys ...string) (r int64, ok bool, err error) {
+	if s.absentTTL == "0" {
+		return 0, false, nil
+	}
+	r, err = s.seed(ctx, seedAbsentScript, keys, []any{s.absentTTL})
+	if err != nil {
+		return 0, false, err
+	}
+	return r, r >= 0, nil
 }
 
 // ItemLoaded reports whether item's state is marked complete.
@@ -334,12 +365,13 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 		members[i] = redis.NewBoolCmd(ctx, "sismember", LikersKey(it), viewer)
 		cmds = append(cmds, members[i])
 	}
-	// Whether a checked item's likers set is complete.
-	var marks []*redis.BoolCmd
+	// Whether a checked item's likers set is complete (or the item
+	// absent).
+	var marks []*redis.SliceCmd
 	if s.loadCheck {
-		marks = make([]*redis.BoolCmd, len(check))
+		marks = make([]*redis.SliceCmd, len(check))
 		for i, it := range check {
-			marks[i] = redis.NewBoolCmd(ctx, "hexists", CountsKey(it), LoadedField)
+			marks[i] = redis.NewSliceCmd(ctx, "hmget", CountsKey(it), LoadedField, AbsentField)
 			cmds = append(cmds, marks[i])
 		}
 	}
@@ -356,19 +388,19 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 		if err != nil {
 			return nil, nil, classify(err)
 		}
-		if _, ok := m[LoadedField]; s.loadCheck && !ok {
+		if s.loadCheck && !hasMark(m) {
 			missing = append(missing, fetch[i])
 		}
 		if counts[i], err = parseCounts(m); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", CountsKey(fetch[i]), err)
 		}
 	}
-	loaded, err := bools(marks)
-	if err != nil {
-		return nil, nil, err
-	}
-	for i, ok := range loaded {
-		if !ok && !slices.Contains(missing, check[i]) {
+	for i, mark := range marks {
+		vals, err := mark.Result()
+		if err != nil {
+			return nil, nil, classify(err)
+		}
+		if vals[0] == nil && vals[1] == nil && !slices.Contains(missing, check[i]) {
 			missing = append(missing, check[i])
 		}
 	}
@@ -382,10 +414,17 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 	return counts, liked, nil
 }
 
+// hasMark reports whether a counts hash is loaded or absent.
+func hasMark(m map[string]string) bool {
+	_, loaded := m[LoadedField]
+	_, absent := m[AbsentField]
+	return loaded || absent
+}
+
 func parseCounts(m map[string]string) (domain.ItemCounts, error) {
 	var c domain.ItemCounts
 	for field, raw := range m {
-		if field == LoadedField {
+		if field == LoadedField || field == AbsentField {
 			continue
 		}
 		n, err := strconv.ParseInt(raw, 10, 64)
@@ -428,7 +467,7 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 	cmds := make([]redis.Cmder, 0, len(fetch)+len(check))
 	hashes := make([]*redis.SliceCmd, len(fetch))
 	for i, u := range fetch {
-		hashes[i] = redis.NewSliceCmd(ctx, "hmget", UserKey(u), "followers", "following", LoadedField)
+		hashes[i] = redis.NewSliceCmd(ctx, "hmget", UserKey(u), "followers", "following", LoadedField, AbsentField)
 		cmds = append(cmds, hashes[i])
 	}
 	members := make([]*redis.BoolCmd, len(check))
@@ -436,10 +475,11 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 		members[i] = redis.NewBoolCmd(ctx, "sismember", FollowingKey(viewer), u)
 		cmds = append(cmds, members[i])
 	}
-	// Whether the viewer's following set is complete.
-	var mark *redis.BoolCmd
+	// Whether the viewer's following set is complete (or the viewer
+	// absent).
+	var mark *redis.SliceCmd
 	if s.loadCheck && len(check) > 0 {
-		mark = redis.NewBoolCmd(ctx, "hexists", UserKey(viewer), LoadedField)
+		mark = redis.NewSliceCmd(ctx, "hmget", UserKey(viewer), LoadedField, AbsentField)
 		cmds = append(cmds, mark)
 	}
 	if len(cmds) == 0 {
@@ -455,10 +495,10 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 		if err != nil {
 			return nil, nil, classify(err)
 		}
-		if len(vals) != 3 {
+		if len(vals) != 4 {
 			return nil, nil, fmt.Errorf("%s: HMGET returned %d values", UserKey(fetch[i]), len(vals))
 		}
-		if s.loadCheck && vals[2] == nil {
+		if s.loadCheck && vals[2] == nil && vals[3] == nil {
 			missing = append(missing, fetch[i])
 		}
 		if counts[i].Followers, err = optInt(vals[0]); err != nil {
@@ -469,11 +509,11 @@ func (s *Store) ReadUsers(ctx context.Context, fetch []string, viewer string, ch
 		}
 	}
 	if mark != nil {
-		ok, err := mark.Result()
+		vals, err := mark.Result()
 		if err != nil {
 			return nil, nil, classify(err)
 		}
-		if !ok && !slices.Contains(missing, viewer) {
+		if vals[0] == nil && vals[1] == nil && !slices.Contains(missing, viewer) {
 			missing = append(missing, viewer)
 		}
 	}

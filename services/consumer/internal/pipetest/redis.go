@@ -33,7 +33,7 @@ func RedisState(ctx context.Context, rdb *redis.Client) (State, error) {
 				return s, err
 			}
 			for f, v := range h {
-				if f == redisstore.LoadedField {
+				if f == redisstore.LoadedField || f == redisstore.AbsentField {
 					continue
 				}
 				n, err := strconv.ParseInt(v, 10, 64)

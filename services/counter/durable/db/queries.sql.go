@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"strings"
 )
 
 const followerRows = `-- name: FollowerRows :many
@@ -29,6 +30,92 @@ func (q *Queries) FollowerRows(ctx context.Context, followee string) ([]Follower
 	for rows.Next() {
 		var i FollowerRowsRow
 		if err := rows.Scan(&i.Follower, &i.Active, &i.Version); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const followersOfUsers = `-- name: FollowersOfUsers :many
+SELECT followee, follower FROM follows WHERE followee IN (/*SLICE:users*/?) AND active
+ORDER BY followee, follower
+`
+
+type FollowersOfUsersRow struct {
+	Followee string
+	Follower string
+}
+
+func (q *Queries) FollowersOfUsers(ctx context.Context, users []string) ([]FollowersOfUsersRow, error) {
+	query := followersOfUsers
+	var queryParams []interface{}
+	if len(users) > 0 {
+		for _, v := range users {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:users*/?", strings.Repeat(",?", len(users))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:users*/?", "NULL", 1)
+	}
+	rows, err := q.db.QueryContext(ctx, query, queryParams...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FollowersOfUsersRow
+	for rows.Next() {
+		var i FollowersOfUsersRow
+		if err := rows.Scan(&i.Followee, &i.Follower); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const followingOfUsers = `-- name: FollowingOfUsers :many
+SELECT follower, followee FROM follows WHERE follower IN (/*SLICE:users*/?) AND active
+ORDER BY follower, followee
+`
+
+type FollowingOfUsersRow struct {
+	Follower string
+	Followee string
+}
+
+func (q *Queries) FollowingOfUsers(ctx context.Context, users []string) ([]FollowingOfUsersRow, error) {
+	query := followingOfUsers
+	var queryParams []interface{}
+	if len(users) > 0 {
+		for _, v := range users {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:users*/?", strings.Repeat(",?", len(users))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:users*/?", "NULL", 1)
+	}
+	rows, err := q.db.QueryContext(ctx, query, queryParams...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FollowingOfUsersRow
+	for rows.Next() {
+		var i FollowingOfUsersRow
+		if err := rows.Scan(&i.Follower, &i.Followee); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -217,6 +304,125 @@ func (q *Queries) ItemMetrics(ctx context.Context, arg ItemMetricsParams) ([]Ite
 	for rows.Next() {
 		var i ItemMetricsRow
 		if err := rows.Scan(&i.Metric, &i.Value); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const likersOfItems = `-- name: LikersOfItems :many
+
+SELECT namespace, item_id, user_id FROM item_likes
+WHERE namespace IN (/*SLICE:namespaces*/?) AND item_id IN (/*SLICE:ids*/?) AND liked
+ORDER BY namespace, item_id, user_id
+`
+
+type LikersOfItemsParams struct {
+	Namespaces []string
+	Ids        []string
+}
+
+type LikersOfItemsRow struct {
+	Namespace string
+	ItemID    string
+	UserID    string
+}
+
+// The same for many items or users at once: rebuilds of one moment (a read
+// of 500 items never seen before) share one transaction. Rows of other
+// (namespace, id) combinations of the two lists are dropped by the caller.
+func (q *Queries) LikersOfItems(ctx context.Context, arg LikersOfItemsParams) ([]LikersOfItemsRow, error) {
+	query := likersOfItems
+	var queryParams []interface{}
+	if len(arg.Namespaces) > 0 {
+		for _, v := range arg.Namespaces {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:namespaces*/?", strings.Repeat(",?", len(arg.Namespaces))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:namespaces*/?", "NULL", 1)
+	}
+	if len(arg.Ids) > 0 {
+		for _, v := range arg.Ids {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:ids*/?", strings.Repeat(",?", len(arg.Ids))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:ids*/?", "NULL", 1)
+	}
+	rows, err := q.db.QueryContext(ctx, query, queryParams...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LikersOfItemsRow
+	for rows.Next() {
+		var i LikersOfItemsRow
+		if err := rows.Scan(&i.Namespace, &i.ItemID, &i.UserID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, err
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const metricsOfItems = `-- name: MetricsOfItems :many
+SELECT namespace, item_id, metric, value FROM item_counts
+WHERE namespace IN (/*SLICE:namespaces*/?) AND item_id IN (/*SLICE:ids*/?)
+ORDER BY namespace, item_id, metric
+`
+
+type MetricsOfItemsParams struct {
+	Namespaces []string
+	Ids        []string
+}
+
+func (q *Queries) MetricsOfItems(ctx context.Context, arg MetricsOfItemsParams) ([]ItemCount, error) {
+	query := metricsOfItems
+	var queryParams []interface{}
+	if len(arg.Namespaces) > 0 {
+		for _, v := range arg.Namespaces {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:namespaces*/?", strings.Repeat(",?", len(arg.Namespaces))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:namespaces*/?", "NULL", 1)
+	}
+	if len(arg.Ids) > 0 {
+		for _, v := range arg.Ids {
+			queryParams = append(queryParams, v)
+		}
+		query = strings.Replace(query, "/*SLICE:ids*/?", strings.Repeat(",?", len(arg.Ids))[1:], 1)
+	} else {
+		query = strings.Replace(query, "/*SLICE:ids*/?", "NULL", 1)
+	}
+	rows, err := q.db.QueryContext(ctx, query, queryParams...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ItemCount
+	for rows.Next() {
+		var i ItemCount
+		if err := rows.Scan(
+			&i.Namespace,
+			&i.ItemID,
+			&i.Metric,
+			&i.Value,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
