@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -40,7 +42,9 @@ func NewKafkaWriter(brokers []string, topic string) *kafka.Writer {
 //	HGP_RELAY_BATCH        entries per read and Kafka write (default 500)
 //	HGP_RELAY_LINGER       wait for more entries after a short read (default 5ms; 0 off)
 //	HGP_RELAY_CLAIM_IDLE   take over another instance's unacknowledged entries after (default 30s)
-//	HGP_RELAY_CONSUMER     consumer name in the stream group (default host name + random suffix)
+//	HGP_RELAY_CONSUMER     consumer name in the stream group (default: Identity of the instance)
+//	HGP_RELAY_HEARTBEAT_TTL lifetime of the relay's liveness key (default 5s): a dead relay's
+//	                       pending entries are claimed once it expired
 //
 // The returned close function closes the Kafka writer; call it after Run
 // returned (bootstrap.Component.Close).
@@ -51,6 +55,10 @@ func FromConfig(logger *slog.Logger, rdb Redis, cfg *config.Reader, opts ...Opti
 	linger := cfg.Duration("HGP_RELAY_LINGER", DefaultLinger, 0, time.Second)
 	idle := cfg.Duration("HGP_RELAY_CLAIM_IDLE", 30*time.Second, 100*time.Millisecond, time.Hour)
 	name := cfg.String("HGP_RELAY_CONSUMER", "")
+	heartbeat := cfg.Duration("HGP_RELAY_HEARTBEAT_TTL", DefaultHeartbeatTTL, 300*time.Millisecond, 10*time.Minute)
+	if name == "" {
+		name = Identity(cfg.String("HGP_ADVERTISE_HOST", ""), cfg.String("HGP_COUNTER_ADDR", "127.0.0.1:8081"))
+	}
 	if err := cfg.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -58,11 +66,36 @@ func FromConfig(logger *slog.Logger, rdb Redis, cfg *config.Reader, opts ...Opti
 		return nil, nil, nil
 	}
 	w := NewKafkaWriter(brokers, topic)
-	base := []Option{WithBatch(batch), WithLinger(linger), WithClaimIdle(idle, min(idle/2, 5*time.Second))}
+	base := []Option{WithBatch(batch), WithLinger(linger), WithClaimIdle(idle, min(idle/2, 5*time.Second)), WithHeartbeat(heartbeat)}
 	if name != "" {
 		base = append(base, WithConsumerName(name))
 	}
 	return New(logger, rdb, w, append(base, opts...)...), w.Close, nil
+}
+
+// Identity returns a relay name that is stable across restarts of one
+// instance and unique among live ones: "<host>:<port>" of the counter's
+// listen address, host being advertise (HGP_ADVERTISE_HOST) or else the
+// machine's host name (the pod name in Kubernetes; never a loopback or
+// wildcard address, which many instances share). A restarted instance
+// takes its own name again and resumes its pending outbox entries at once.
+// Without a fixed port (":0") there is no stable identity: "" (New then
+// picks the host name and a random suffix, and a restart relies on the
+// others claiming the dead name's entries once its liveness key expired).
+func Identity(advertise, listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" || port == "0" {
+		return ""
+	}
+	host := advertise
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return ""
+		}
+		host = h
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // EnsureTopic creates topic with the given partitions when it does not

@@ -12,6 +12,7 @@ type metrics struct {
 	writeTime   prometheus.Histogram
 	relayed     prometheus.Counter
 	deadLetters prometheus.Counter
+	claimedDead prometheus.Counter
 	errors      *prometheus.CounterVec
 }
 
@@ -39,6 +40,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "hgp_relay_dead_letters_total",
 			Help: "Outbox entries that could not be converted and went to the dead-letter stream.",
 		}),
+		claimedDead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hgp_relay_claimed_dead_total",
+			Help: "Pending outbox entries taken over from relays whose liveness key expired.",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hgp_relay_errors_total",
 			Help: "Failed relay operations, by operation; each is retried.",
@@ -52,6 +57,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.writeTime = platformmetrics.Register(reg, m.writeTime)
 	m.relayed = platformmetrics.Register(reg, m.relayed)
 	m.deadLetters = platformmetrics.Register(reg, m.deadLetters)
+	m.claimedDead = platformmetrics.Register(reg, m.claimedDead)
 	m.errors = platformmetrics.Register(reg, m.errors)
 	return m
 }

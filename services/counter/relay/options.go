@@ -19,6 +19,7 @@ type options struct {
 	linger        time.Duration
 	claimIdle     time.Duration
 	claimInterval time.Duration
+	heartbeatTTL  time.Duration
 	depthInterval time.Duration
 	backoffMin    time.Duration
 	backoffMax    time.Duration
@@ -35,6 +36,7 @@ func defaultOptions() options {
 		linger:        DefaultLinger,
 		claimIdle:     30 * time.Second,
 		claimInterval: 5 * time.Second,
+		heartbeatTTL:  DefaultHeartbeatTTL,
 		depthInterval: time.Second,
 		backoffMin:    50 * time.Millisecond,
 		backoffMax:    5 * time.Second,
@@ -53,9 +55,9 @@ func WithStream(key string) Option {
 func WithGroup(name string) Option { return func(o *options) { o.group = name } }
 
 // WithConsumerName sets this instance's consumer name in the group (default:
-// host name plus a random suffix). Reusing a crashed instance's name makes it
-// resume that instance's pending entries at once instead of after the claim
-// idle time.
+// host name plus a random suffix; FromConfig derives a stable one, see
+// Identity). Reusing a crashed instance's name makes it resume that
+// instance's pending entries at once. Two live relays must not share a name.
 func WithConsumerName(name string) Option { return func(o *options) { o.consumer = name } }
 
 // WithDeadLetterStream sets the stream that receives entries that cannot be
@@ -106,6 +108,22 @@ func WithClaimIdle(idle, every time.Duration) Option {
 		}
 		if every > 0 {
 			o.claimInterval = every
+		}
+	}
+}
+
+// DefaultHeartbeatTTL is how long a relay's liveness key outlives its last
+// refresh (HGP_RELAY_HEARTBEAT_TTL).
+const DefaultHeartbeatTTL = 5 * time.Second
+
+// WithHeartbeat sets the lifetime of this relay's liveness key (default
+// 5s; refreshed every third of it). The pending entries of a relay whose
+// key expired and that has not touched the group for as long are claimed
+// by the others, checked every half of it; a live relay's are not.
+func WithHeartbeat(ttl time.Duration) Option {
+	return func(o *options) {
+		if ttl > 0 {
+			o.heartbeatTTL = ttl
 		}
 	}
 }

@@ -45,6 +45,10 @@ type MessageWriter interface {
 type Redis interface {
 	redis.StreamCmdable
 	TxPipeline() redis.Pipeliner
+	// For the liveness key (heartbeat).
+	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
+	Exists(ctx context.Context, keys ...string) *redis.IntCmd
+	Del(ctx context.Context, keys ...string) *redis.IntCmd
 }
 
 // Relay moves outbox entries to Kafka. Create it with New and run Run in a
@@ -89,9 +93,48 @@ func defaultConsumerName() string {
 // ConsumerName returns this instance's name in the stream consumer group.
 func (r *Relay) ConsumerName() string { return r.o.consumer }
 
+// HeartbeatKey is the liveness key of the relay named consumer on stream:
+// it exists while the relay runs (refreshed every third of its TTL) and is
+// deleted when Run returns.
+func HeartbeatKey(stream, consumer string) string { return stream + ":alive:" + consumer }
+
+// heartbeat keeps this relay's liveness key alive until ctx ends, then
+// deletes it, so that the others may claim what it left pending at once.
+func (r *Relay) heartbeat(ctx context.Context, token string) {
+	key := HeartbeatKey(r.o.stream, r.o.consumer)
+	t := time.NewTicker(r.o.heartbeatTTL / 3)
+	defer t.Stop()
+	for {
+		if err := r.rdb.Set(ctx, key, token, r.o.heartbeatTTL).Err(); err != nil && ctx.Err() == nil {
+			r.fail("heartbeat", err)
+		}
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = r.rdb.Del(dctx, key).Err()
+			cancel()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Run relays until ctx is cancelled; it returns nil then. Failures of Redis
 // or Kafka are logged, counted and retried with backoff; they never end Run.
 func (r *Relay) Run(ctx context.Context) error {
+	// The liveness key first, so that no other relay takes this one for
+	// dead while it resumes its pending entries.
+	var tok [8]byte
+	_, _ = rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	if err := r.rdb.Set(ctx, HeartbeatKey(r.o.stream, r.o.consumer), token, r.o.heartbeatTTL).Err(); err != nil && ctx.Err() == nil {
+		r.fail("heartbeat", err) // the heartbeat goroutine retries
+	}
+	hbCtx, stopHeartbeat := context.WithCancel(ctx)
+	hbDone := make(chan struct{})
+	go func() { defer close(hbDone); r.heartbeat(hbCtx, token) }()
+	defer func() { stopHeartbeat(); <-hbDone }()
+
 	b := r.newBackoff()
 	for {
 		err := r.ensureGroup(ctx)
@@ -108,13 +151,16 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	b.Reset()
 	ownPending := true // first re-read what this consumer name left pending
-	var lastClaim time.Time
+	var lastClaim, lastDead time.Time
 	for ctx.Err() == nil {
 		var (
 			entries []redis.XMessage
 			err     error
 		)
 		switch {
+		case !ownPending && time.Since(lastDead) >= r.o.heartbeatTTL/2:
+			lastDead = time.Now()
+			entries, err = r.claimDead(ctx)
 		case time.Since(lastClaim) >= r.o.claimInterval:
 			lastClaim = time.Now()
 			entries, err = r.claim(ctx)
@@ -244,6 +290,64 @@ func (r *Relay) claim(ctx context.Context) ([]redis.XMessage, error) {
 		r.logger.Info("claimed pending outbox entries", "count", len(msgs))
 	}
 	return msgs, nil
+}
+
+// claimDead takes over the pending entries of relays that are dead: their
+// liveness key expired (or never existed: a relay of an older version) and
+// they have not touched the group for as long as the key lives. A live
+// relay's pending entries are never taken here, whatever their age (the
+// claim idle time of claim is the last resort for a relay stuck alive).
+// XCLAIM's minimum idle time makes concurrent claimers take each entry
+// once.
+func (r *Relay) claimDead(ctx context.Context) ([]redis.XMessage, error) {
+	consumers, err := r.rdb.XInfoConsumers(ctx, r.o.stream, r.o.group).Result()
+	if err != nil {
+		r.fail("claim_dead", err)
+		return nil, fmt.Errorf("consumers of %s: %w", r.o.stream, err)
+	}
+	for _, c := range consumers {
+		if c.Name == r.o.consumer || c.Pending == 0 || c.Idle < r.o.heartbeatTTL {
+			continue
+		}
+		alive, err := r.rdb.Exists(ctx, HeartbeatKey(r.o.stream, c.Name)).Result()
+		if err != nil {
+			r.fail("claim_dead", err)
+			return nil, fmt.Errorf("liveness of relay %s: %w", c.Name, err)
+		}
+		if alive == 1 {
+			continue
+		}
+		pending, err := r.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: r.o.stream, Group: r.o.group, Start: "-", End: "+", Count: int64(r.o.batch), Consumer: c.Name,
+		}).Result()
+		if err != nil {
+			r.fail("claim_dead", err)
+			return nil, fmt.Errorf("pending entries of relay %s: %w", c.Name, err)
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		ids := make([]string, len(pending))
+		for i, p := range pending {
+			ids[i] = p.ID
+		}
+		msgs, err := r.rdb.XClaim(ctx, &redis.XClaimArgs{
+			Stream: r.o.stream, Group: r.o.group, Consumer: r.o.consumer, MinIdle: r.o.heartbeatTTL / 2, Messages: ids,
+		}).Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			r.fail("claim_dead", err)
+			return nil, fmt.Errorf("claim entries of relay %s: %w", c.Name, err)
+		}
+		if len(msgs) > 0 {
+			r.m.claimedDead.Add(float64(len(msgs)))
+			r.logger.Info("claimed the pending outbox entries of a dead relay", "dead", c.Name, "count", len(msgs), "idle", c.Idle)
+			return msgs, nil
+		}
+	}
+	return nil, nil
 }
 
 // process relays one batch: dead-letters what cannot be converted, writes
