@@ -1,0 +1,204 @@
+package counter_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/relay"
+)
+
+// counterProcess is a real counter command of this test.
+type counterProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *counterProcess) kill9(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+}
+
+// TestKill9RelayResumesOrIsClaimed runs real counter processes whose relay
+// holds outbox entries it could not hand to Kafka (its brokers are a
+// closed port) and kills them with SIGKILL:
+//   - restarted with the same identity (same listen address), the relay
+//     resumes its own pending entries at once, long before the heartbeat
+//     or the claim idle time could have freed them, and sends each once;
+//   - a different instance takes a dead relay's entries within a few
+//     seconds of its heartbeat expiring (claim idle time an hour away).
+func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
+	rdb := realRedis(t)
+	ctx := context.Background()
+	brokers := strings.Split(testenv.KafkaBrokers(t), ",")
+	topic := fmt.Sprintf("hgp-t-kill-%d", time.Now().UnixNano())
+	{
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := relay.EnsureTopic(c, brokers, topic, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
+
+	bin := filepath.Join(t.TempDir(), "counter")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/counter").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(addr, kafkaBrokers, heartbeat string) *counterProcess {
+		t.Helper()
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(),
+			"HGP_IDENTITY_SECRET="+secret,
+			"HGP_COUNTER_ADDR="+addr,
+			"HGP_REDIS_ADDR="+testenv.RedisAddr(t),
+			"HGP_REDIS_DB="+strconv.Itoa(testDB),
+			"HGP_KAFKA_BROKERS="+kafkaBrokers,
+			"HGP_KAFKA_TOPIC="+topic,
+			"HGP_RELAY_HEARTBEAT_TTL="+heartbeat,
+			"HGP_RELAY_CLAIM_IDLE=1h",
+			"HGP_CONSUL_ADDR=",
+			"HGP_METRICS_ADDR=",
+			"HGP_LOG_LEVEL=error",
+		)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := &counterProcess{cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); close(p.done) }()
+		t.Cleanup(func() { p.kill9(t) })
+		return p
+	}
+	add := func(n int) {
+		t.Helper()
+		for i := range n {
+			if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: map[string]any{
+				"k": "like", "u": "u" + strconv.Itoa(i), "ns": "kill", "id": "a" + strconv.Itoa(i%3), "d": "1",
+			}}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pending := func(consumer string) int {
+		p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: redisstore.OutboxStream, Group: relay.DefaultGroup, Start: "-", End: "+", Count: 10_000, Consumer: consumer,
+		}).Result()
+		if err != nil {
+			return -1
+		}
+		return len(p)
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: "verify-" + topic, StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	defer reader.Close()
+	// readN reads n messages and returns their distinct event ids.
+	readN := func(n int) map[string]int {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		seen := map[string]int{}
+		for range n {
+			m, err := reader.FetchMessage(rctx)
+			if err != nil {
+				t.Fatalf("read %s: got %d of %d: %v", topic, len(seen), n, err)
+			}
+			ev := &eventsv1.Event{}
+			if err := proto.Unmarshal(m.Value, ev); err != nil {
+				t.Fatal(err)
+			}
+			seen[ev.GetEventId()]++
+		}
+		return seen
+	}
+	noBroker := testenv.ClosedAddr(t)
+	const n = 60
+
+	// 1. Same identity: a restart resumes its own pending entries at once.
+	addrA := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	nameA := relay.Identity("", addrA)
+	a := run(addrA, noBroker, "30s")
+	add(n)
+	testenv.Eventually(t, waitTimeout, "the first counter's relay to hold every entry", func() bool { return pending(nameA) == n })
+	a.kill9(t)
+	began := time.Now()
+	a2 := run(addrA, strings.Join(brokers, ","), "30s")
+	seen := readN(n)
+	took := time.Since(began)
+	if len(seen) != n {
+		t.Fatalf("restart relayed %d distinct entries; want %d", len(seen), n)
+	}
+	// Neither the 30 s heartbeat nor the 1 h claim idle time freed them.
+	if took > 20*time.Second {
+		t.Fatalf("a restart with the same identity relayed its entries after %s; want at once", took)
+	}
+	t.Logf("restarted relay %s resumed %d pending entries in %s", nameA, n, took)
+
+	// 2. Another identity: a dead relay's entries are claimed once its
+	// liveness key expired.
+	addrB := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	nameB := relay.Identity("", addrB)
+	// The restarted A holds nothing now; it goes, so that B is the only
+	// relay reading the next entries and C the only one that may claim them.
+	testenv.Eventually(t, waitTimeout, "the restarted relay to acknowledge", func() bool { return pending(nameA) == 0 })
+	a2.kill9(t)
+	b := run(addrB, noBroker, "1s")
+	add(n)
+	testenv.Eventually(t, waitTimeout, "the second counter's relay to hold the new entries", func() bool { return pending(nameB) == n })
+	b.kill9(t)
+	began = time.Now()
+	addrC := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	run(addrC, strings.Join(brokers, ","), "1s")
+	seen = readN(n)
+	took = time.Since(began)
+	if len(seen) != n {
+		t.Fatalf("relayed %d distinct entries of the dead relay; want %d", len(seen), n)
+	}
+	if took > 20*time.Second {
+		t.Fatalf("a dead relay's entries were claimed after %s; want a few seconds (heartbeat 1s)", took)
+	}
+	t.Logf("dead relay %s: entries relayed by another instance %s after the kill", nameB, took)
+	testenv.EventuallyNoError(t, waitTimeout, "the outbox to drain", func() error {
+		if l := rdb.XLen(ctx, redisstore.OutboxStream).Val(); l != 0 {
+			return fmt.Errorf("outbox holds %d entries", l)
+		}
+		return nil
+	})
+	// Normal case: nothing was sent twice (the topic holds exactly 2n).
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ends, err := relay.EndOffsets(lctx, brokers, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, end := range ends {
+		total += end
+	}
+	if total != 2*n {
+		t.Fatalf("topic holds %d messages; want %d, each entry once", total, 2*n)
+	}
+}
