@@ -69,8 +69,12 @@ func New(client Client, enabled bool, workers, max, queue int) *Batcher {
 }
 
 // Do runs cmds in one pipeline, possibly shared with other callers. When it
-// returns nil every command holds its own reply or error. A caller whose ctx
-// ends stops waiting at once; its commands may still run.
+// returns nil every command holds its own reply or error.
+//
+// A caller whose ctx ends stops waiting at once, but its commands may still
+// be queued or running: after Do returns an error the commands belong to the
+// batcher, and the caller must neither read nor modify them (not even
+// SetErr) — build a new command to carry the error if one is needed.
 func (b *Batcher) Do(ctx context.Context, cmds ...redis.Cmder) error {
 	if !b.enabled {
 		if b.off.Load() {

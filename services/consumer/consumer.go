@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/backoff"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 )
 
@@ -148,7 +148,7 @@ func decodeBatch(batch []kafka.Message) prepared {
 		msgs:   make([]kafka.Message, 0, len(batch)),
 	}
 	for _, m := range batch {
-		ev, err := Decode(m.Value)
+		ev, err := events.Decode(m.Value)
 		if err != nil {
 			p.bad = append(p.bad, poison{m, err.Error()})
 			continue
@@ -379,16 +379,4 @@ func (c *Consumer) sampleLag() {
 	}
 	c.lastStats = time.Now()
 	c.m.lag.Set(float64(s.Stats().Lag))
-}
-
-// Decode decodes and validates one Kafka message value.
-func Decode(value []byte) (*eventsv1.Event, error) {
-	ev := &eventsv1.Event{}
-	if err := proto.Unmarshal(value, ev); err != nil {
-		return nil, fmt.Errorf("decode: %w", err)
-	}
-	if err := sink.Validate(ev); err != nil {
-		return nil, err
-	}
-	return ev, nil
 }

@@ -32,6 +32,11 @@ func rateVars(t *testing.T, backend, redisAddr, prefix string, budgets map[strin
 		"HGP_RATE_READ_USER":       "off",
 		"HGP_RATE_WRITE_IP":        "off",
 		"HGP_RATE_READ_IP":         "off",
+		// An infrastructure budget, not a latency claim: on a loaded
+		// machine under -race a Redis round trip can take far longer than
+		// the 100 ms default, and a limiter that fails open to its local
+		// budget would make the counts below meaningless.
+		"HGP_RATE_REDIS_TIMEOUT": "10s",
 	}
 	for k, val := range budgets {
 		v[k] = val
@@ -89,6 +94,17 @@ func (o *outcome) check(t *testing.T, what string, total, wantAllowed int64) {
 	}
 }
 
+// requireRedisDecided fails unless every decision of gw came from the shared
+// Redis budget: a count that was right only because the local fallback
+// happened to agree proves nothing about sharing.
+func requireRedisDecided(t *testing.T, what string, gw *runningGateway) {
+	t.Helper()
+	st := gw.g.Stats().RateLimit
+	if st == nil || st.RedisErrors != 0 || st.LocalDecisions != 0 || st.RedisDown {
+		t.Fatalf("%s: limiter did not decide on Redis alone: %+v", what, st)
+	}
+}
+
 // TestRateLimitSharedByReplicas: two gateway replicas on one Redis spend
 // one budget per user (writes and reads separately), whatever replica and
 // protocol a call uses; allowed responses carry the remaining budget,
@@ -134,6 +150,9 @@ func TestRateLimitSharedByReplicas(t *testing.T) {
 	total := int64(len(replicas) * len(rpctest.Protocols) * perReplicaAndProtocol)
 	writes.check(t, "writes of one user", total, 7)
 	reads.check(t, "reads of one user", total, 4)
+	for i, gw := range replicas {
+		requireRedisDecided(t, fmt.Sprintf("replica %d", i), gw)
+	}
 
 	// Another user has a budget of their own.
 	other := counterv1connect.NewCounterServiceClient(replicas[1].client, replicas[1].url, withHeaders(bearer(token(t, unique("bob")))))
@@ -195,6 +214,9 @@ func TestRateLimitForgedForwardingHeaders(t *testing.T) {
 	wg.Wait()
 	writes.check(t, "writes from one IP with forged headers", int64(n), 5)
 	reads.check(t, "anonymous reads from one IP with forged headers", int64(n), 3)
+	for i, gw := range replicas {
+		requireRedisDecided(t, fmt.Sprintf("replica %d", i), gw)
+	}
 }
 
 // TestRateLimitTrustedProxy: behind a configured trusted proxy the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/auth"
@@ -29,8 +31,9 @@ const e2eRedisDB = "11"
 
 // startMultiService runs a counter on real Redis and a gateway in front of
 // it, as separate components on loopback ports, and returns the gateway URL
-// and a function minting tokens.
-func startMultiService(t *testing.T) (string, func(sub string) string) {
+// and a function minting tokens. extra adds settings (and, with
+// HGP_KAFKA_BROKERS and HGP_MYSQL_DSN among them, a consumer).
+func startMultiService(t *testing.T, extra map[string]string) (string, func(sub string) string) {
 	t.Helper()
 	redisAddr := testenv.RedisAddr(t)
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: 11})
@@ -48,14 +51,16 @@ func startMultiService(t *testing.T) (string, func(sub string) string) {
 		t.Fatal(err)
 	}
 	jwtSecret := strings.Repeat("j", 32)
-	cfg := config.FromMap(map[string]string{
+	vars := map[string]string{
 		"HGP_REDIS_ADDR":           redisAddr,
 		"HGP_REDIS_DB":             e2eRedisDB,
 		"HGP_IDENTITY_SECRET":      strings.Repeat("i", 32),
 		"HGP_JWT_HS256_SECRET":     jwtSecret,
 		"HGP_GATEWAY_COUNTER_URLS": "http://" + counterLn.Addr().String(),
 		"HGP_COUNTER_CACHE_TTL":    "0s",
-	})
+	}
+	maps.Copy(vars, extra)
+	cfg := config.FromMap(vars)
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := logging.Discard()
 	cc, err := counter.Build(ctx, logger, cfg)
@@ -68,11 +73,19 @@ func startMultiService(t *testing.T) (string, func(sub string) string) {
 		t.Fatalf("gateway: %v", err)
 	}
 	gc.Listener = gatewayLn
+	comps := []*bootstrap.Component{cc, gc}
+	if vars["HGP_KAFKA_BROKERS"] != "" && vars["HGP_MYSQL_DSN"] != "" {
+		kc, err := consumer.Build(ctx, logger, cfg)
+		if err != nil {
+			t.Fatalf("consumer: %v", err)
+		}
+		comps = append(comps, kc)
+	}
 	if err := cfg.Err(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(ctx, logger, cc, gc) }()
+	go func() { done <- bootstrap.Run(ctx, logger, comps...) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -100,7 +113,7 @@ func withToken[T any](msg *T, token string) *connect.Request[T] {
 // TestEndToEndEveryRPCEveryProtocol drives every RPC through the gateway to
 // the counter on real Redis over Connect JSON, gRPC and gRPC-Web.
 func TestEndToEndEveryRPCEveryProtocol(t *testing.T) {
-	url, mint := startMultiService(t)
+	url, mint := startMultiService(t, nil)
 	client := server.NewH2CClient()
 	ctx := context.Background()
 
@@ -178,7 +191,7 @@ func TestEndToEndEveryRPCEveryProtocol(t *testing.T) {
 // TestEndToEndReflectionAndGet checks grpcurl-style reflection at the gateway
 // and a Connect GET of a side-effect-free procedure.
 func TestEndToEndReflectionAndGet(t *testing.T) {
-	url, _ := startMultiService(t)
+	url, _ := startMultiService(t, nil)
 	client := server.NewH2CClient()
 	rc := grpcreflect.NewClient(client, url)
 	stream := rc.NewStream(context.Background())

@@ -13,7 +13,7 @@ require (
 	github.com/highgopress/highgopress/services/consumer v0.0.0
 	github.com/highgopress/highgopress/services/counter v0.0.0
 	github.com/highgopress/highgopress/services/gateway v0.0.0
-	github.com/redis/go-redis/v9 v9.23.0
+	github.com/redis/go-redis/v9 v9.24.0
 	github.com/sirupsen/logrus v1.9.3
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 )
@@ -73,7 +73,7 @@ require (
 	golang.org/x/exp v0.0.0-20260218203240-3dfff04db8fa // indirect
 	golang.org/x/mod v0.41.0 // indirect
 	golang.org/x/sync v0.22.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/telemetry v0.0.0-20260811182544-a038080d80e5 // indirect
 	golang.org/x/text v0.31.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/highgopress/highgopress/services/consumer/sink"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
@@ -249,7 +249,7 @@ func (r *Reconciler) rebuildItem(ctx context.Context, it domain.ItemRef) (int, e
 	for _, u := range likers {
 		args = append(args, u)
 	}
-	if len(counts) == 0 || countOf(counts, sink.LikesMetric) != int64(len(likers)) {
+	if len(counts) == 0 || countOf(counts, events.LikesMetric) != int64(len(likers)) {
 		r.logger.Warn("likes count and likers differ in MySQL", "namespace", it.Namespace, "item", it.ID)
 	}
 	n, err := rebuildItem.Run(ctx, r.rdb, []string{redisstore.CountsKey(it), redisstore.LikersKey(it)}, args...).Int()

@@ -34,6 +34,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/services/consumer/sink/db"
 )
 
@@ -82,8 +83,8 @@ type Mark struct {
 //
 // The caller must only pass a mark when every message below it is applied
 // by this call, by an earlier committed one, or is poison.
-func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event, marks []Mark) (Result, error) {
-	if len(events) == 0 && len(marks) == 0 {
+func (s *Sink) Apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (Result, error) {
+	if len(evs) == 0 && len(marks) == 0 {
 		return Result{}, nil
 	}
 	marks = sortMarks(marks)
@@ -92,7 +93,7 @@ func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event, marks []Mark
 		err error
 	)
 	for attempt := 1; attempt <= s.attempts; attempt++ {
-		res, err = s.apply(ctx, events, marks)
+		res, err = s.apply(ctx, evs, marks)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return res, err
 		}
@@ -101,7 +102,7 @@ func (s *Sink) Apply(ctx context.Context, events []*eventsv1.Event, marks []Mark
 	return res, err
 }
 
-func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event, marks []Mark) (res Result, err error) {
+func (s *Sink) apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (res Result, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("begin: %w", err)
@@ -120,7 +121,7 @@ func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event, marks []Mark
 	follows := map[followKey]*eventsv1.Event{}
 	seen := map[string]bool{}
 	var incs []*eventsv1.Event
-	for _, ev := range events {
+	for _, ev := range evs {
 		switch ev.GetKind() {
 		case eventsv1.Kind_KIND_LIKE, eventsv1.Kind_KIND_UNLIKE:
 			k := likeKey{ev.GetNamespace(), ev.GetItemId(), ev.GetUserId()}
@@ -138,10 +139,10 @@ func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event, marks []Mark
 				incs = append(incs, ev)
 			}
 		default:
-			return Result{}, fmt.Errorf("%w: unknown kind %d", ErrInvalid, ev.GetKind())
+			return Result{}, fmt.Errorf("%w: unknown kind %d", events.ErrInvalid, ev.GetKind())
 		}
 	}
-	res.Ignored = len(events) - len(likes) - len(follows) - len(incs)
+	res.Ignored = len(evs) - len(likes) - len(follows) - len(incs)
 
 	counts := map[countKey]int64{}
 	users := map[string]userDelta{}
@@ -191,7 +192,7 @@ func (s *Sink) apply(ctx context.Context, events []*eventsv1.Event, marks []Mark
 			if !liked {
 				d = -1
 			}
-			counts[countKey{k.ns, k.item, LikesMetric}] += d
+			counts[countKey{k.ns, k.item, events.LikesMetric}] += d
 		}
 	}
 
@@ -371,7 +372,7 @@ func retryable(err error) bool {
 // the event is invalid or a value does not fit the schema. Every other
 // error (connection lost, server restarting, conflicts) is transient.
 func Permanent(err error) bool {
-	if errors.Is(err, ErrInvalid) {
+	if errors.Is(err, events.ErrInvalid) || errors.Is(err, events.ErrUndecodable) {
 		return true
 	}
 	var me *mysql.MySQLError

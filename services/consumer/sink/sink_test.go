@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
@@ -35,9 +36,9 @@ func openSink(t *testing.T) (*sink.Sink, *sql.DB) {
 	return sink.New(logging.Discard(), conn), conn
 }
 
-// events converts ops to events the way the relay does, with the stream id
+// opEvents converts ops to events the way the relay does, with the stream id
 // "<1700000000000+i>-0" as event id (so versions follow op order).
-func events(t *testing.T, ops []pipetest.Op) []*eventsv1.Event {
+func opEvents(t *testing.T, ops []pipetest.Op) []*eventsv1.Event {
 	t.Helper()
 	out := make([]*eventsv1.Event, len(ops))
 	for i, op := range ops {
@@ -70,7 +71,7 @@ func likeState(t *testing.T, conn *sql.DB) (liked bool, count int64) {
 		t.Fatal(err)
 	}
 	for _, c := range counts {
-		if c.Metric == sink.LikesMetric {
+		if c.Metric == events.LikesMetric {
 			count = c.Value
 		}
 	}
@@ -178,7 +179,7 @@ func TestShuffledBatchesMatchOracle(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openSink(t)
 	o := pipetest.NewOracle(42)
-	evs := events(t, o.Generate(4000, 40, 15))
+	evs := opEvents(t, o.Generate(4000, 40, 15))
 	all := append(append([]*eventsv1.Event{}, evs...), evs...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
@@ -202,7 +203,7 @@ func TestShuffledBatchesMatchOracle(t *testing.T) {
 }
 
 func TestPermanentErrors(t *testing.T) {
-	if !sink.Permanent(sink.Validate(&eventsv1.Event{Kind: eventsv1.Kind_KIND_LIKE})) {
+	if !sink.Permanent(events.Validate(&eventsv1.Event{Kind: eventsv1.Kind_KIND_LIKE})) {
 		t.Fatal("an invalid event must be a permanent error")
 	}
 	if sink.Permanent(context.Canceled) {

@@ -6,6 +6,8 @@ package apistats
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +26,8 @@ import (
 // during one flush window.
 type Stat struct {
 	// ID is unique per (recorder, window, procedure, code) and stable when a
-	// failed batch is published again, so a sink can deduplicate.
+	// failed batch is published again, so a sink can deduplicate. It is
+	// short and of fixed length (see statID) whatever the procedure's name.
 	ID string
 	// Procedure is the HTTP path, "/package.Service/Method" ("<unknown>"
 	// for paths the gateway does not route, "<other>" past the cardinality
@@ -131,6 +134,21 @@ func NewRecorder(logger *slog.Logger, sink Sink, cfg Config, opts ...Option) *Re
 	return r
 }
 
+// statID names one stat: "api-" and 40 hex digits of a SHA-256 over the
+// recorder instance, the flush sequence number, the code and the procedure.
+// Unique for practical purposes (160 bits), stable across retries of the
+// same batch, and 44 characters long — well within the event contract's
+// event id limit (events.MaxEventID), however long host names or
+// procedure paths get.
+func statID(instance string, seq uint64, code, procedure string) string {
+	h := sha256.New()
+	for _, part := range []string{instance, strconv.FormatUint(seq, 10), code, procedure} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return "api-" + hex.EncodeToString(h.Sum(nil)[:20])
+}
+
 // OK is the code recorded for successful calls (Connect has no code 0).
 const OK connect.Code = 0
 
@@ -235,7 +253,6 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	defer r.flushMu.Unlock()
 	now := r.opts.now()
 	r.seq++
-	prefix := r.opts.instance + "-" + strconv.FormatUint(r.seq, 10) + "-"
 	batch := r.pending
 	for proc, c := range *r.procs.Load() {
 		for i := range numCodes {
@@ -245,7 +262,7 @@ func (r *Recorder) Flush(ctx context.Context) error {
 			}
 			code := codeString(i)
 			batch = append(batch, Stat{
-				ID: prefix + code + "-" + proc, Procedure: proc, Code: code, Count: n,
+				ID: statID(r.opts.instance, r.seq, code, proc), Procedure: proc, Code: code, Count: n,
 				Start: r.windowStart, End: now,
 			})
 		}

@@ -51,7 +51,7 @@ func realRedis(t *testing.T) *redis.Client {
 }
 
 func cfgWith(f func(*Config)) Config {
-	c := Config{WriteUser: "off", ReadUser: "off", WriteIP: "off", ReadIP: "off", RedisDown: FailOpen, RedisTimeout: time.Second}
+	c := Config{WriteUser: "off", ReadUser: "off", WriteIP: "off", ReadIP: "off", RedisDown: FailOpen, RedisTimeout: 30 * time.Second}
 	f(&c)
 	return c
 }

@@ -36,7 +36,12 @@ func (c pipelinedClient) EvalSha(ctx context.Context, sha string, keys []string,
 	a = append(a, args...)
 	cmd := redis.NewCmd(ctx, a...)
 	if err := c.b.Do(ctx, cmd); err != nil {
-		cmd.SetErr(err)
+		// A caller that stopped waiting does not own cmd any more: the
+		// batcher may still be writing its reply. Answer with a command
+		// of our own that carries the error.
+		failed := redis.NewCmd(ctx, a...)
+		failed.SetErr(err)
+		return failed
 	}
 	return cmd
 }

@@ -1,6 +1,6 @@
 // Package kafkasink publishes the gateway's API call statistics to Kafka as
-// API_CALL events (binary protobuf eventsv1.Event) on the user-actions
-// topic, keyed "api/<procedure>", for the analytics service.
+// API_CALL events on the user-actions topic, encoded and keyed by the
+// events contract (platform/events), for the consumer and analytics.
 package kafkasink
 
 import (
@@ -10,19 +10,12 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
+		"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/services/gateway/apistats"
 )
-
-// DefaultTopic is the topic API_CALL events go to (HGP_KAFKA_TOPIC).
-const DefaultTopic = "user-actions"
-
-// HeaderEventType carries the event kind ("KIND_API_CALL"), as on every
-// event of the user-actions topic.
-const HeaderEventType = "hgp-event-type"
 
 // Writer is the part of *kafka.Writer the sink uses: WriteMessages returns
 // once the broker acknowledged every message (or failed).
@@ -87,22 +80,15 @@ func Event(st apistats.Stat) *eventsv1.Event {
 	}
 }
 
-// Key is the Kafka key of a stat's event: "api/<procedure>", so one
-// procedure's counts stay in one partition.
-func Key(st apistats.Stat) string { return "api/" + st.Procedure }
-
-// Message encodes a stat as a Kafka message.
+// Message encodes a stat as a Kafka message under the events contract (key
+// "api/<procedure>", event-type header, validated as the consumer will).
 func Message(st apistats.Stat) (kafka.Message, error) {
 	if st.ID == "" {
 		return kafka.Message{}, errors.New("kafkasink: stat without id")
 	}
-	value, err := proto.Marshal(Event(st))
+	m, err := events.Message(Event(st), "")
 	if err != nil {
-		return kafka.Message{}, fmt.Errorf("kafkasink: encode %s: %w", st.ID, err)
+		return kafka.Message{}, fmt.Errorf("kafkasink: %w", err)
 	}
-	return kafka.Message{
-		Key:     []byte(Key(st)),
-		Value:   value,
-		Headers: []kafka.Header{{Key: HeaderEventType, Value: []byte(eventsv1.Kind_KIND_API_CALL.String())}},
-	}, nil
+	return m, nil
 }

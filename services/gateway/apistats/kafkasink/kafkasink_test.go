@@ -7,16 +7,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/server"
@@ -71,7 +74,7 @@ func TestEventMapping(t *testing.T) {
 	}
 	for i, m := range w.msgs {
 		ev := decode(t, m)
-		if string(m.Key) != "api//p.v1.S/Like" || len(m.Headers) != 1 || m.Headers[0].Key != kafkasink.HeaderEventType ||
+		if string(m.Key) != "api//p.v1.S/Like" || len(m.Headers) != 1 || m.Headers[0].Key != events.HeaderEventType ||
 			string(m.Headers[0].Value) != "KIND_API_CALL" {
 			t.Fatalf("message %d: key %q headers %v", i, m.Key, m.Headers)
 		}
@@ -231,5 +234,45 @@ func TestGatewayPublishesToKafka(t *testing.T) {
 	}
 	if total != 5 {
 		t.Fatalf("%d calls counted, want 5", total)
+	}
+}
+
+// TestRecorderEventsPassTheContract: whatever the host name and procedure
+// path, every event a recorder flushes is one the consumer accepts (the
+// events contract's Decode, the consumer's own check) — ids built from the
+// host, pid, clock and path once exceeded its event id limit, and every API
+// statistic was dead-lettered.
+func TestRecorderEventsPassTheContract(t *testing.T) {
+	w := &fakeWriter{}
+	long := strings.Repeat("gateway-replica-", 8) // a long pod/host name
+	procs := []string{
+		"/highgopress.counter.v1.CounterService/GetCounts",
+		"/highgopress.counter.v1.FollowService/" + strings.Repeat("M", 200),
+		apistats.UnknownProcedure,
+	}
+	rec := apistats.NewRecorder(logging.Discard(), kafkasink.New(w), apistats.Config{FlushInterval: time.Hour},
+		apistats.WithInstance(long), apistats.WithKnownProcedures(func(p string) bool { return slices.Contains(procs, p) }))
+	for range 2 { // two windows: ids differ between flushes
+		for _, p := range procs {
+			rec.Record(p, apistats.OK)
+			rec.Record(p, connect.CodeResourceExhausted)
+		}
+		if err := rec.Flush(context.Background()); err != nil {
+			t.Fatalf("flush: %v", err)
+		}
+	}
+	if len(w.msgs) != 2*2*len(procs) {
+		t.Fatalf("%d messages, want %d", len(w.msgs), 2*2*len(procs))
+	}
+	ids := map[string]bool{}
+	for _, m := range w.msgs {
+		ev, err := events.Decode(m.Value)
+		if err != nil {
+			t.Fatalf("message %q refused by the contract: %v", m.Key, err)
+		}
+		if ids[ev.GetEventId()] {
+			t.Fatalf("event id %q used twice", ev.GetEventId())
+		}
+		ids[ev.GetEventId()] = true
 	}
 }

@@ -1,4 +1,4 @@
-package sink
+package events
 
 import (
 	"errors"
@@ -8,7 +8,8 @@ import (
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 )
 
-// Column limits of the schema (characters).
+// Limits of an event's fields (characters), the column sizes of the durable
+// schema.
 const (
 	MaxNamespace = 64
 	MaxID        = 128
@@ -18,8 +19,8 @@ const (
 	MaxCode      = 32
 )
 
-// LikesMetric is the item_counts metric that holds the like count; an
-// INCREMENT may not use it.
+// LikesMetric is the metric that holds an item's like count; an INCREMENT
+// may not use it.
 const LikesMetric = "likes"
 
 // ErrInvalid marks an event that can never be applied.
@@ -37,7 +38,9 @@ func text(name, v string, max int) error {
 	return nil
 }
 
-// Validate reports why an event cannot be applied, or nil.
+// Validate reports why an event cannot be applied, or nil. Producers call it
+// (through Message) before sending; the consumer calls it (through Decode)
+// before applying.
 func Validate(ev *eventsv1.Event) error {
 	var errs []error
 	check := func(err error) {
