@@ -162,7 +162,8 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 	// rate limit (the client IP's and the verified user's budgets, spent
 	// concurrently: one Redis round trip of latency) → authentication
 	// (verifies the token, rejects nothing) → API statistics (which count
-	// every rejection) → CORS (preflights answered first, RateLimit
+	// every rejection) → gRPC-Web text translation (everything inside sees
+	// binary gRPC-Web) → CORS (preflights answered first, RateLimit
 	// headers exposed).
 	if g.limiter != nil {
 		sopts = append(sopts, server.WithMiddleware(g.limiter.Middleware))
@@ -170,6 +171,7 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 	sopts = append(sopts,
 		server.WithMiddleware(g.authMiddleware),
 		server.WithMiddleware(g.recorder.Middleware),
+		server.WithMiddleware(grpcWebText),
 		server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
 	g.server = server.New(logger, o.routes.Services(), sopts...)
 	g.server.Handle("/", g)
@@ -486,6 +488,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Connection", "close")
 			}
 			g.failStatus(w, r, connect.CodeDeadlineExceeded, fmt.Sprintf("request body not received within the read timeout (%s)", g.readTimeout), http.StatusRequestTimeout)
+		case errors.Is(err, errInvalidBase64):
+			g.fail(w, r, connect.CodeInvalidArgument, errInvalidBase64.Error())
 		case r.Context().Err() != nil:
 			g.fail(w, r, connect.CodeCanceled, "request canceled")
 		default:
