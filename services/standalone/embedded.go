@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	sqle "github.com/dolthub/go-mysql-server"
@@ -20,8 +21,10 @@ import (
 // ordinary clients.
 type embedded struct {
 	redis *miniredis.Miniredis
-	kafka *kfake.Cluster
-	mysql *gmsserver.Server
+	// stopClock ends the goroutine that runs the embedded Redis's clock.
+	stopClock func()
+	kafka     *kfake.Cluster
+	mysql     *gmsserver.Server
 
 	RedisAddr    string
 	KafkaBrokers string
@@ -40,6 +43,7 @@ func startEmbedded(logger *slog.Logger, topics ...string) (*embedded, error) {
 		return nil, fmt.Errorf("start embedded redis: %w", err)
 	}
 	e.RedisAddr = e.redis.Addr()
+	e.stopClock = runRedisClock(e.redis, redisClockTick)
 
 	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(kafkaPartitions, topics...),
 		kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(kafkaPartitions))
@@ -78,9 +82,48 @@ func startEmbedded(logger *slog.Logger, topics ...string) (*embedded, error) {
 	return e, nil
 }
 
+// redisClockTick is how often the embedded Redis's TTLs are advanced to
+// the wall clock: keys expire at most this late.
+const redisClockTick = 50 * time.Millisecond
+
+// runRedisClock makes keys of m expire in real time, as they do in Redis:
+// miniredis only counts TTLs down when told to (FastForward), so without
+// this the gateway's rate-limit windows (1 s keys) never ended and a
+// budget spent once was spent for the life of the process. Every tick
+// advances the TTLs by the time that really passed. (miniredis's ClockTTL
+// does the same on every command, but each advance sorts every key of the
+// database: once per tick, not once per command.) It returns a function
+// that stops the clock.
+func runRedisClock(m *miniredis.Miniredis, tick time.Duration) func() {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		last := time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				m.FastForward(now.Sub(last))
+				last = now
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
 // Close stops every embedded server.
 func (e *embedded) Close() error {
 	var errs []error
+	if e.stopClock != nil {
+		e.stopClock()
+	}
 	if e.mysql != nil {
 		errs = append(errs, e.mysql.Close())
 	}

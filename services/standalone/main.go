@@ -1,7 +1,8 @@
 // Command standalone runs every HighGoPress service in one process on
 // embedded middleware: the quickest way to try the API. The services use the
 // same code paths as in production; only the servers they talk to (Redis, and
-// as the pipeline lands, Kafka and MySQL) are in-process substitutes.
+// as the pipeline lands, Kafka and MySQL) are in-process substitutes, which
+// keep everything in memory: the data is gone when the process stops.
 //
 //	go run ./services/standalone
 //
@@ -30,6 +31,12 @@ func main() {
 	}
 }
 
+// EphemeralNotice is the banner's statement that nothing survives the
+// process: the embedded Redis (miniredis), Kafka (kfake) and MySQL
+// (go-mysql-server's memory engine) keep their data in memory only.
+const EphemeralNotice = `Data is kept in memory only: every like, follow and count is lost when this
+process stops. For data that lasts, run the services on Redis, Kafka and MySQL.`
+
 // banner prints how to use the running stack.
 func banner(w io.Writer, r Ready) {
 	fmt.Fprintf(w, `
@@ -52,5 +59,7 @@ Try it:
 
 The token is valid for 24 hours. Stop with Ctrl-C.
 
-`, r.GatewayURL, r.DevUser, r.Token)
+%[4]s
+
+`, r.GatewayURL, r.DevUser, r.Token, EphemeralNotice)
 }
