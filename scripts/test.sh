@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The project's ONE test command:  bash scripts/test.sh [go test flags, e.g. -run X]
 #
-#   1. generated code: install the pinned tools, `buf generate`, fail if gen/ then differs
-#      from git; `buf lint`; `buf format -d --exit-code`   (skipped only without buf.yaml)
+#   0. tools: the pinned buf, protoc plugins, sqlc, gotestsum and golangci-lint (built
+#      once per machine)
+#   1. generated code: `buf generate` and `sqlc generate`, fail if their output then
+#      differs from git; `buf lint`; `buf format -d --exit-code`
 #   2. real middleware on loopback via scripts/mw.sh (stopped again on exit)
-#   3. `go vet` and `go test -race` in every module of go.work, with HGP_INTEGRATION=require
-#      so that a test whose server is missing fails instead of skipping
+#   3. `go vet`, golangci-lint (.golangci.yml) and `go test -race` in every module of go.work, with HGP_INTEGRATION=require
+#      so that a test whose server is missing fails instead of skipping; one line per test
+#      (gotestsum), JSON results in .run/test-results/
+#   4. clean tree: the run may not change tracked files or leave untracked ones
 #
 # Environment: MIDDLEWARE (servers to start), GO_TEST_TIMEOUT (default 20m),
 # SKIP_GENERATE=1 (skip step 1 locally; never set in CI).
@@ -45,6 +49,20 @@ summary() {
   echo "===================================================="
 }
 
+# ---------------------------------------------------------------- 0. tools
+# Pinned tools, each built once per machine into a cache (scripts/tools.sh);
+# timed on their own so that a cold build does not hide in another phase.
+phase_tools() {
+  local t0=$SECONDS
+  say "tools: buf, protoc plugins, sqlc, gotestsum, golangci-lint"
+  if bash scripts/tools.sh buf protoc-gen-go protoc-gen-connect-go sqlc gotestsum golangci-lint; then
+    record "tools (pinned, cached per machine)" PASS "$t0"
+  else
+    record "tools (pinned, cached per machine)" FAIL "$t0"
+    return 1
+  fi
+}
+
 # ---------------------------------------------------------------- 1. generated code
 phase_generate() {
   local t0=$SECONDS
@@ -57,8 +75,7 @@ phase_generate() {
     record "buf generate / lint / format (SKIP_GENERATE=1)" SKIP "$t0"
     return
   fi
-  say "generate: installing tools, buf generate, lint, format"
-  if ! bash scripts/tools.sh; then record "tools.sh" FAIL "$t0"; return; fi
+  say "generate: buf generate, lint, format"
   local ok=PASS
   if ! PATH="$ROOT/.bin:$PATH" buf generate; then
     echo "buf generate failed"; ok=FAIL
@@ -76,7 +93,7 @@ phase_generate() {
     ok=PASS
     local sqlc_out
     sqlc_out=$(sed -n 's/^[[:space:]]*out:[[:space:]]*//p' sqlc.yaml)
-    if ! bash scripts/tools.sh sqlc || ! (cd "$ROOT" && "$ROOT/.bin/sqlc" generate); then
+    if ! (cd "$ROOT" && "$ROOT/.bin/sqlc" generate); then
       echo "sqlc generate failed"; ok=FAIL
     elif [ -n "$(git status --porcelain -- $sqlc_out)" ]; then
       echo "sqlc output is not what sqlc generate produces (commit the regenerated code):"
@@ -151,11 +168,22 @@ phase_go() {
     t0=$SECONDS
     say "go vet $m"
     if (cd "$m" && go vet ./...); then record "go vet $m" PASS "$t0"; else record "go vet $m" FAIL "$t0"; fi
+    t0=$SECONDS
+    say "golangci-lint $m"
+    if (cd "$m" && "$ROOT/.bin/golangci-lint" run --config "$ROOT/.golangci.yml" ./...); then
+      record "golangci-lint $m" PASS "$t0"
+    else
+      record "golangci-lint $m" FAIL "$t0"
+    fi
   done
   for m in "${mods[@]}"; do
     t0=$SECONDS
     say "go test $m"
-    if (cd "$m" && go test -race -count=1 -timeout "$GO_TEST_TIMEOUT" "$@" ./...); then
+    # one line per test (and the output of every failed one), the list of
+    # failures again at the end, and a JSON record under .run/test-results
+    if (cd "$m" && "$ROOT/.bin/gotestsum" --format testname --format-hide-empty-pkg \
+          --jsonfile "$RESULTS_DIR/$(echo "$m" | tr '/.' '__').json" -- \
+          -race -count=1 -timeout "$GO_TEST_TIMEOUT" "$@" ./...); then
       record "go test $m" PASS "$t0"
     else
       record "go test $m" FAIL "$t0"
@@ -163,13 +191,43 @@ phase_go() {
   done
 }
 
+# ------------------------------------------------------------- 4. clean tree
+# Nothing the tests or the generators do may change tracked files or leave
+# untracked ones behind (go.work.sum included: commit it complete).
+phase_clean_tree() {
+  local t0=$SECONDS
+  if [ ! -d .git ] && ! git rev-parse --git-dir > /dev/null 2>&1; then
+    record "clean tree after tests (not a git checkout)" SKIP "$t0"
+    return
+  fi
+  local dirty
+  dirty=$(git status --porcelain --untracked-files=all)
+  if [ "$dirty" = "$TREE_BEFORE" ]; then
+    record "clean tree after tests" PASS "$t0"
+  else
+    echo "the tree changed while testing (commit or ignore these):"
+    diff <(echo "$TREE_BEFORE") <(echo "$dirty")
+    git --no-pager diff --stat
+    record "clean tree after tests" FAIL "$t0"
+  fi
+}
+
 say "HighGoPress tests in $ROOT ($(go version | cut -d' ' -f3), CI=${CI:-})"
-phase_generate
-if phase_middleware; then
-  phase_go "$@"
+# what a developer had changed before the run is not the run's doing
+TREE_BEFORE=$(git status --porcelain --untracked-files=all 2> /dev/null)
+RESULTS_DIR="$ROOT/.run/test-results"
+mkdir -p "$RESULTS_DIR"
+if phase_tools; then
+  phase_generate
+  if phase_middleware; then
+    phase_go "$@"
+  else
+    echo "middleware did not start: not running the Go tests (they need the servers)"
+  fi
 else
-  echo "middleware did not start: not running the Go tests (they need the servers)"
+  echo "tools could not be installed: nothing else can run"
 fi
 stop_middleware
+phase_clean_tree
 summary
 [ $FAILED -eq 0 ]

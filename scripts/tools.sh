@@ -17,6 +17,8 @@ declare -A PKG=(
   [task]=github.com/go-task/task/v3/cmd/task@v3.54.0
   [sqlc]=github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
   [helm]=helm.sh/helm/v3/cmd/helm@v3.22.0
+  [gotestsum]=gotest.tools/gotestsum@v1.13.0
+  [golangci-lint]=github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 )
 
 tools=("$@")

@@ -361,7 +361,11 @@ func TestIsConnectionError(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, realErr := http.Get("http://" + addr + "/")
+	res, realErr := http.Get("http://" + addr + "/")
+	if realErr == nil {
+		res.Body.Close()
+		t.Fatal("a closed port answered")
+	}
 	cases := []struct {
 		name string
 		err  error

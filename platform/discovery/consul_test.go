@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -185,7 +186,9 @@ func TestRegistrationWorkerDeregistersOnShutdownAndRestoresForgotten(t *testing.
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("watcher: %v", err)
+		}
 	})
 	testenv.Eventually(t, 10*time.Second, "registration", func() bool { return agentHas(t, c, reg.ID) })
 

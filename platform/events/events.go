@@ -72,7 +72,7 @@ func Message(ev *eventsv1.Event, traceparent string) (kafka.Message, error) {
 }
 
 // ErrUndecodable marks a message value that is not an encoded event.
-var ErrUndecodable = errors.New("undecodable event")
+var ErrUndecodable = errors.New("cannot decode event")
 
 // Decode decodes and validates one Kafka message value. Both ErrUndecodable
 // and ErrInvalid are permanent: the message can never be applied.

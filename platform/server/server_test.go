@@ -82,7 +82,8 @@ func TestServeShutsDownGracefully(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: %v", err)
 	}
-	if _, err := http.Get("http://" + ln.Addr().String() + "/slow"); err == nil {
+	if res, err := http.Get("http://" + ln.Addr().String() + "/slow"); err == nil {
+		res.Body.Close()
 		t.Fatal("server still accepting after shutdown")
 	}
 }

@@ -128,10 +128,10 @@ func seedMySQL(t *testing.T, conn *sql.DB, likes map[[3]string]bool, counts map[
 			t.Fatal(err)
 		}
 		if on {
-			a, b := users[k[0]], users[k[1]]
+			a := users[k[0]]
 			a[1]++
 			users[k[0]] = a
-			b = users[k[1]]
+			b := users[k[1]]
 			b[0]++
 			users[k[1]] = b
 		}
@@ -358,10 +358,10 @@ func withoutLost(want, got pipetest.State, lost []map[string]string) pipetest.St
 	}
 	for k := range out.Follows {
 		a, b, _ := strings.Cut(k, "/")
-		ua, ub := out.Users[a], out.Users[b]
+		ua := out.Users[a]
 		ua[1]++
 		out.Users[a] = ua
-		ub = out.Users[b]
+		ub := out.Users[b]
 		ub[0]++
 		out.Users[b] = ub
 	}

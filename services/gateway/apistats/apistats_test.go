@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,8 @@ type memSink struct {
 	calls  int
 	failN  int
 	seenID map[string]bool
+	// failedIDs are the ids of stats offered in failed calls.
+	failedIDs []string
 }
 
 func (s *memSink) Publish(_ context.Context, stats []Stat) error {
@@ -33,6 +36,9 @@ func (s *memSink) Publish(_ context.Context, stats []Stat) error {
 	defer s.mu.Unlock()
 	s.calls++
 	if s.calls <= s.failN {
+		for _, st := range stats {
+			s.failedIDs = append(s.failedIDs, st.ID)
+		}
 		return errors.New("broker down")
 	}
 	if s.seenID == nil {
@@ -157,8 +163,11 @@ func TestFailedPublishIsRetriedWithStableIDs(t *testing.T) {
 		t.Fatalf("published %d, want 2", got)
 	}
 	for _, st := range sink.stats {
-		if !strings.HasPrefix(st.ID, "gw1-") || st.Start.After(st.End) {
+		if !strings.HasPrefix(st.ID, "api-") || len(st.ID) != 44 || st.Start.After(st.End) {
 			t.Fatalf("stat %+v", st)
+		}
+		if !slices.Contains(sink.failedIDs, st.ID) {
+			t.Fatalf("published id %s was not the one offered before (%v): ids must be stable across retries", st.ID, sink.failedIDs)
 		}
 	}
 	if st := rec.Stats(); st.Pending != 0 || st.Published != 2 {

@@ -246,7 +246,7 @@ func FuzzStatusWriter(f *testing.F) {
 			b = b[n:]
 		}
 		c := w.code()
-		if c < 0 || int(c) >= numCodes {
+		if int(c) >= numCodes {
 			t.Fatalf("code %d out of range", c)
 		}
 		if len(w.endFrame) > maxCapture || len(w.body) > maxCapture {

@@ -18,9 +18,8 @@ import (
 
 func cleanup(rdb *redis.Client, prefix string) {
 	ctx := context.Background()
-	iter := rdb.Scan(ctx, 0, prefix+":*", 500).Iterator()
-	for iter.Next(ctx) {
-		rdb.Del(ctx, iter.Val())
+	for key := range rdb.Scan(ctx, 0, prefix+":*", 500).Iterator().Vals(ctx) {
+		rdb.Del(ctx, key)
 	}
 }
 

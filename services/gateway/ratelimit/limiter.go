@@ -35,13 +35,6 @@ const (
 	Write
 )
 
-func (c Class) short() string {
-	if c == Read {
-		return "r"
-	}
-	return "w"
-}
-
 // Response headers (IETF RateLimit header fields draft, plus Retry-After).
 const (
 	HeaderLimit      = "RateLimit-Limit"

@@ -31,9 +31,8 @@ func testPrefix(t *testing.T, rdb *redis.Client) string {
 	p := fmt.Sprintf("hgp:rltest:%d:%d", time.Now().UnixNano(), rand.IntN(1e9))
 	t.Cleanup(func() {
 		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, p+":*", 100).Iterator()
-		for iter.Next(ctx) {
-			rdb.Del(ctx, iter.Val())
+		for key := range rdb.Scan(ctx, 0, p+":*", 100).Iterator().Vals(ctx) {
+			rdb.Del(ctx, key)
 		}
 	})
 	return p

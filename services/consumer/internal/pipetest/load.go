@@ -100,10 +100,10 @@ func (l *Load) Run(ctx context.Context, opsPerUser int, stop <-chan struct{}) Lo
 		for target, on := range st.follows {
 			if on {
 				res.Want.Follows[user+"/"+target] = true
-				a, b := res.Want.Users[user], res.Want.Users[target]
+				a := res.Want.Users[user]
 				a[1]++
 				res.Want.Users[user] = a
-				b = res.Want.Users[target]
+				b := res.Want.Users[target]
 				b[0]++
 				res.Want.Users[target] = b
 			}

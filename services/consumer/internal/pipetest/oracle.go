@@ -128,10 +128,10 @@ func (o *Oracle) setFollow(u, v string, follow bool) {
 	if !follow {
 		kind, d = "unfollow", -1
 	}
-	fu, fv := o.users[u], o.users[v]
+	fu := o.users[u]
 	fu[1] += d
 	o.users[u] = fu
-	fv = o.users[v]
+	fv := o.users[v]
 	fv[0] += d
 	o.users[v] = fv
 	o.Ops = append(o.Ops, Op{Kind: kind, User: u, Target: v})

@@ -20,8 +20,7 @@ func RedisState(ctx context.Context, rdb *redis.Client) (State, error) {
 	s := State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
 	reverse := map[string]bool{} // from the hgp:fr:<user> sets
 	iter := rdb.Scan(ctx, 0, "hgp:*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
+	for key := range iter.Vals(ctx) {
 		switch {
 		case strings.HasPrefix(key, "hgp:c:{"):
 			ns, id, err := itemOf(key, "hgp:c:")

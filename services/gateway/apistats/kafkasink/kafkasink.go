@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-		"google.golang.org/protobuf/types/known/timestamppb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/events"
