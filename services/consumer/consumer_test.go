@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
@@ -122,7 +123,7 @@ func (r *running) wait(t testing.TB) error {
 // produce writes events to the topic as the relay would.
 func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
 	t.Helper()
-	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.brokers, e.topic)
 	defer w.Close()
 	msgs := make([]kafka.Message, len(evs))
 	for i, ev := range evs {
@@ -230,7 +231,7 @@ func TestEndToEndThroughRelay(t *testing.T) {
 
 	startConsumer(t, e, 500)
 	for i := range 2 {
-		w := relay.NewKafkaWriter(e.brokers, e.topic)
+		w := events.NewWriter(e.brokers, e.topic)
 		defer w.Close()
 		r := relay.New(logging.Discard(), rdb, w, relay.WithStream(stream), relay.WithConsumerName("relay-"+strconv.Itoa(i)),
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond), relay.WithRegisterer(nil))
@@ -298,7 +299,7 @@ func replayTopic(t testing.TB, e *env) {
 			msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
 		}
 	}
-	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.brokers, e.topic)
 	defer w.Close()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 5000)
@@ -355,7 +356,7 @@ func TestOutOfOrderNeverResurrects(t *testing.T) {
 func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.brokers, e.topic)
 	defer w.Close()
 	invalid, _ := proto.Marshal(&eventsv1.Event{EventId: "bad", Kind: eventsv1.Kind_KIND_LIKE, Namespace: "article", ItemId: "1", Version: 5})
 	unknown, _ := proto.Marshal(&eventsv1.Event{EventId: "unk", Kind: eventsv1.Kind(99), UserId: "x", Version: 5})
@@ -392,7 +393,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDrained(t, e) // includes pipeline_offsets = end offsets
-	ends, err := relay.EndOffsets(ctx, e.brokers, e.topic)
+	ends, err := events.EndOffsets(ctx, e.brokers, e.topic)
 	if err != nil {
 		t.Fatal(err)
 	}

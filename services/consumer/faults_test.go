@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
@@ -96,7 +97,7 @@ func newPipeline(t testing.TB, e *env) *pipeline {
 // ends (or until the returned stop is called).
 func (p *pipeline) startRelay(t testing.TB, name string) (stop func()) {
 	t.Helper()
-	w := relay.NewKafkaWriter(p.e.brokers, p.e.topic)
+	w := events.NewWriter(p.e.brokers, p.e.topic)
 	r := relay.New(logging.Discard(), p.rdb, w, relay.WithConsumerName(name),
 		relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond),
 		relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithRegisterer(nil))

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/segmentio/kafka-go"
-
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // GroupLag returns how many messages of topic the consumer group has not
@@ -27,7 +26,7 @@ func GroupLag(ctx context.Context, brokers []string, group, topic string) (int64
 // groupOffsets returns the end offset and the group's committed offset (0
 // when none) of every partition of topic.
 func groupOffsets(ctx context.Context, brokers []string, group, topic string) (ends, committed map[int]int64, err error) {
-	ends, err = relay.EndOffsets(ctx, brokers, topic)
+	ends, err = events.EndOffsets(ctx, brokers, topic)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -20,6 +20,7 @@ import (
 
 	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
@@ -431,7 +432,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	e := setup(t)
 	rdb := rebuildRedis(t)
 	startConsumer(t, e, 200)
-	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, e.brokers, e.topic) }
+	ends := func(ctx context.Context) (map[int]int64, error) { return events.EndOffsets(ctx, e.brokers, e.topic) }
 	var dopts []durable.Option
 	if rebuildWait > 0 {
 		dopts = append(dopts, durable.WithCatchUp(logging.Discard(), e.topic, ends, rebuildWait))
@@ -445,7 +446,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	var bg sync.WaitGroup
 	t.Cleanup(func() { cancel(); bg.Wait() })
 	for i := range 2 {
-		w := relay.NewKafkaWriter(e.brokers, e.topic)
+		w := events.NewWriter(e.brokers, e.topic)
 		t.Cleanup(func() { _ = w.Close() })
 		r := relay.New(logging.Discard(), rdb, w, relay.WithConsumerName("relay-"+strconv.Itoa(i)),
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(50*time.Millisecond), relay.WithRegisterer(nil))

@@ -19,6 +19,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/reconcile"
@@ -58,7 +59,7 @@ func ConfigFrom(cfg *config.Reader) Config {
 	c := Config{
 		Addr:           cfg.String("HGP_CONSUMER_ADDR", "127.0.0.1:8083"),
 		Brokers:        cfg.List("HGP_KAFKA_BROKERS", nil),
-		Topic:          cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic),
+		Topic:          cfg.String("HGP_KAFKA_TOPIC", events.DefaultTopic),
 		Group:          cfg.String("HGP_KAFKA_GROUP", "highgopress-consumer"),
 		Partitions:     cfg.Int("HGP_KAFKA_PARTITIONS", 6, 1, 4096),
 		CreateTopics:   cfg.Bool("HGP_KAFKA_CREATE_TOPICS", true),
@@ -255,7 +256,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.CreateTopics {
 		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		for _, t := range []string{s.cfg.Topic, s.cfg.DLQTopic} {
-			if err := relay.EnsureTopic(tctx, s.cfg.Brokers, t, s.cfg.Partitions); err != nil {
+			if err := events.EnsureTopic(tctx, s.cfg.Brokers, t, s.cfg.Partitions); err != nil {
 				s.logger.Warn("could not ensure topic", "topic", t, "err", err)
 			}
 		}

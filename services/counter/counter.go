@@ -24,6 +24,7 @@ import (
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/platform/tracecontext"
@@ -186,7 +187,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	redisDB := cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16)
 	mysqlDSN := cfg.String("HGP_MYSQL_DSN", "")
 	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
-	topic := cfg.String("HGP_KAFKA_TOPIC", relay.DefaultTopic)
+	topic := cfg.String("HGP_KAFKA_TOPIC", events.DefaultTopic)
 	settleDelay := cfg.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour)
 	rebuildWait := cfg.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute)
 	redisTimeout := cfg.Duration("HGP_COUNTER_REDIS_TIMEOUT", DefaultRedisTimeout, 10*time.Millisecond, time.Minute)
@@ -219,7 +220,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		return nil, err
 	}
 
-	ends := func(ctx context.Context) (map[int]int64, error) { return relay.EndOffsets(ctx, brokers, topic) }
+	ends := func(ctx context.Context) (map[int]int64, error) { return events.EndOffsets(ctx, brokers, topic) }
 	// Missing state is rebuilt from MySQL when it is configured. With Kafka
 	// configured too, a rebuild first waits (up to HGP_COUNTER_REBUILD_WAIT)
 	// for the consumer to apply what Kafka holds, and is settled once the

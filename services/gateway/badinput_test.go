@@ -318,15 +318,6 @@ func startGatewayFor(t *testing.T, c *counterProc, vars map[string]string) (*run
 	return startGateway(t, v), c
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // assertNoLikes checks that the bomber never liked anything.
 func assertNoLikes(t *testing.T, gw *runningGateway) {
 	t.Helper()

@@ -27,11 +27,14 @@ const (
 	// DefaultReadHeaderTimeout cuts off clients that send headers slowly.
 	DefaultReadHeaderTimeout = 5 * time.Second
 	// DefaultAttemptTimeout bounds one attempt on one backend instance
-	// (HGP_GATEWAY_ATTEMPT_TIMEOUT): 100× the counter's 5 ms p99 target,
-	// so a healthy instance never comes near it (even on a loaded 2-core
-	// machine under -race), yet a frozen one costs a read only this long
-	// before it is retried elsewhere and the instance is ejected.
-	DefaultAttemptTimeout = 500 * time.Millisecond
+	// (HGP_GATEWAY_ATTEMPT_TIMEOUT). It sits above the counter's own
+	// budgets — a frozen Redis is answered Unavailable by the counter
+	// after HGP_COUNTER_REDIS_TIMEOUT (1 s), a first touch may wait up to
+	// HGP_COUNTER_REBUILD_WAIT (1 s) for the pipeline — so that a healthy
+	// counter's precise answer reaches the client and a counter is never
+	// ejected for its dependency's fault; a frozen counter costs a read
+	// this long before it is retried elsewhere and the instance ejected.
+	DefaultAttemptTimeout = 2 * time.Second
 	// DefaultRateKeyPrefix prefixes the rate limiter's Redis keys.
 	DefaultRateKeyPrefix = "hgp:rl"
 )

@@ -108,10 +108,7 @@ func TestBuildRoutesThroughConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	comp.Listener = ln
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(ctx, logging.Discard(), comp) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logging.Discard(), comp) })
 	url := "http://" + ln.Addr().String()
 	client := server.NewH2CClient()
 	cs := counterv1connect.NewCounterServiceClient(client, url, withHeaders(bearer(token(t, "builder"))))

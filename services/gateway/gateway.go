@@ -33,6 +33,7 @@ import (
 	_ "github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/gateway/apistats"
@@ -234,7 +235,7 @@ func backendServices(t *route.Table) []string {
 func (g *Gateway) setUpAPIStats(cfg Config, o options) error {
 	sink := o.statsSink
 	if sink == nil && len(cfg.Kafka.Brokers) > 0 {
-		w := kafkasink.NewWriter(cfg.Kafka.Brokers, cfg.Kafka.Topic)
+		w := events.NewWriter(cfg.Kafka.Brokers, cfg.Kafka.Topic)
 		sink, g.sinkClose = kafkasink.New(w), w.Close
 		g.logger.Info("api statistics go to kafka", "topic", cfg.Kafka.Topic, "flush_interval", cfg.APIStats.FlushInterval)
 	}

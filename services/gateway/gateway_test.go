@@ -538,7 +538,7 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer comp.Close()
+	defer func() { _ = comp.Close() }()
 	if comp.Name != "gateway" || comp.Addr != gateway.DefaultAddr || comp.Server == nil {
 		t.Fatalf("component %+v", comp)
 	}

@@ -269,24 +269,12 @@ func startGateway(t testing.TB, vars map[string]string, opts ...gateway.Option) 
 		t.Fatal(err)
 	}
 	comp.Listener = ln
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(ctx, logger, comp) }()
-	var once sync.Once
+	run := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logger, comp) })
 	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("gateway stopped with %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Errorf("gateway did not stop within 30s")
-			}
-		})
+		if err := run.Stop(t); err != nil {
+			t.Errorf("gateway stopped with %v", err)
+		}
 	}
-	t.Cleanup(stop)
 	client := server.NewH2CClient()
 	h1 := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(client.CloseIdleConnections)

@@ -144,7 +144,7 @@ func (p *standaloneProc) Stop(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-p.done
+		<-p.done //nolint:errcheck // killed: its exit error says nothing new
 		t.Fatal("standalone did not exit within 30s of SIGTERM")
 	}
 }

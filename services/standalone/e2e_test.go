@@ -62,6 +62,7 @@ func startMultiService(t *testing.T, extra map[string]string) (string, func(sub 
 	maps.Copy(vars, extra)
 	cfg := config.FromMap(vars)
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // after the components stopped (cleanups run last-first)
 	logger := logging.Discard()
 	cc, err := counter.Build(ctx, logger, cfg)
 	if err != nil {
@@ -84,14 +85,7 @@ func startMultiService(t *testing.T, extra map[string]string) (string, func(sub 
 	if err := cfg.Err(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(ctx, logger, comps...) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
+	testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logger, comps...) })
 	mint := func(sub string) string {
 		tok, err := auth.Issue([]byte(jwtSecret), sub, time.Hour, gateway.DefaultIssuer, gateway.DefaultAudience)
 		if err != nil {

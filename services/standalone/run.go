@@ -11,10 +11,10 @@ import (
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter"
-	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 )
@@ -34,7 +34,7 @@ type Ready struct {
 // run starts the embedded middleware and every service, prints the banner
 // (or hands Ready to ready, for tests) and serves until ctx is done.
 func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Ready)) error {
-	mw, err := startEmbedded(logger, relay.DefaultTopic, relay.DefaultTopic+".dlq")
+	mw, err := startEmbedded(logger, events.DefaultTopic, events.DefaultTopic+".dlq")
 	if err != nil {
 		return err
 	}

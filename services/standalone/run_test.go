@@ -13,9 +13,9 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // TestStandaloneServesLikesOverCurlShapedJSON runs the whole standalone
@@ -98,8 +98,8 @@ func TestStandaloneServesLikesOverCurlShapedJSON(t *testing.T) {
 	// The consumer recorded how far it applied the topic, in the like's
 	// transaction.
 	var marked int64
-	if err := db.QueryRow(`SELECT COALESCE(SUM(next_offset), 0) FROM pipeline_offsets WHERE topic = ?`, relay.DefaultTopic).Scan(&marked); err != nil || marked < 1 {
-		t.Fatalf("pipeline_offsets of %s: %d messages applied, %v", relay.DefaultTopic, marked, err)
+	if err := db.QueryRow(`SELECT COALESCE(SUM(next_offset), 0) FROM pipeline_offsets WHERE topic = ?`, events.DefaultTopic).Scan(&marked); err != nil || marked < 1 {
+		t.Fatalf("pipeline_offsets of %s: %d messages applied, %v", events.DefaultTopic, marked, err)
 	}
 
 	cancel()

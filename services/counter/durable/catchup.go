@@ -9,7 +9,7 @@ import (
 )
 
 // EndOffsets returns, per partition of the event topic, the offset the
-// next message will get (relay.EndOffsets).
+// next message will get (events.EndOffsets).
 type EndOffsets func(ctx context.Context) (map[int]int64, error)
 
 // Option configures a Store.

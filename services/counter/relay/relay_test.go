@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/relay"
@@ -45,7 +46,7 @@ func setup(t *testing.T) env {
 	e := env{rdb: rdb, brokers: brokers, topic: "hgp-t-" + suffix(), stream: "hgp:t:" + suffix() + ":outbox"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := relay.EnsureTopic(ctx, brokers, e.topic, 3); err != nil {
+	if err := events.EnsureTopic(ctx, brokers, e.topic, 3); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -83,7 +84,7 @@ func start(t *testing.T, e env, w relay.MessageWriter, opts ...relay.Option) fun
 }
 
 func writer(t *testing.T, e env) *kafka.Writer {
-	w := relay.NewKafkaWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.brokers, e.topic)
 	t.Cleanup(func() { _ = w.Close() })
 	return w
 }

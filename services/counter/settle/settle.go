@@ -58,7 +58,7 @@ type Durable interface {
 }
 
 // EndOffsets returns, per partition of the topic, the offset the next
-// message will get (implemented by relay.EndOffsets).
+// message will get (implemented by events.EndOffsets).
 type EndOffsets func(ctx context.Context) (map[int]int64, error)
 
 // Worker settles rebuilt state.

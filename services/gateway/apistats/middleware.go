@@ -31,7 +31,9 @@ func (r *Recorder) Middleware(next http.Handler) http.Handler {
 		}
 		sw := &statusWriter{ResponseWriter: w, proto: protocolOf(req)}
 		next.ServeHTTP(sw, req)
-		r.Record(req.URL.Path, sw.code())
+		// The path as sent, as the gateway routes it: "Service%2FLike" is
+		// not Like (it is answered unimplemented and counted as unknown).
+		r.Record(req.URL.EscapedPath(), sw.code())
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -253,4 +254,32 @@ func FuzzStatusWriter(f *testing.F) {
 			t.Fatal("capture exceeded its cap")
 		}
 	})
+}
+
+// TestEncodedSlashIsNotCountedAsTheProcedure: a path with an encoded slash
+// ("CounterService%2FLike") is not the Like procedure — the gateway answers
+// it unimplemented — so it is counted as unknown, not as a Like.
+func TestEncodedSlashIsNotCountedAsTheProcedure(t *testing.T) {
+	sink := &memSink{}
+	known := func(p string) bool { return p == counterv1connect.CounterServiceLikeProcedure }
+	rec := NewRecorder(logging.Discard(), sink, Config{}, WithKnownProcedures(known))
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = connect.NewErrorWriter().Write(w, r, connect.NewError(connect.CodeUnimplemented, errors.New("no such procedure")))
+	})
+	url, hc := rpctest.Serve(t, rec.Middleware(notFound))
+	req, err := http.NewRequest(http.MethodPost, url+"/highgopress.counter.v1.CounterService%2FLike", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	_ = rec.Close()
+	got := sink.totals()
+	if got[counterv1connect.CounterServiceLikeProcedure+" unimplemented"] != 0 || got[UnknownProcedure+" unimplemented"] != 1 {
+		t.Fatalf("counted %v; want one unknown call and no Like", got)
+	}
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter/durable"
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // Suffix returns a random lowercase hex suffix.
@@ -67,7 +67,7 @@ func Topic(t testing.TB, brokers []string, partitions int) string {
 	name := "hgp-t-" + Suffix()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := relay.EnsureTopic(ctx, brokers, name, partitions); err != nil {
+	if err := events.EnsureTopic(ctx, brokers, name, partitions); err != nil {
 		t.Fatalf("create topic: %v", err)
 	}
 	WaitTopic(t, brokers, name, partitions)
@@ -137,7 +137,7 @@ var ErrMarkPastEnd = errors.New("pipeline_offsets ahead of Kafka")
 // everything in Kafka. Once the group drained (Drained) this must hold, as
 // the consumer writes a batch's marks before committing its offsets.
 func Applied(ctx context.Context, conn *sql.DB, brokers []string, topic string) error {
-	ends, err := relay.EndOffsets(ctx, brokers, topic)
+	ends, err := events.EndOffsets(ctx, brokers, topic)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -30,22 +29,6 @@ type Sink struct {
 
 // New returns a Sink writing with w (see NewWriter).
 func New(w Writer) *Sink { return &Sink{w: w} }
-
-// NewWriter returns the synchronous, acks=all, key-hashed writer the sink
-// needs. Close it after the recorder's final flush.
-func NewWriter(brokers []string, topic string) *kafka.Writer {
-	return &kafka.Writer{
-		Addr:         kafka.TCP(brokers...),
-		Topic:        topic,
-		Balancer:     &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll,
-		BatchSize:    1000,
-		BatchTimeout: 5 * time.Millisecond,
-		MaxAttempts:  3,
-		ReadTimeout:  10 * time.Second,
-		WriteTimeout: 10 * time.Second,
-	}
-}
 
 // Publish implements apistats.Sink. A failed write is returned (the
 // recorder keeps the batch, with the same event ids, for the next flush).

@@ -111,7 +111,7 @@ func TestRealKafka(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	})
-	w := kafkasink.NewWriter(brokers, topic)
+	w := events.NewWriter(brokers, topic)
 	defer w.Close()
 	s := kafkasink.New(w)
 	stats := []apistats.Stat{
