@@ -127,7 +127,7 @@ func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
 	defer w.Close()
 	msgs := make([]kafka.Message, len(evs))
 	for i, ev := range evs {
-		m, err := relay.Message(ev, "")
+		m, err := events.Message(ev, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,7 +362,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	unknown, _ := proto.Marshal(&eventsv1.Event{EventId: "unk", Kind: eventsv1.Kind(99), UserId: "x", Version: 5})
 	var msgs []kafka.Message
 	for i := range 10 {
-		m, _ := relay.Message(likeEv(eventsv1.Kind_KIND_LIKE, "u"+strconv.Itoa(i), uint64(100+i)), "")
+		m, _ := events.Message(likeEv(eventsv1.Kind_KIND_LIKE, "u"+strconv.Itoa(i), uint64(100+i)), "")
 		msgs = append(msgs, m)
 		if i == 3 {
 			msgs = append(msgs,

@@ -8,19 +8,10 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
-)
-
-// Kafka header names set on every relayed message.
-const (
-	// HeaderEventType carries the event kind, e.g. "KIND_LIKE".
-	HeaderEventType = "hgp-event-type"
-	// HeaderTraceparent carries the W3C trace context of the request that
-	// wrote the outbox entry, when the entry has one (field "tp").
-	HeaderTraceparent = "traceparent"
+	"github.com/highgopress/highgopress/platform/events"
 )
 
 // Outbox entry field names (the contract with the counter's Lua script).
@@ -62,18 +53,6 @@ func Version(streamID string) (uint64, time.Time, error) {
 		return 0, time.Time{}, fmt.Errorf("%w: stream id %q out of the version range", errInvalidEntry, streamID)
 	}
 	return ms<<seqBits | seq, time.UnixMilli(int64(ms)), nil
-}
-
-// Key returns the Kafka key of an event: "<namespace>/<item_id>" for item
-// events and "user/<target_user_id>" (the followee) for follow events, so
-// every (user, item) and (follower, followee) pair stays in one partition.
-func Key(ev *eventsv1.Event) string {
-	switch ev.GetKind() {
-	case eventsv1.Kind_KIND_FOLLOW, eventsv1.Kind_KIND_UNFOLLOW:
-		return "user/" + ev.GetTargetUserId()
-	default:
-		return ev.GetNamespace() + "/" + ev.GetItemId()
-	}
 }
 
 func field(values map[string]any, name string) string {
@@ -152,31 +131,17 @@ func Convert(streamID string, values map[string]any) (*eventsv1.Event, error) {
 	return ev, nil
 }
 
-// Message encodes an event as a Kafka message: binary protobuf value, key
-// from Key, headers with the event type and the trace context.
-func Message(ev *eventsv1.Event, traceparent string) (kafka.Message, error) {
-	value, err := proto.Marshal(ev)
-	if err != nil {
-		return kafka.Message{}, fmt.Errorf("encode event %s: %w", ev.GetEventId(), err)
-	}
-	msg := kafka.Message{
-		Key:   []byte(Key(ev)),
-		Value: value,
-		Headers: []kafka.Header{
-			{Key: HeaderEventType, Value: []byte(ev.GetKind().String())},
-		},
-	}
-	if traceparent != "" {
-		msg.Headers = append(msg.Headers, kafka.Header{Key: HeaderTraceparent, Value: []byte(traceparent)})
-	}
-	return msg, nil
-}
-
-// entryMessage converts an outbox entry straight to a Kafka message.
+// entryMessage converts an outbox entry straight to a Kafka message under
+// the events contract (platform/events: key, headers, validation).
 func entryMessage(streamID string, values map[string]any) (kafka.Message, error) {
 	ev, err := Convert(streamID, values)
 	if err != nil {
 		return kafka.Message{}, err
 	}
-	return Message(ev, field(values, fieldTraceparent))
+	msg, err := events.Message(ev, field(values, fieldTraceparent))
+	if err != nil {
+		// The contract refuses it: it can never be applied downstream.
+		return kafka.Message{}, fmt.Errorf("%w: %s: %w", errInvalidEntry, streamID, err)
+	}
+	return msg, nil
 }

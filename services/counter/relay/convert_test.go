@@ -1,11 +1,14 @@
 package relay
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/events"
 )
 
 func TestVersion(t *testing.T) {
@@ -48,11 +51,11 @@ func TestConvert(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ev.GetKind() != tc.kind || Key(ev) != tc.key || ev.GetDelta() != tc.delta || ev.GetEventId() != "1700000000000-1" ||
+			if ev.GetKind() != tc.kind || events.Key(ev) != tc.key || ev.GetDelta() != tc.delta || ev.GetEventId() != "1700000000000-1" ||
 				ev.GetVersion() != 1700000000000<<20|1 || ev.GetUserId() != "alice" {
-				t.Fatalf("unexpected event %v (key %q)", ev, Key(ev))
+				t.Fatalf("unexpected event %v (key %q)", ev, events.Key(ev))
 			}
-			msg, err := Message(ev, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+			msg, err := events.Message(ev, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -60,7 +63,7 @@ func TestConvert(t *testing.T) {
 			if err := proto.Unmarshal(msg.Value, back); err != nil || !proto.Equal(back, ev) {
 				t.Fatalf("value does not round-trip: %v", err)
 			}
-			if string(msg.Key) != tc.key || len(msg.Headers) != 2 || string(msg.Headers[0].Value) != tc.kind.String() || msg.Headers[1].Key != HeaderTraceparent {
+			if string(msg.Key) != tc.key || len(msg.Headers) != 2 || string(msg.Headers[0].Value) != tc.kind.String() || msg.Headers[1].Key != events.HeaderTraceparent {
 				t.Fatalf("key %q headers %v", msg.Key, msg.Headers)
 			}
 		})
@@ -93,11 +96,27 @@ func FuzzConvert(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ev.GetVersion() == 0 || ev.GetUserId() == "" || Key(ev) == "" {
+		if ev.GetVersion() == 0 || ev.GetUserId() == "" || events.Key(ev) == "" {
 			t.Fatalf("accepted incomplete event %v", ev)
 		}
 		// Invalid UTF-8 in a string field fails encoding (the entry is then
 		// dead-lettered); it must never panic.
-		_, _ = Message(ev, "")
+		_, _ = events.Message(ev, "")
 	})
+}
+
+// TestEntryRefusedByTheContractIsInvalid: an entry that converts but breaks
+// the events contract (a namespace longer than the schema holds) is an
+// invalid entry — dead-lettered in the outbox, never sent for the consumer
+// to dead-letter again.
+func TestEntryRefusedByTheContractIsInvalid(t *testing.T) {
+	_, err := entryMessage("1700000000000-1", map[string]any{
+		"k": "like", "u": "u1", "ns": strings.Repeat("n", events.MaxNamespace+1), "id": "a1",
+	})
+	if !errors.Is(err, errInvalidEntry) || !errors.Is(err, events.ErrInvalid) {
+		t.Fatalf("entryMessage: %v, want an invalid entry refused by the contract", err)
+	}
+	if _, err := entryMessage("1700000000000-2", map[string]any{"k": "like", "u": "u1", "ns": "n", "id": "a1"}); err != nil {
+		t.Fatalf("valid entry: %v", err)
+	}
 }

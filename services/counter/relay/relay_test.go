@@ -149,13 +149,13 @@ func TestRelayMovesEntriesInOrder(t *testing.T) {
 		if err := proto.Unmarshal(m.Value, ev); err != nil {
 			t.Fatalf("offset %d: %v", m.Offset, err)
 		}
-		if string(m.Key) != relay.Key(ev) {
+		if string(m.Key) != events.Key(ev) {
 			t.Fatalf("key %q for event %v", m.Key, ev)
 		}
-		if m.Headers[0].Key != relay.HeaderEventType || string(m.Headers[0].Value) != ev.GetKind().String() {
+		if m.Headers[0].Key != events.HeaderEventType || string(m.Headers[0].Value) != ev.GetKind().String() {
 			t.Fatalf("headers %v for %v", m.Headers, ev.GetKind())
 		}
-		if ev.GetKind() == eventsv1.Kind_KIND_LIKE && (len(m.Headers) != 2 || m.Headers[1].Key != relay.HeaderTraceparent) {
+		if ev.GetKind() == eventsv1.Kind_KIND_LIKE && (len(m.Headers) != 2 || m.Headers[1].Key != events.HeaderTraceparent) {
 			t.Fatalf("like without traceparent header: %v", m.Headers)
 		}
 		if ev.GetVersion() <= lastVersion[string(m.Key)] {
