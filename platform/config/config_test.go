@@ -62,3 +62,34 @@ func TestWithDefaultsPrefersEnvironment(t *testing.T) {
 		t.Fatalf("Y = %q", got)
 	}
 }
+
+func TestRedisFrom(t *testing.T) {
+	r := FromMap(map[string]string{"HGP_REDIS_PASSWORD": "pw", "HGP_REDIS_DB": "3"})
+	if got := RedisFrom(r, "127.0.0.1:6379"); got != (Redis{Addr: "127.0.0.1:6379", Password: "pw", DB: 3}) || !got.Enabled() {
+		t.Fatalf("RedisFrom = %+v", got)
+	}
+	if got := RedisFrom(FromMap(nil), ""); got.Enabled() {
+		t.Fatalf("no default address: %+v is enabled", got)
+	}
+	r = FromMap(map[string]string{"HGP_REDIS_ADDR": "redis:6380", "HGP_REDIS_DB": "-1"})
+	if got := RedisFrom(r, ""); got.Addr != "redis:6380" || got.DB != 0 {
+		t.Fatalf("RedisFrom = %+v", got)
+	}
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "HGP_REDIS_DB: -1 is outside [0, 65536]") {
+		t.Fatalf("want HGP_REDIS_DB range error, got %v", err)
+	}
+}
+
+func TestKafkaFrom(t *testing.T) {
+	got := KafkaFrom(FromMap(nil))
+	if got.Enabled() || got.Topic != "user-actions" || got.DLQTopic != "user-actions.dlq" {
+		t.Fatalf("defaults: %+v", got)
+	}
+	got = KafkaFrom(FromMap(map[string]string{"HGP_KAFKA_BROKERS": "a:9092, b:9092", "HGP_KAFKA_TOPIC": "t"}))
+	if !got.Enabled() || len(got.Brokers) != 2 || got.Brokers[1] != "b:9092" || got.Topic != "t" || got.DLQTopic != "t.dlq" {
+		t.Fatalf("KafkaFrom = %+v", got)
+	}
+	if got = KafkaFrom(FromMap(map[string]string{"HGP_KAFKA_DLQ_TOPIC": "dead"})); got.DLQTopic != "dead" {
+		t.Fatalf("DLQ override: %+v", got)
+	}
+}
