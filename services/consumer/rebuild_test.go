@@ -678,12 +678,14 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 		d.items.Load(), d.users.Load(), settledIn)
 	// Redis was empty four times (at the start and after each flush): each
 	// item (2 namespaces × 8, plus mono) and user is loaded at most once per
-	// loss.
-	if n := d.items.Load(); n > 4*(2*8+1) {
-		t.Errorf("%d item loads; want at most %d", n, 4*(2*8+1))
+	// loss for a write — plus once for a read that came first while MySQL
+	// did not have it yet (a read of state MySQL lacks leaves only a short-
+	// lived absent entry, which a later write replaces by a real rebuild).
+	if n := d.items.Load(); n > 2*4*(2*8+1) {
+		t.Errorf("%d item loads; want at most %d", n, 2*4*(2*8+1))
 	}
-	if n := d.users.Load(); n > 4*30 {
-		t.Errorf("%d user loads; want at most %d", n, 4*30)
+	if n := d.users.Load(); n > 2*4*30 {
+		t.Errorf("%d user loads; want at most %d", n, 2*4*30)
 	}
 }
 
