@@ -9,9 +9,9 @@ import (
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 )
 
 func TestBuildRejectsBadConfiguration(t *testing.T) {
@@ -67,7 +67,7 @@ func TestBuildRunsTheService(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	likers, err := db.New(conn).ListLikers(context.Background(), db.ListLikersParams{Namespace: "article", ItemID: "1"})
+	likers, err := durabledb.New(conn).ListLikers(context.Background(), durabledb.ListLikersParams{Namespace: "article", ItemID: "1"})
 	if err != nil || len(likers) != 2 {
 		t.Fatalf("likers %v: %v", likers, err)
 	}

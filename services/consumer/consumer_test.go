@@ -17,12 +17,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
@@ -328,12 +328,12 @@ func TestOutOfOrderNeverResurrects(t *testing.T) {
 	})
 	startConsumer(t, e, 1) // one event per batch: the stale like gets its own transaction
 	waitDrained(t, e)
-	q := db.New(e.conn)
-	counts, err := q.ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	q := durabledb.New(e.conn)
+	counts, err := q.ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	likers, err := q.ListLikers(ctx, db.ListLikersParams{Namespace: "article", ItemID: "1"})
+	likers, err := q.ListLikers(ctx, durabledb.ListLikersParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	}
 	startConsumer(t, e, 100)
 	waitDrained(t, e)
-	counts, err := db.New(e.conn).ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	counts, err := durabledb.New(e.conn).ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,11 @@ import (
 	"testing"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/durable"
 )
 
@@ -39,7 +39,7 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	s := sink.New(logging.Discard(), conn)
-	q := db.New(conn)
+	q := durabledb.New(conn)
 	applied := durable.New(conn)
 	offsets := func(topic string) map[int]int64 {
 		t.Helper()
@@ -120,7 +120,7 @@ func TestConsumerSchemaOnEmbeddedMySQL(t *testing.T) {
 		t.Fatalf("%d like rows, want alice's only", rows)
 	}
 
-	counts, err := q.ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "a"})
+	counts, err := q.ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}

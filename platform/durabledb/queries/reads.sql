@@ -1,20 +1,8 @@
--- Read-only queries of the counter service against the consumer's schema
--- (services/consumer/migrations/sql): the durable state an item or a user
--- is rebuilt from when it is missing from Redis.
+-- Reads of the durable record: the state an item or a user is rebuilt
+-- from when it is missing from Redis (the counter's durable package), the
+-- rows that settle a rebuild, and whole-table reads (reconciliation, tests).
 
--- name: ItemLikers :many
-SELECT user_id FROM item_likes WHERE namespace = ? AND item_id = ? AND liked ORDER BY user_id;
-
--- name: ItemMetrics :many
-SELECT metric, value FROM item_counts WHERE namespace = ? AND item_id = ? ORDER BY metric;
-
--- name: UserFollowing :many
-SELECT followee FROM follows WHERE follower = ? AND active ORDER BY followee;
-
--- name: UserFollowers :many
-SELECT follower FROM follows WHERE followee = ? AND active ORDER BY follower;
-
--- The same for many items or users at once: rebuilds of one moment (a read
+-- Snapshots of many items or users at once: rebuilds of one moment (a read
 -- of 500 items never seen before) share one transaction. Rows of other
 -- (namespace, id) combinations of the two lists are dropped by the caller.
 
@@ -56,3 +44,35 @@ SELECT follower, active, version FROM follows WHERE followee = ? ORDER BY follow
 
 -- name: PipelineOffsets :many
 SELECT partition_id, next_offset FROM pipeline_offsets WHERE topic = ? ORDER BY partition_id;
+
+-- Single items and users, and whole tables.
+
+-- name: ListItemCounts :many
+SELECT metric, value FROM item_counts WHERE namespace = ? AND item_id = ? ORDER BY metric;
+
+-- name: GetUserCounts :one
+SELECT followers, following FROM user_counts WHERE user_id = ?;
+
+-- name: GetLike :one
+SELECT liked, version FROM item_likes WHERE namespace = ? AND item_id = ? AND user_id = ?;
+
+-- name: ListLikers :many
+SELECT user_id FROM item_likes WHERE namespace = ? AND item_id = ? AND liked ORDER BY user_id;
+
+-- name: ListFollowing :many
+SELECT followee FROM follows WHERE follower = ? AND active ORDER BY followee;
+
+-- name: ListFollowers :many
+SELECT follower FROM follows WHERE followee = ? AND active ORDER BY follower;
+
+-- name: ListAllItemCounts :many
+SELECT namespace, item_id, metric, value FROM item_counts ORDER BY namespace, item_id, metric;
+
+-- name: ListAllUserCounts :many
+SELECT user_id, followers, following FROM user_counts ORDER BY user_id;
+
+-- name: ListAllLikes :many
+SELECT namespace, item_id, user_id FROM item_likes WHERE liked ORDER BY namespace, item_id, user_id;
+
+-- name: ListAllFollows :many
+SELECT follower, followee FROM follows WHERE active ORDER BY follower, followee;

@@ -1,3 +1,6 @@
+-- The consumer's batch apply (services/consumer/sink): locks, versioned
+-- upserts, processed event ids, applied offsets and count deltas.
+
 -- name: LikesForUpdate :many
 -- Current state of a batch's (user, item) pairs, locked until commit.
 SELECT like_key, liked, version FROM item_likes
@@ -56,33 +59,3 @@ ON DUPLICATE KEY UPDATE followers = followers + VALUES(followers), following = f
 INSERT INTO api_call_counts (procedure_name, code, calls)
 VALUES (?, ?, ?)
 ON DUPLICATE KEY UPDATE calls = calls + VALUES(calls);
-
--- name: ListItemCounts :many
-SELECT metric, value FROM item_counts WHERE namespace = ? AND item_id = ? ORDER BY metric;
-
--- name: GetUserCounts :one
-SELECT followers, following FROM user_counts WHERE user_id = ?;
-
--- name: GetLike :one
-SELECT liked, version FROM item_likes WHERE namespace = ? AND item_id = ? AND user_id = ?;
-
--- name: ListLikers :many
-SELECT user_id FROM item_likes WHERE namespace = ? AND item_id = ? AND liked ORDER BY user_id;
-
--- name: ListFollowing :many
-SELECT followee FROM follows WHERE follower = ? AND active ORDER BY followee;
-
--- name: ListFollowers :many
-SELECT follower FROM follows WHERE followee = ? AND active ORDER BY follower;
-
--- name: ListAllItemCounts :many
-SELECT namespace, item_id, metric, value FROM item_counts ORDER BY namespace, item_id, metric;
-
--- name: ListAllUserCounts :many
-SELECT user_id, followers, following FROM user_counts ORDER BY user_id;
-
--- name: ListAllLikes :many
-SELECT namespace, item_id, user_id FROM item_likes WHERE liked ORDER BY namespace, item_id, user_id;
-
--- name: ListAllFollows :many
-SELECT follower, followee FROM follows WHERE active ORDER BY follower, followee;

@@ -25,8 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
@@ -65,7 +65,7 @@ func (r Report) Abs() int64 {
 type Reconciler struct {
 	logger *slog.Logger
 	rdb    redis.Cmdable
-	q      *db.Queries
+	q      *durabledb.Queries
 	o      options
 	m      *metrics
 }
@@ -76,7 +76,7 @@ func New(logger *slog.Logger, rdb redis.Cmdable, conn *sql.DB, opts ...Option) *
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Reconciler{logger: logger.With("component", "reconcile"), rdb: rdb, q: db.New(conn), o: o, m: newMetrics(o.registerer)}
+	return &Reconciler{logger: logger.With("component", "reconcile"), rdb: rdb, q: durabledb.New(conn), o: o, m: newMetrics(o.registerer)}
 }
 
 // Check compares every count in MySQL with Redis and exports the drift
@@ -234,11 +234,11 @@ func (r *Reconciler) Repair(ctx context.Context, rep Report) (int, error) {
 }
 
 func (r *Reconciler) rebuildItem(ctx context.Context, it domain.ItemRef) (int, error) {
-	counts, err := r.q.ListItemCounts(ctx, db.ListItemCountsParams{Namespace: it.Namespace, ItemID: it.ID})
+	counts, err := r.q.ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: it.Namespace, ItemID: it.ID})
 	if err != nil {
 		return 0, fmt.Errorf("reconcile: read counts of %s/%s: %w", it.Namespace, it.ID, err)
 	}
-	likers, err := r.q.ListLikers(ctx, db.ListLikersParams{Namespace: it.Namespace, ItemID: it.ID})
+	likers, err := r.q.ListLikers(ctx, durabledb.ListLikersParams{Namespace: it.Namespace, ItemID: it.ID})
 	if err != nil {
 		return 0, fmt.Errorf("reconcile: read likers of %s/%s: %w", it.Namespace, it.ID, err)
 	}
@@ -259,7 +259,7 @@ func (r *Reconciler) rebuildItem(ctx context.Context, it domain.ItemRef) (int, e
 	return n, nil
 }
 
-func countOf(rows []db.ListItemCountsRow, metric string) int64 {
+func countOf(rows []durabledb.ListItemCountsRow, metric string) int64 {
 	for _, r := range rows {
 		if r.Metric == metric {
 			return r.Value

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	db "github.com/highgopress/highgopress/platform/durabledb"
 )
 
 // execBuffer is a db.DBTX that collects the generated :exec statements of a

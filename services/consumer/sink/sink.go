@@ -34,8 +34,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	db "github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 )
 
 // Sink applies batches of events to MySQL.

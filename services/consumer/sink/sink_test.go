@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
@@ -17,7 +18,6 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
@@ -61,12 +61,12 @@ func like(kind string, v uint64) *eventsv1.Event {
 
 func likeState(t *testing.T, conn *sql.DB) (liked bool, count int64) {
 	t.Helper()
-	q := db.New(conn)
-	row, err := q.GetLike(context.Background(), db.GetLikeParams{Namespace: "article", ItemID: "1", UserID: "alice"})
+	q := durabledb.New(conn)
+	row, err := q.GetLike(context.Background(), durabledb.GetLikeParams{Namespace: "article", ItemID: "1", UserID: "alice"})
 	if err != nil && err != sql.ErrNoRows {
 		t.Fatal(err)
 	}
-	counts, err := q.ListItemCounts(context.Background(), db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	counts, err := q.ListItemCounts(context.Background(), durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestIncrementAppliedOncePerEvent(t *testing.T) {
 	if _, err := s.Apply(ctx, []*eventsv1.Event{inc("2-0", 7), inc("3-0", 1)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	counts, err := db.New(conn).ListItemCounts(ctx, db.ListItemCountsParams{Namespace: "article", ItemID: "1"})
+	counts, err := durabledb.New(conn).ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestFollowCounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	q := db.New(conn)
+	q := durabledb.New(conn)
 	b, err := q.GetUserCounts(ctx, "b")
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/services/counter/domain"
-	"github.com/highgopress/highgopress/services/counter/durable/db"
 )
 
 // MaxBatch is the most items (or users) one snapshot read loads.
@@ -101,8 +101,8 @@ func (s *Store) loadItems(ctx context.Context, items []domain.ItemRef) (map[doma
 		ids = append(ids, it.ID)
 	}
 	out := make(map[domain.ItemRef]domain.ItemSnapshot, len(items))
-	err := s.read(ctx, func(q *db.Queries) error {
-		likers, err := q.LikersOfItems(ctx, db.LikersOfItemsParams{Namespaces: namespaces, Ids: ids})
+	err := s.read(ctx, func(q *durabledb.Queries) error {
+		likers, err := q.LikersOfItems(ctx, durabledb.LikersOfItemsParams{Namespaces: namespaces, Ids: ids})
 		if err != nil {
 			return fmt.Errorf("likers: %w", err)
 		}
@@ -114,7 +114,7 @@ func (s *Store) loadItems(ctx context.Context, items []domain.ItemRef) (map[doma
 				out[it] = snap
 			}
 		}
-		metrics, err := q.MetricsOfItems(ctx, db.MetricsOfItemsParams{Namespaces: namespaces, Ids: ids})
+		metrics, err := q.MetricsOfItems(ctx, durabledb.MetricsOfItemsParams{Namespaces: namespaces, Ids: ids})
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
@@ -143,7 +143,7 @@ func (s *Store) loadItems(ctx context.Context, items []domain.ItemRef) (map[doma
 func (s *Store) loadUsers(ctx context.Context, users []string) (map[string]domain.UserSnapshot, error) {
 	s.catchUp(ctx)
 	out := make(map[string]domain.UserSnapshot, len(users))
-	err := s.read(ctx, func(q *db.Queries) error {
+	err := s.read(ctx, func(q *durabledb.Queries) error {
 		following, err := q.FollowingOfUsers(ctx, users)
 		if err != nil {
 			return fmt.Errorf("following: %w", err)

@@ -15,8 +15,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/services/counter/domain"
-	"github.com/highgopress/highgopress/services/counter/durable/db"
 )
 
 // Store reads snapshots from MySQL.
@@ -75,13 +75,13 @@ func Open(ctx context.Context, dsn string, timeout time.Duration) (*sql.DB, erro
 // queries of one snapshot see one consistent state whatever the server's
 // default isolation (under READ COMMITTED an increment committed between
 // two queries of SettleItem would be subtracted without being counted).
-func (s *Store) read(ctx context.Context, fn func(q *db.Queries) error) error {
+func (s *Store) read(ctx context.Context, fn func(q *durabledb.Queries) error) error {
 	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if err := fn(db.New(tx)); err != nil {
+	if err := fn(durabledb.New(tx)); err != nil {
 		return err
 	}
 	return tx.Commit()
@@ -121,8 +121,8 @@ func bounded[K comparable, V any](s *Store, kind string, f func(context.Context,
 // on. It is meant to be read once every older event reached MySQL.
 func (s *Store) SettleItem(ctx context.Context, item domain.ItemRef, boundary uint64) (domain.ItemSettlement, error) {
 	var st domain.ItemSettlement
-	err := s.read(ctx, func(q *db.Queries) error {
-		rows, err := q.ItemLikeRows(ctx, db.ItemLikeRowsParams{Namespace: item.Namespace, ItemID: item.ID})
+	err := s.read(ctx, func(q *durabledb.Queries) error {
+		rows, err := q.ItemLikeRows(ctx, durabledb.ItemLikeRowsParams{Namespace: item.Namespace, ItemID: item.ID})
 		if err != nil {
 			return fmt.Errorf("like rows: %w", err)
 		}
@@ -131,11 +131,11 @@ func (s *Store) SettleItem(ctx context.Context, item domain.ItemRef, boundary ui
 				st.Likes = append(st.Likes, domain.PairState{User: r.UserID, On: r.Liked})
 			}
 		}
-		metrics, err := q.ItemMetrics(ctx, db.ItemMetricsParams{Namespace: item.Namespace, ItemID: item.ID})
+		metrics, err := q.ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: item.Namespace, ItemID: item.ID})
 		if err != nil {
 			return fmt.Errorf("metrics: %w", err)
 		}
-		later, err := q.ItemIncrementsSince(ctx, db.ItemIncrementsSinceParams{Namespace: item.Namespace, ItemID: item.ID, Version: boundary})
+		later, err := q.ItemIncrementsSince(ctx, durabledb.ItemIncrementsSinceParams{Namespace: item.Namespace, ItemID: item.ID, Version: boundary})
 		if err != nil {
 			return fmt.Errorf("increments since the boundary: %w", err)
 		}
@@ -158,7 +158,7 @@ func (s *Store) SettleItem(ctx context.Context, item domain.ItemRef, boundary ui
 // SettleUser is SettleItem for a user's follow pairs (both directions).
 func (s *Store) SettleUser(ctx context.Context, user string, boundary uint64) (domain.UserSettlement, error) {
 	var st domain.UserSettlement
-	err := s.read(ctx, func(q *db.Queries) error {
+	err := s.read(ctx, func(q *durabledb.Queries) error {
 		following, err := q.FollowingRows(ctx, user)
 		if err != nil {
 			return fmt.Errorf("following rows: %w", err)
@@ -185,7 +185,7 @@ func (s *Store) SettleUser(ctx context.Context, user string, boundary uint64) (d
 // AppliedOffsets returns, per partition of topic, the offset below which
 // the consumer has applied every message (table pipeline_offsets).
 func (s *Store) AppliedOffsets(ctx context.Context, topic string) (map[int]int64, error) {
-	rows, err := db.New(s.db).PipelineOffsets(ctx, topic)
+	rows, err := durabledb.New(s.db).PipelineOffsets(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("applied offsets of %s: %w", topic, err)
 	}

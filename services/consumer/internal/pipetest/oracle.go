@@ -8,7 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 
-	"github.com/highgopress/highgopress/services/consumer/sink/db"
+	"github.com/highgopress/highgopress/platform/durabledb"
 )
 
 // Op is one state change as the counter's Lua script would append it to the
@@ -165,7 +165,7 @@ func (o *Oracle) Want() State {
 
 // Snapshot reads the sink's state from MySQL.
 func Snapshot(ctx context.Context, conn *sql.DB) (State, error) {
-	q := db.New(conn)
+	q := durabledb.New(conn)
 	s := State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
 	likes, err := q.ListAllLikes(ctx)
 	if err != nil {
