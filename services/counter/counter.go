@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/bootstrap"
@@ -158,95 +158,57 @@ func (c *Counter) Close() error { return c.store.Close() }
 // consumer to apply what is in Kafka (HGP_COUNTER_REBUILD_WAIT).
 const DefaultRebuildWait = time.Second
 
-// boundedDSN returns dsn with connect, read and write timeouts of d where
-// it sets none: a frozen MySQL then fails an exchange after d even where no
-// context deadline reaches the driver.
-func boundedDSN(dsn *mysql.Config, d time.Duration) string {
-	if dsn.Timeout == 0 {
-		dsn.Timeout = d
-	}
-	if dsn.ReadTimeout == 0 {
-		dsn.ReadTimeout = d
-	}
-	if dsn.WriteTimeout == 0 {
-		dsn.WriteTimeout = d
-	}
-	return dsn.FormatDSN()
-}
-
-// pingTimeout bounds the start-up check of Redis.
+// pingTimeout bounds each start-up check: MySQL's and Redis's PING, and
+// loading the scripts.
 const pingTimeout = 5 * time.Second
 
 // Build builds the counter component from configuration (HGP_* variables,
 // see docs/counter.md) and checks that Redis answers. It does not serve.
-func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*bootstrap.Component, error) {
-	secret := cfg.Required("HGP_IDENTITY_SECRET")
-	addr := cfg.String("HGP_COUNTER_ADDR", "127.0.0.1:8081")
-	redisAddr := cfg.String("HGP_REDIS_ADDR", "127.0.0.1:6379")
-	redisPassword := cfg.String("HGP_REDIS_PASSWORD", "")
-	redisDB := cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16)
-	mysqlDSN := cfg.String("HGP_MYSQL_DSN", "")
-	brokers := cfg.List("HGP_KAFKA_BROKERS", nil)
-	topic := cfg.String("HGP_KAFKA_TOPIC", events.DefaultTopic)
-	settleDelay := cfg.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour)
-	rebuildWait := cfg.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute)
-	redisTimeout := cfg.Duration("HGP_COUNTER_REDIS_TIMEOUT", DefaultRedisTimeout, 10*time.Millisecond, time.Minute)
-	mysqlTimeout := cfg.Duration("HGP_COUNTER_MYSQL_TIMEOUT", DefaultMySQLTimeout, 10*time.Millisecond, time.Minute)
-	opts := []Option{
-		WithBatching(cfg.Bool("HGP_COUNTER_BATCHING", true)),
-		WithWorkers(cfg.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024)),
-		WithBatchMax(cfg.Int("HGP_COUNTER_BATCH_MAX", redisstore.DefaultBatchMax, 1, 10_000)),
-		WithCacheTTL(cfg.Duration("HGP_COUNTER_CACHE_TTL", app.DefaultCacheTTL, 0, time.Minute)),
-		WithMaxMessageBytes(cfg.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
-		WithMaxMetrics(cfg.Int("HGP_COUNTER_MAX_METRICS", redisstore.DefaultMaxMetrics, 1, MaxMetricsLimit)),
-		WithOutboxMaxLen(int64(cfg.Int("HGP_COUNTER_OUTBOX_MAXLEN", 0, 0, 1<<30))),
-		WithRequireNoEviction(cfg.Bool("HGP_COUNTER_REQUIRE_NOEVICTION", false)),
-		WithRedisTimeout(redisTimeout),
-	}
-	var signer *identity.Signer
-	if secret != "" {
-		var err error
-		signer, err = identity.NewSigner([]byte(secret))
-		cfg.Check("HGP_IDENTITY_SECRET", err)
-	}
-	if mysqlDSN != "" {
-		if dsn, err := mysql.ParseDSN(mysqlDSN); err != nil {
-			cfg.Check("HGP_MYSQL_DSN", fmt.Errorf("not a go-sql-driver DSN (user:pass@tcp(host:port)/db): %w", err))
-		} else {
-			mysqlDSN = boundedDSN(dsn, mysqlTimeout)
-		}
-	}
-	if err := cfg.Err(); err != nil {
+//
+// It reads the configuration (ConfigFrom), opens the clients (open) and
+// assembles the service around them (assemble). Everything opened is added
+// to one cleanup list: released in reverse order when a later step fails,
+// and by the component's Close after the server and workers stopped.
+func Build(ctx context.Context, logger *slog.Logger, r *config.Reader) (*bootstrap.Component, error) {
+	cfg := ConfigFrom(r)
+	if err := r.Err(); err != nil {
 		return nil, err
 	}
+	closers := &bootstrap.Closers{}
+	cl, err := open(ctx, cfg, closers)
+	var comp *bootstrap.Component
+	if err == nil {
+		comp, err = assemble(ctx, logger, cfg, cl, closers)
+	}
+	if err != nil {
+		_ = closers.Close()
+		return nil, err
+	}
+	comp.Close = closers.Close
+	return comp, nil
+}
 
-	ends := func(ctx context.Context) (map[int]int64, error) { return events.EndOffsets(ctx, brokers, topic) }
-	// Missing state is rebuilt from MySQL when it is configured. With Kafka
-	// configured too, a rebuild first waits (up to HGP_COUNTER_REBUILD_WAIT)
-	// for the consumer to apply what Kafka holds, and is settled once the
-	// events still in flight at the rebuild reached MySQL (package settle).
-	var (
-		sqlDB  *sql.DB
-		record *durable.Store
-	)
-	closeDB := func() error { return nil }
-	if mysqlDSN != "" {
-		var err error
-		if sqlDB, err = durable.Open(ctx, mysqlDSN, pingTimeout); err != nil {
-			return nil, fmt.Errorf("counter: HGP_MYSQL_DSN: %w", err)
+// clients are the counter's connections to its middleware.
+type clients struct {
+	rdb *redis.Client
+	// sqlDB is the durable record (nil without HGP_MYSQL_DSN).
+	sqlDB *sql.DB
+	// events writes to the event topic (nil without HGP_KAFKA_BROKERS).
+	events *kafka.Writer
+}
+
+// open opens MySQL (when configured; checked with a ping), Redis (checked
+// with PING) and the Kafka writer (when configured; it connects on first
+// use), adding each to closers.
+func open(ctx context.Context, cfg Config, closers *bootstrap.Closers) (clients, error) {
+	var cl clients
+	if cfg.MySQLDSN != "" {
+		sqlDB, err := durable.Open(ctx, cfg.MySQLDSN, pingTimeout)
+		if err != nil {
+			return cl, fmt.Errorf("counter: HGP_MYSQL_DSN: %w", err)
 		}
-		closeDB = sqlDB.Close
-		var dopts []durable.Option
-		if len(brokers) > 0 && rebuildWait > 0 {
-			dopts = append(dopts, durable.WithCatchUp(logger.With("component", "rebuild"), topic, ends, rebuildWait))
-		}
-		record = durable.New(sqlDB, dopts...)
-		opts = append(opts, WithDurable(record), WithLoadTimeout(rebuildWait+mysqlTimeout))
-		if len(brokers) > 0 {
-			opts = append(opts, WithSettleDelay(settleDelay))
-		} else {
-			logger.Warn("HGP_KAFKA_BROKERS is not set: state rebuilt from MySQL is not settled, events on their way to MySQL at a rebuild stay missing from Redis")
-		}
+		closers.Add(sqlDB.Close)
+		cl.sqlDB = sqlDB
 	}
 
 	// No retries: go-redis re-sends a command (or a whole pipeline) after a
@@ -261,48 +223,75 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	// exchange too (the batcher's shared pipelines run without one, so the
 	// read and write timeouts bound them). Blocking reads (the relay's
 	// XREADGROUP) get their block time on top.
-	rdb := redis.NewClient(&redis.Options{
-		Addr: redisAddr, Password: redisPassword, DB: redisDB, MaxRetries: -1,
-		DialTimeout: redisTimeout, ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
-		PoolTimeout: redisTimeout, ContextTimeoutEnabled: true,
+	cl.rdb = redis.NewClient(&redis.Options{
+		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB, MaxRetries: -1,
+		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
+		PoolTimeout: cfg.RedisTimeout, ContextTimeoutEnabled: true,
 	})
+	closers.Add(cl.rdb.Close)
 	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	if err := rdb.Ping(pingCtx).Err(); err != nil {
-		_ = rdb.Close()
-		_ = closeDB()
-		return nil, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d) does not answer PING: %w", redisAddr, redisDB, err)
+	if err := cl.rdb.Ping(pingCtx).Err(); err != nil {
+		return cl, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d) does not answer PING: %w", cfg.Redis.Addr, cfg.Redis.DB, err)
 	}
-	c, err := New(logger, rdb, signer, opts...)
-	if err == nil {
-		err = c.Prepare(pingCtx)
+
+	if cfg.Kafka.Enabled() {
+		cl.events = events.NewWriter(cfg.Kafka.Brokers, cfg.Kafka.Topic)
+		closers.Add(cl.events.Close) // after the relay's Run returned
 	}
+	return cl, nil
+}
+
+// assemble wires the service around cl and prepares it (scripts loaded,
+// eviction policy checked): the server, and as workers the outbox relay
+// (with Kafka) and the settle worker (with MySQL and Kafka).
+func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, closers *bootstrap.Closers) (*bootstrap.Component, error) {
+	signer, err := identity.NewSigner(cfg.IdentitySecret)
 	if err != nil {
-		_ = rdb.Close()
-		_ = closeDB()
+		return nil, fmt.Errorf("counter: HGP_IDENTITY_SECRET: %w", err)
+	}
+	opts := cfg.options()
+	ends := func(ctx context.Context) (map[int]int64, error) {
+		return events.EndOffsets(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic)
+	}
+	// Missing state is rebuilt from MySQL when it is configured. With Kafka
+	// configured too, a rebuild first waits (up to HGP_COUNTER_REBUILD_WAIT)
+	// for the consumer to apply what Kafka holds, and is settled once the
+	// events still in flight at the rebuild reached MySQL (package settle).
+	var record *durable.Store
+	if cl.sqlDB != nil {
+		var dopts []durable.Option
+		if cfg.Kafka.Enabled() && cfg.RebuildWait > 0 {
+			dopts = append(dopts, durable.WithCatchUp(logger.With("component", "rebuild"), cfg.Kafka.Topic, ends, cfg.RebuildWait))
+		}
+		record = durable.New(cl.sqlDB, dopts...)
+		opts = append(opts, WithDurable(record), WithLoadTimeout(cfg.RebuildWait+cfg.MySQLTimeout))
+		if cfg.Kafka.Enabled() {
+			opts = append(opts, WithSettleDelay(cfg.SettleDelay))
+		} else {
+			logger.Warn("HGP_KAFKA_BROKERS is not set: state rebuilt from MySQL is not settled, events on their way to MySQL at a rebuild stay missing from Redis")
+		}
+	}
+
+	c, err := New(logger, cl.rdb, signer, opts...)
+	if err != nil {
 		return nil, fmt.Errorf("counter: %w", err)
 	}
-	comp := &bootstrap.Component{
-		Name:   Name,
-		Addr:   addr,
-		Server: c.Server(),
-		Close: func() error {
-			return errors.Join(c.Close(), rdb.Close(), closeDB())
-		},
+	closers.Add(c.Close) // before the clients it uses are closed
+	prepCtx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	if err := c.Prepare(prepCtx); err != nil {
+		return nil, fmt.Errorf("counter: %w", err)
 	}
+	comp := &bootstrap.Component{Name: Name, Addr: cfg.Addr, Server: c.Server()}
 	// The outbox relay runs in every counter instance when Kafka is
 	// configured; instances share the outbox through a stream consumer group.
-	rl, closeRelay, err := relay.FromConfig(logger.With("component", "relay"), rdb, cfg)
-	if err != nil {
-		_ = comp.Close()
-		return nil, fmt.Errorf("counter: relay: %w", err)
-	}
-	if rl != nil {
+	if cl.events != nil {
+		rl := relay.New(logger.With("component", "relay"), cl.rdb, cl.events, cfg.Relay.Options()...)
 		comp.Workers = append(comp.Workers, rl.Run)
-		comp.Close = func() error { return errors.Join(c.Close(), closeRelay(), rdb.Close(), closeDB()) }
 	}
-	if record != nil && len(brokers) > 0 {
-		w := settle.New(logger.With("component", "settle"), c.store, record, ends, topic)
+	if record != nil && cfg.Kafka.Enabled() {
+		w := settle.New(logger.With("component", "settle"), c.store, record, ends, cfg.Kafka.Topic)
 		comp.Workers = append(comp.Workers, w.Run)
 	}
 	return comp, nil

@@ -31,10 +31,10 @@ func defaultOptions() options {
 		stream:        DefaultStream,
 		group:         DefaultGroup,
 		deadLetter:    DefaultStream + ":dead",
-		batch:         500,
+		batch:         DefaultBatch,
 		block:         time.Second,
 		linger:        DefaultLinger,
-		claimIdle:     30 * time.Second,
+		claimIdle:     DefaultClaimIdle,
 		claimInterval: 5 * time.Second,
 		heartbeatTTL:  DefaultHeartbeatTTL,
 		depthInterval: time.Second,
@@ -55,7 +55,7 @@ func WithStream(key string) Option {
 func WithGroup(name string) Option { return func(o *options) { o.group = name } }
 
 // WithConsumerName sets this instance's consumer name in the group (default:
-// host name plus a random suffix; FromConfig derives a stable one, see
+// host name plus a random suffix; the counter derives a stable one, see
 // Identity). Reusing a crashed instance's name makes it resume that
 // instance's pending entries at once. Two live relays must not share a name.
 func WithConsumerName(name string) Option { return func(o *options) { o.consumer = name } }
@@ -63,6 +63,10 @@ func WithConsumerName(name string) Option { return func(o *options) { o.consumer
 // WithDeadLetterStream sets the stream that receives entries that cannot be
 // converted (default "<stream>:dead").
 func WithDeadLetterStream(key string) Option { return func(o *options) { o.deadLetter = key } }
+
+// DefaultBatch is how many entries one read takes and one Kafka write
+// carries (HGP_RELAY_BATCH).
+const DefaultBatch = 500
 
 // WithBatch sets how many entries one read takes (default 500).
 func WithBatch(n int) Option {
@@ -98,6 +102,11 @@ func WithLinger(d time.Duration) Option {
 		}
 	}
 }
+
+// DefaultClaimIdle is after how long another instance's unacknowledged
+// entries are taken over (HGP_RELAY_CLAIM_IDLE), unless its liveness key
+// expired first.
+const DefaultClaimIdle = 30 * time.Second
 
 // WithClaimIdle sets after how long another instance's unacknowledged
 // entries are taken over (default 30s), and how often to look for them.
