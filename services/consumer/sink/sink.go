@@ -62,12 +62,6 @@ type Result struct {
 	Ignored int
 }
 
-type likeKey struct{ ns, item, user string }
-type followKey struct{ follower, followee string }
-type countKey struct{ ns, item, metric string }
-type apiKey struct{ procedure, code string }
-type userDelta struct{ followers, following int64 }
-
 // Mark records how far a topic partition has been handled: every message
 // of it with an offset below Next is applied (or is poison, dead-lettered).
 type Mark struct {
@@ -102,6 +96,13 @@ func (s *Sink) Apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (
 	return res, err
 }
 
+// apply runs one attempt of a batch in its own transaction, in phases:
+// classify (coalesce the batch), the likes and the follows (pairPhase: read
+// the stored versions, keep the newer states, count the transitions), the
+// increments and API calls (once per event id), the summed counts, the
+// offset marks. The reads lock their rows through the transaction; every
+// write is buffered and sent as one multi-statement query before the
+// commit.
 func (s *Sink) apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (res Result, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -112,204 +113,28 @@ func (s *Sink) apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (
 			_ = tx.Rollback()
 		}
 	}()
-	q := db.New(tx)
-
-	// Coalesce: per pair only the newest event matters (the count follows
-	// the transition from the stored state to the newest state); per event
-	// id only one increment.
-	likes := map[likeKey]*eventsv1.Event{}
-	follows := map[followKey]*eventsv1.Event{}
-	seen := map[string]bool{}
-	var incs []*eventsv1.Event
-	for _, ev := range evs {
-		switch ev.GetKind() {
-		case eventsv1.Kind_KIND_LIKE, eventsv1.Kind_KIND_UNLIKE:
-			k := likeKey{ev.GetNamespace(), ev.GetItemId(), ev.GetUserId()}
-			if cur, ok := likes[k]; !ok || ev.GetVersion() > cur.GetVersion() {
-				likes[k] = ev
-			}
-		case eventsv1.Kind_KIND_FOLLOW, eventsv1.Kind_KIND_UNFOLLOW:
-			k := followKey{ev.GetUserId(), ev.GetTargetUserId()}
-			if cur, ok := follows[k]; !ok || ev.GetVersion() > cur.GetVersion() {
-				follows[k] = ev
-			}
-		case eventsv1.Kind_KIND_INCREMENT, eventsv1.Kind_KIND_API_CALL:
-			if !seen[ev.GetEventId()] {
-				seen[ev.GetEventId()] = true
-				incs = append(incs, ev)
-			}
-		default:
-			return Result{}, fmt.Errorf("%w: unknown kind %d", events.ErrInvalid, ev.GetKind())
-		}
+	b, err := classify(evs)
+	if err != nil {
+		return Result{}, err
 	}
-	res.Ignored = len(evs) - len(likes) - len(follows) - len(incs)
-
-	counts := map[countKey]int64{}
-	users := map[string]userDelta{}
-	apis := map[apiKey]int64{}
+	res.Ignored = b.superseded
 	buf := &execBuffer{tx: tx}
-	w := db.New(buf)
+	ph := phase{read: db.New(tx), write: db.New(buf), res: &res, deltas: newDeltas()}
 
-	// Likes: read the stored state of every pair (locked), decide in Go,
-	// write only newer states.
-	if len(likes) > 0 {
-		keys := make([][]byte, 0, len(likes))
-		byKey := make(map[[32]byte]likeKey, len(likes))
-		for k := range likes {
-			h := LikeKey(k.ns, k.item, k.user)
-			byKey[h] = k
-			keys = append(keys, h[:])
-		}
-		rows, err := q.LikesForUpdate(ctx, keys)
-		if err != nil {
-			return Result{}, fmt.Errorf("read likes: %w", err)
-		}
-		stored := make(map[likeKey]db.LikesForUpdateRow, len(rows))
-		for _, r := range rows {
-			stored[byKey[[32]byte(r.LikeKey)]] = r
-		}
-		for _, k := range sortedKeys(likes, func(a, b likeKey) int {
-			return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.item, b.item), cmp.Compare(a.user, b.user))
-		}) {
-			ev, cur := likes[k], stored[k]
-			if ev.GetVersion() <= cur.Version {
-				res.Ignored++ // stale or replayed
-				continue
-			}
-			liked := ev.GetKind() == eventsv1.Kind_KIND_LIKE
-			h := LikeKey(k.ns, k.item, k.user)
-			if err := w.UpsertLike(ctx, db.UpsertLikeParams{
-				LikeKey: h[:], Namespace: k.ns, ItemID: k.item, UserID: k.user, Liked: liked, Version: ev.GetVersion(),
-			}); err != nil {
-				return Result{}, fmt.Errorf("upsert like: %w", err)
-			}
-			if liked == cur.Liked {
-				res.Ignored++ // newer, same state: only the version moves
-				continue
-			}
-			res.Transitions++
-			d := int64(1)
-			if !liked {
-				d = -1
-			}
-			counts[countKey{k.ns, k.item, events.LikesMetric}] += d
-		}
+	if err := likePairs.apply(ctx, ph, b.likes); err != nil {
+		return Result{}, err
 	}
-
-	if len(follows) > 0 {
-		keys := make([][]byte, 0, len(follows))
-		byKey := make(map[[32]byte]followKey, len(follows))
-		for k := range follows {
-			h := FollowKey(k.follower, k.followee)
-			byKey[h] = k
-			keys = append(keys, h[:])
-		}
-		rows, err := q.FollowsForUpdate(ctx, keys)
-		if err != nil {
-			return Result{}, fmt.Errorf("read follows: %w", err)
-		}
-		stored := make(map[followKey]db.FollowsForUpdateRow, len(rows))
-		for _, r := range rows {
-			stored[byKey[[32]byte(r.FollowKey)]] = r
-		}
-		for _, k := range sortedKeys(follows, func(a, b followKey) int {
-			return cmp.Or(cmp.Compare(a.follower, b.follower), cmp.Compare(a.followee, b.followee))
-		}) {
-			ev, cur := follows[k], stored[k]
-			if ev.GetVersion() <= cur.Version {
-				res.Ignored++
-				continue
-			}
-			active := ev.GetKind() == eventsv1.Kind_KIND_FOLLOW
-			h := FollowKey(k.follower, k.followee)
-			if err := w.UpsertFollow(ctx, db.UpsertFollowParams{
-				FollowKey: h[:], Follower: k.follower, Followee: k.followee, Active: active, Version: ev.GetVersion(),
-			}); err != nil {
-				return Result{}, fmt.Errorf("upsert follow: %w", err)
-			}
-			if active == cur.Active {
-				res.Ignored++
-				continue
-			}
-			res.Transitions++
-			d := int64(1)
-			if !active {
-				d = -1
-			}
-			ud := users[k.followee]
-			ud.followers += d
-			users[k.followee] = ud
-			ud = users[k.follower]
-			ud.following += d
-			users[k.follower] = ud
-		}
+	if err := followPairs.apply(ctx, ph, b.follows); err != nil {
+		return Result{}, err
 	}
-
-	if len(incs) > 0 {
-		ids := make([]string, len(incs))
-		for i, ev := range incs {
-			ids[i] = ev.GetEventId()
-		}
-		done, err := q.ProcessedForUpdate(ctx, ids)
-		if err != nil {
-			return Result{}, fmt.Errorf("read processed events: %w", err)
-		}
-		applied := make(map[string]bool, len(done))
-		for _, id := range done {
-			applied[id] = true
-		}
-		slices.SortFunc(incs, func(a, b *eventsv1.Event) int { return cmp.Compare(a.GetEventId(), b.GetEventId()) })
-		for _, ev := range incs {
-			if applied[ev.GetEventId()] {
-				res.Ignored++
-				continue
-			}
-			if err := w.MarkProcessed(ctx, db.MarkProcessedParams{
-				EventID: ev.GetEventId(), Namespace: ev.GetNamespace(), ItemID: ev.GetItemId(),
-				Metric: ev.GetMetric(), Delta: ev.GetDelta(), Version: ev.GetVersion(),
-			}); err != nil {
-				return Result{}, fmt.Errorf("mark processed: %w", err)
-			}
-			res.Increments++
-			if ev.GetKind() == eventsv1.Kind_KIND_API_CALL {
-				apis[apiKey{ev.GetProcedure(), ev.GetCode()}] += ev.GetDelta()
-			} else {
-				counts[countKey{ev.GetNamespace(), ev.GetItemId(), ev.GetMetric()}] += ev.GetDelta()
-			}
-		}
+	if err := applyIncrements(ctx, ph, b.incs); err != nil {
+		return Result{}, err
 	}
-
-	// Counts last, in key order, so concurrent batches lock them in the
-	// same order.
-	for _, k := range sortedKeys(counts, func(a, b countKey) int {
-		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.item, b.item), cmp.Compare(a.metric, b.metric))
-	}) {
-		if d := counts[k]; d != 0 {
-			if err := w.AddItemCount(ctx, db.AddItemCountParams{Namespace: k.ns, ItemID: k.item, Metric: k.metric, Value: d}); err != nil {
-				return Result{}, fmt.Errorf("add item count: %w", err)
-			}
-		}
+	if err := ph.deltas.write(ctx, ph.write); err != nil {
+		return Result{}, err
 	}
-	for _, u := range sortedKeys(users, cmp.Compare[string]) {
-		if d := users[u]; d != (userDelta{}) {
-			if err := w.AddUserCounts(ctx, db.AddUserCountsParams{UserID: u, Followers: d.followers, Following: d.following}); err != nil {
-				return Result{}, fmt.Errorf("add user counts: %w", err)
-			}
-		}
-	}
-	for _, k := range sortedKeys(apis, func(a, b apiKey) int {
-		return cmp.Or(cmp.Compare(a.procedure, b.procedure), cmp.Compare(a.code, b.code))
-	}) {
-		if err := w.AddAPICalls(ctx, db.AddAPICallsParams{ProcedureName: k.procedure, Code: k.code, Calls: apis[k]}); err != nil {
-			return Result{}, fmt.Errorf("add api calls: %w", err)
-		}
-	}
-	// Offset marks after the counts, in (topic, partition) order: merged
-	// into the same multi-statement write.
-	for _, m := range marks {
-		if err := w.AdvanceOffset(ctx, db.AdvanceOffsetParams{Topic: m.Topic, PartitionID: int32(m.Partition), NextOffset: m.Next}); err != nil {
-			return Result{}, fmt.Errorf("advance offset: %w", err)
-		}
+	if err := writeMarks(ctx, ph.write, marks); err != nil {
+		return Result{}, err
 	}
 	if err := buf.Flush(ctx); err != nil {
 		return Result{}, fmt.Errorf("write batch: %w", err)
@@ -318,6 +143,228 @@ func (s *Sink) apply(ctx context.Context, evs []*eventsv1.Event, marks []Mark) (
 		return Result{}, fmt.Errorf("commit: %w", err)
 	}
 	return res, nil
+}
+
+// phase is what every phase of one attempt shares: the transaction's
+// reads (locking, unbuffered), its buffered writes, the result and the
+// count deltas summed so far.
+type phase struct {
+	read   *db.Queries
+	write  *db.Queries
+	res    *Result
+	deltas *deltas
+}
+
+// batch is a batch coalesced: per pair only the newest event matters (the
+// count follows the transition from the stored state to the newest
+// state); per event id only one increment.
+type batch struct {
+	likes   map[likeKey]*eventsv1.Event
+	follows map[followKey]*eventsv1.Event
+	incs    []*eventsv1.Event
+	// superseded counts the events dropped by coalescing.
+	superseded int
+}
+
+// classify coalesces evs by kind; an unknown kind is invalid.
+func classify(evs []*eventsv1.Event) (batch, error) {
+	b := batch{likes: map[likeKey]*eventsv1.Event{}, follows: map[followKey]*eventsv1.Event{}}
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		switch ev.GetKind() {
+		case eventsv1.Kind_KIND_LIKE, eventsv1.Kind_KIND_UNLIKE:
+			keepNewest(b.likes, likePairs.key(ev), ev)
+		case eventsv1.Kind_KIND_FOLLOW, eventsv1.Kind_KIND_UNFOLLOW:
+			keepNewest(b.follows, followPairs.key(ev), ev)
+		case eventsv1.Kind_KIND_INCREMENT, eventsv1.Kind_KIND_API_CALL:
+			if !seen[ev.GetEventId()] {
+				seen[ev.GetEventId()] = true
+				b.incs = append(b.incs, ev)
+			}
+		default:
+			return batch{}, fmt.Errorf("%w: unknown kind %d", events.ErrInvalid, ev.GetKind())
+		}
+	}
+	b.superseded = len(evs) - len(b.likes) - len(b.follows) - len(b.incs)
+	return b, nil
+}
+
+// keepNewest keeps ev for k unless an event with a version at least as
+// high is already kept.
+func keepNewest[K comparable](m map[K]*eventsv1.Event, k K, ev *eventsv1.Event) {
+	if cur, ok := m[k]; !ok || ev.GetVersion() > cur.GetVersion() {
+		m[k] = ev
+	}
+}
+
+// likePairs: item_likes rows; a transition moves the item's likes count.
+var likePairs = pairPhase[likeKey]{
+	what: "like",
+	on:   eventsv1.Kind_KIND_LIKE,
+	key: func(ev *eventsv1.Event) likeKey {
+		return likeKey{ev.GetNamespace(), ev.GetItemId(), ev.GetUserId()}
+	},
+	hash: func(k likeKey) [32]byte { return LikeKey(k.ns, k.item, k.user) },
+	compare: func(a, b likeKey) int {
+		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.item, b.item), cmp.Compare(a.user, b.user))
+	},
+	read: func(ctx context.Context, ph phase, keys [][]byte) (map[[32]byte]stored, error) {
+		rows, err := ph.read.LikesForUpdate(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[[32]byte]stored, len(rows))
+		for _, r := range rows {
+			out[[32]byte(r.LikeKey)] = stored{version: r.Version, on: r.Liked}
+		}
+		return out, nil
+	},
+	write: func(ctx context.Context, ph phase, k likeKey, h [32]byte, on bool, version uint64) error {
+		return ph.write.UpsertLike(ctx, db.UpsertLikeParams{
+			LikeKey: h[:], Namespace: k.ns, ItemID: k.item, UserID: k.user, Liked: on, Version: version,
+		})
+	},
+	count: func(d *deltas, k likeKey, delta int64) {
+		d.items[countKey{k.ns, k.item, events.LikesMetric}] += delta
+	},
+}
+
+// followPairs: follows rows; a transition moves the followee's followers
+// and the follower's following.
+var followPairs = pairPhase[followKey]{
+	what: "follow",
+	on:   eventsv1.Kind_KIND_FOLLOW,
+	key: func(ev *eventsv1.Event) followKey {
+		return followKey{ev.GetUserId(), ev.GetTargetUserId()}
+	},
+	hash: func(k followKey) [32]byte { return FollowKey(k.follower, k.followee) },
+	compare: func(a, b followKey) int {
+		return cmp.Or(cmp.Compare(a.follower, b.follower), cmp.Compare(a.followee, b.followee))
+	},
+	read: func(ctx context.Context, ph phase, keys [][]byte) (map[[32]byte]stored, error) {
+		rows, err := ph.read.FollowsForUpdate(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[[32]byte]stored, len(rows))
+		for _, r := range rows {
+			out[[32]byte(r.FollowKey)] = stored{version: r.Version, on: r.Active}
+		}
+		return out, nil
+	},
+	write: func(ctx context.Context, ph phase, k followKey, h [32]byte, on bool, version uint64) error {
+		return ph.write.UpsertFollow(ctx, db.UpsertFollowParams{
+			FollowKey: h[:], Follower: k.follower, Followee: k.followee, Active: on, Version: version,
+		})
+	},
+	count: func(d *deltas, k followKey, delta int64) {
+		ud := d.users[k.followee]
+		ud.followers += delta
+		d.users[k.followee] = ud
+		ud = d.users[k.follower]
+		ud.following += delta
+		d.users[k.follower] = ud
+	},
+}
+
+// applyIncrements applies each INCREMENT and API_CALL event whose id is
+// not in processed_events yet (read and locked first), in event id order,
+// recording its id; its delta goes to the item count or the API call
+// count.
+func applyIncrements(ctx context.Context, ph phase, incs []*eventsv1.Event) error {
+	if len(incs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(incs))
+	for i, ev := range incs {
+		ids[i] = ev.GetEventId()
+	}
+	done, err := ph.read.ProcessedForUpdate(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("read processed events: %w", err)
+	}
+	applied := make(map[string]bool, len(done))
+	for _, id := range done {
+		applied[id] = true
+	}
+	slices.SortFunc(incs, func(a, b *eventsv1.Event) int { return cmp.Compare(a.GetEventId(), b.GetEventId()) })
+	for _, ev := range incs {
+		if applied[ev.GetEventId()] {
+			ph.res.Ignored++
+			continue
+		}
+		if err := ph.write.MarkProcessed(ctx, db.MarkProcessedParams{
+			EventID: ev.GetEventId(), Namespace: ev.GetNamespace(), ItemID: ev.GetItemId(),
+			Metric: ev.GetMetric(), Delta: ev.GetDelta(), Version: ev.GetVersion(),
+		}); err != nil {
+			return fmt.Errorf("mark processed: %w", err)
+		}
+		ph.res.Increments++
+		if ev.GetKind() == eventsv1.Kind_KIND_API_CALL {
+			ph.deltas.apis[apiKey{ev.GetProcedure(), ev.GetCode()}] += ev.GetDelta()
+		} else {
+			ph.deltas.items[countKey{ev.GetNamespace(), ev.GetItemId(), ev.GetMetric()}] += ev.GetDelta()
+		}
+	}
+	return nil
+}
+
+// writeMarks raises the offset marks (sorted by sortMarks), after the
+// counts, in (topic, partition) order: merged into the same
+// multi-statement write.
+func writeMarks(ctx context.Context, w *db.Queries, marks []Mark) error {
+	for _, m := range marks {
+		if err := w.AdvanceOffset(ctx, db.AdvanceOffsetParams{Topic: m.Topic, PartitionID: int32(m.Partition), NextOffset: m.Next}); err != nil {
+			return fmt.Errorf("advance offset: %w", err)
+		}
+	}
+	return nil
+}
+
+type countKey struct{ ns, item, metric string }
+type apiKey struct{ procedure, code string }
+type userDelta struct{ followers, following int64 }
+
+// deltas are the count changes of one attempt, summed per row: each row is
+// written once, adding its sum (never read and written back).
+type deltas struct {
+	items map[countKey]int64
+	users map[string]userDelta
+	apis  map[apiKey]int64
+}
+
+func newDeltas() *deltas {
+	return &deltas{items: map[countKey]int64{}, users: map[string]userDelta{}, apis: map[apiKey]int64{}}
+}
+
+// write adds the sums after every pair and increment, in key order, so
+// concurrent batches lock the count rows in the same order; sums of zero
+// are skipped (API call counts are written as they are).
+func (d *deltas) write(ctx context.Context, w *db.Queries) error {
+	for _, k := range sortedKeys(d.items, func(a, b countKey) int {
+		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.item, b.item), cmp.Compare(a.metric, b.metric))
+	}) {
+		if v := d.items[k]; v != 0 {
+			if err := w.AddItemCount(ctx, db.AddItemCountParams{Namespace: k.ns, ItemID: k.item, Metric: k.metric, Value: v}); err != nil {
+				return fmt.Errorf("add item count: %w", err)
+			}
+		}
+	}
+	for _, u := range sortedKeys(d.users, cmp.Compare[string]) {
+		if v := d.users[u]; v != (userDelta{}) {
+			if err := w.AddUserCounts(ctx, db.AddUserCountsParams{UserID: u, Followers: v.followers, Following: v.following}); err != nil {
+				return fmt.Errorf("add user counts: %w", err)
+			}
+		}
+	}
+	for _, k := range sortedKeys(d.apis, func(a, b apiKey) int {
+		return cmp.Or(cmp.Compare(a.procedure, b.procedure), cmp.Compare(a.code, b.code))
+	}) {
+		if err := w.AddAPICalls(ctx, db.AddAPICallsParams{ProcedureName: k.procedure, Code: k.code, Calls: d.apis[k]}); err != nil {
+			return fmt.Errorf("add api calls: %w", err)
+		}
+	}
+	return nil
 }
 
 // LikeKey is the item_likes primary key of a (namespace, item, user) pair:
