@@ -104,9 +104,11 @@ func (d *doneOnClose) Close() error {
 	return err
 }
 
-// TestFailoverKill9UnderLoad is the failover promise (P9) end to end: two
-// real counter processes registered in the real Consul agent (with a tag of
-// this run, which the gateway filters on), the gateway routing through
+// TestFailoverKill9UnderLoad is the failover promise end to end (a dead
+// instance stops receiving traffic within seconds; reads are retried
+// elsewhere, writes are not blindly retried): two real counter processes
+// registered in the real Consul agent (with a tag of this run, which the
+// gateway filters on), the gateway routing through
 // Consul, reads and writes from concurrent clients over all three
 // protocols, and one counter killed with SIGKILL mid-load.
 //

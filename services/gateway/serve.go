@@ -175,13 +175,13 @@ func (g *Gateway) authenticate(r *http.Request, rt route.Route) (string, error) 
 	return claims.Subject, nil
 }
 
-// readBody reads the whole request body, at most maxBody bytes, so an
-// oversized request is refused before any backend sees it and a failed read
-// can be retried elsewhere. It returns nil for an empty body.
 // initialBodyBuffer is the most the gateway reserves for a request body
 // before its bytes arrive.
 const initialBodyBuffer = 32 << 10
 
+// readBody reads the whole request body, at most maxBody bytes, so an
+// oversized request is refused before any backend sees it and a failed read
+// can be retried elsewhere. It returns nil for an empty body.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, nil
@@ -189,7 +189,8 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	body := http.MaxBytesReader(w, r.Body, g.maxBody)
 	// Memory grows with the bytes that actually arrive: a client announcing
 	// a large Content-Length and then sending slowly pins at most
-	// initialBodyBuffer until its data comes (P6).
+	// initialBodyBuffer until its data comes, so slow clients cannot
+	// exhaust the gateway's memory.
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		buf.Grow(int(min(r.ContentLength, initialBodyBuffer)))

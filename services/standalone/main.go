@@ -1,8 +1,9 @@
 // Command standalone runs every HighGoPress service in one process on
 // embedded middleware: the quickest way to try the API. The services use the
-// same code paths as in production; only the servers they talk to (Redis, and
-// as the pipeline lands, Kafka and MySQL) are in-process substitutes, which
-// keep everything in memory: the data is gone when the process stops.
+// same code paths as in production; only the servers they talk to (Redis,
+// Kafka and MySQL) are in-process substitutes (miniredis, kfake,
+// go-mysql-server), which keep everything in memory: the data is gone when
+// the process stops.
 //
 //	go run ./services/standalone
 //

@@ -228,7 +228,7 @@ func TestHealthChecksAreNotCounted(t *testing.T) {
 }
 
 // FuzzStatusWriter: no response body or chunking panics the envelope
-// scanner or the code derivation (P11).
+// scanner or the code derivation.
 func FuzzStatusWriter(f *testing.F) {
 	f.Add("application/grpc-web", []byte{0x80, 0, 0, 0, 3, 'a', ':', 'b'}, uint8(2), 200)
 	f.Add("application/connect+json", []byte{0x02, 0xff, 0xff, 0xff, 0xff}, uint8(1), 200)

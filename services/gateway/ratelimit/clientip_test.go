@@ -76,7 +76,7 @@ func TestParseTrustedProxies(t *testing.T) {
 	}
 }
 
-// FuzzClientIP: no header or address panics the parser (P11), and the
+// FuzzClientIP: no header or address panics the parser, and the
 // result never comes from XFF when the peer is untrusted.
 func FuzzClientIP(f *testing.F) {
 	f.Add("10.0.0.1:80", "1.2.3.4, 5.6.7.8")
