@@ -8,7 +8,6 @@ import (
 
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/discovery"
-	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/services/gateway/apistats"
 	"github.com/highgopress/highgopress/services/gateway/auth"
@@ -86,32 +85,24 @@ type Config struct {
 	// Redis holds the shared rate-limit budgets (HGP_REDIS_ADDR,
 	// HGP_REDIS_PASSWORD, HGP_REDIS_DB). Without an address the budgets are
 	// per replica (in-process).
-	Redis RedisConfig
+	Redis config.Redis
 
 	// APIStats configures API call statistics (HGP_APISTATS_FLUSH_INTERVAL).
 	APIStats apistats.Config
 	// Kafka, when Brokers is set (HGP_KAFKA_BROKERS, HGP_KAFKA_TOPIC), is
 	// where API statistics go as API_CALL events; otherwise they are logged.
-	Kafka KafkaConfig
+	Kafka config.Kafka
 }
 
-// RedisConfig locates the Redis that keeps the shared rate-limit budgets.
-type RedisConfig struct {
-	Addr, Password string
-	DB             int
-}
+// ConfigFrom reads the gateway's variables from r. Problems are recorded in
+// r (see config.Reader.Err), each naming its variable.
+// HGP_GATEWAY_COUNTER_URLS is required unless HGP_CONSUL_ADDR is set
+// (routing through Consul); BuildWith with WithBalancer does not need it.
+func ConfigFrom(r *config.Reader) Config { return readConfig(r, true) }
 
-// KafkaConfig locates the topic API_CALL events are written to.
-type KafkaConfig struct {
-	Brokers []string
-	Topic   string
-}
-
-// ReadConfig reads the gateway's variables from r. Problems are recorded in
-// r (see config.Reader.Err), each naming its variable. With needURLs false,
-// HGP_GATEWAY_COUNTER_URLS is optional (a Balancer is supplied in code); it
-// is also optional when HGP_CONSUL_ADDR is set (routing through Consul).
-func ReadConfig(r *config.Reader, needURLs bool) Config {
+// readConfig is ConfigFrom; with needURLs false (a Balancer is supplied in
+// code) HGP_GATEWAY_COUNTER_URLS is optional.
+func readConfig(r *config.Reader, needURLs bool) Config {
 	c := Config{
 		Addr:              r.String("HGP_GATEWAY_ADDR", DefaultAddr),
 		MaxBodyBytes:      int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
@@ -122,18 +113,11 @@ func ReadConfig(r *config.Reader, needURLs bool) Config {
 		CORSOrigins:       r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
 		Consul:            discovery.ConfigFrom(r),
 		ConsulTag:         r.String("HGP_GATEWAY_CONSUL_TAG", ""),
-		Redis: RedisConfig{
-			Addr:     r.String("HGP_REDIS_ADDR", ""),
-			Password: r.String("HGP_REDIS_PASSWORD", ""),
-			DB:       r.Int("HGP_REDIS_DB", 0, 0, 1<<16),
-		},
-		APIStats: apistats.ConfigFrom(r),
-		Kafka: KafkaConfig{
-			Brokers: r.List("HGP_KAFKA_BROKERS", nil),
-			Topic:   r.String("HGP_KAFKA_TOPIC", events.DefaultTopic),
-		},
+		Redis:             config.RedisFrom(r, ""),
+		APIStats:          apistats.ConfigFrom(r),
+		Kafka:             config.KafkaFrom(r),
 	}
-	c.RateLimit = r.Bool("HGP_RATE_ENABLED", c.Redis.Addr != "")
+	c.RateLimit = r.Bool("HGP_RATE_ENABLED", c.Redis.Enabled())
 	if c.RateLimit {
 		c.Rate = ratelimit.ConfigFrom(r)
 		c.RateKeyPrefix = r.String("HGP_RATE_KEY_PREFIX", DefaultRateKeyPrefix)

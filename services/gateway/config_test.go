@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,16 +12,18 @@ import (
 	"time"
 
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/services/gateway"
+	"github.com/highgopress/highgopress/services/gateway/proxy"
 )
 
-func TestReadConfigDefaults(t *testing.T) {
+func TestConfigFromDefaults(t *testing.T) {
 	r := config.FromMap(map[string]string{
 		"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081, http://127.0.0.1:8082",
 		"HGP_IDENTITY_SECRET":      identitySecret,
 		"HGP_JWT_HS256_SECRET":     hsSecret,
 	})
-	c := gateway.ReadConfig(r, true)
+	c := gateway.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +35,7 @@ func TestReadConfigDefaults(t *testing.T) {
 	}
 }
 
-func TestReadConfigRS256AndOverrides(t *testing.T) {
+func TestConfigFromRS256AndOverrides(t *testing.T) {
 	der, err := x509.MarshalPKIXPublicKey(&rsaKeys(t).trusted.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +55,7 @@ func TestReadConfigRS256AndOverrides(t *testing.T) {
 		"HGP_GATEWAY_MAX_BODY_BYTES": "65536",
 		"HGP_GATEWAY_MAX_TIMEOUT":    "10s",
 	})
-	c := gateway.ReadConfig(r, true)
+	c := gateway.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +66,7 @@ func TestReadConfigRS256AndOverrides(t *testing.T) {
 	}
 }
 
-func TestReadConfigErrorsNameTheVariable(t *testing.T) {
+func TestConfigFromErrorsNameTheVariable(t *testing.T) {
 	cases := []struct {
 		vars map[string]string
 		name string
@@ -91,24 +95,34 @@ func TestReadConfigErrorsNameTheVariable(t *testing.T) {
 	}
 	for _, tc := range cases {
 		r := config.FromMap(tc.vars)
-		gateway.ReadConfig(r, true)
+		gateway.ConfigFrom(r)
 		err := r.Err()
 		if err == nil || !strings.Contains(err.Error(), tc.name+":") {
 			t.Errorf("%v: error %v does not name %s", tc.vars, err, tc.name)
 		}
 	}
 	// With a balancer supplied in code, the static URLs are optional.
-	r := config.FromMap(map[string]string{"HGP_IDENTITY_SECRET": identitySecret, "HGP_JWT_HS256_SECRET": hsSecret})
-	gateway.ReadConfig(r, false)
-	if err := r.Err(); err != nil {
+	r := config.FromMap(map[string]string{"HGP_IDENTITY_SECRET": identitySecret, "HGP_JWT_HS256_SECRET": hsSecret, "HGP_GATEWAY_ADDR": "127.0.0.1:0"})
+	comp, err := gateway.BuildWith(gateway.WithBalancer(noBackends{}))(context.Background(), logging.Discard(), r)
+	if err != nil {
 		t.Fatalf("without static URLs: %v", err)
+	}
+	if err := comp.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// TestReadConfigDiscoveryRateStats: Consul makes the static URLs optional;
+// noBackends is a balancer that knows no instance.
+type noBackends struct{}
+
+func (noBackends) Pick(context.Context, string) (proxy.Backend, error) {
+	return proxy.Backend{}, errors.New("no instance")
+}
+
+// TestConfigFromDiscoveryRateStats: Consul makes the static URLs optional;
 // rate limiting is on by default exactly when Redis is configured; API
 // statistics go to Kafka when brokers are set.
-func TestReadConfigDiscoveryRateStats(t *testing.T) {
+func TestConfigFromDiscoveryRateStats(t *testing.T) {
 	base := func(extra map[string]string) map[string]string {
 		m := map[string]string{"HGP_IDENTITY_SECRET": identitySecret, "HGP_JWT_HS256_SECRET": hsSecret}
 		for k, v := range extra {
@@ -128,7 +142,7 @@ func TestReadConfigDiscoveryRateStats(t *testing.T) {
 		"HGP_KAFKA_BROKERS":               "127.0.0.1:9092, 127.0.0.1:9093",
 		"HGP_APISTATS_FLUSH_INTERVAL":     "1s",
 	}))
-	c := gateway.ReadConfig(r, true)
+	c := gateway.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatalf("with consul and no static URLs: %v", err)
 	}
@@ -141,7 +155,7 @@ func TestReadConfigDiscoveryRateStats(t *testing.T) {
 	}
 
 	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081"}))
-	c = gateway.ReadConfig(r, true)
+	c = gateway.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +166,11 @@ func TestReadConfigDiscoveryRateStats(t *testing.T) {
 
 	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081",
 		"HGP_REDIS_ADDR": "127.0.0.1:6379", "HGP_RATE_ENABLED": "false"}))
-	if c = gateway.ReadConfig(r, true); r.Err() != nil || c.RateLimit {
+	if c = gateway.ConfigFrom(r); r.Err() != nil || c.RateLimit {
 		t.Fatalf("HGP_RATE_ENABLED=false: %+v, %v", c, r.Err())
 	}
 	r = config.FromMap(base(map[string]string{"HGP_GATEWAY_COUNTER_URLS": "http://127.0.0.1:8081", "HGP_RATE_ENABLED": "true"}))
-	if c = gateway.ReadConfig(r, true); r.Err() != nil || !c.RateLimit || c.Redis.Addr != "" {
+	if c = gateway.ConfigFrom(r); r.Err() != nil || !c.RateLimit || c.Redis.Addr != "" {
 		t.Fatalf("HGP_RATE_ENABLED=true without redis (in-process budgets): %+v, %v", c, r.Err())
 	}
 }

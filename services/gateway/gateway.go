@@ -367,7 +367,7 @@ func BuildWith(opts ...Option) bootstrap.BuildFunc {
 		for _, opt := range opts {
 			opt(&o)
 		}
-		cfg := ReadConfig(r, o.balancer == nil)
+		cfg := readConfig(r, o.balancer == nil)
 		if err := r.Err(); err != nil {
 			return nil, err
 		}

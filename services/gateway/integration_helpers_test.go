@@ -254,7 +254,7 @@ func gatewayVars(vars map[string]string) map[string]string {
 func startGateway(t testing.TB, vars map[string]string, opts ...gateway.Option) *runningGateway {
 	t.Helper()
 	r := config.FromMap(gatewayVars(vars))
-	cfg := gateway.ReadConfig(r, true)
+	cfg := gateway.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatalf("gateway config: %v", err)
 	}
