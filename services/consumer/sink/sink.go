@@ -1,5 +1,6 @@
 // Package sink applies user-action events to MySQL idempotently, one
-// transaction per batch, through sqlc-generated queries (package db).
+// transaction per batch, through the sqlc-generated queries of
+// platform/durabledb.
 //
 // Per batch: the stored state of every (user, item) and (follower, followee)
 // pair in the batch is read with one SELECT … FOR UPDATE (locked until
@@ -9,8 +10,10 @@
 // Rules:
 //   - A like or follow row changes only when the event's version is newer
 //     than the stored one; the count changes by exactly the state
-//     transition (a newer event with the same state only moves the version). Replays, duplicates and reordered events
-//     therefore never double-count and never resurrect an undone like.
+//     transition (a newer event with the same state only moves the
+//     version). Replays, duplicates and reordered events therefore never
+//     double-count and never resurrect an undone like. The rule is written
+//     once, for both kinds of pair, in pairPhase.apply.
 //   - An INCREMENT or API_CALL is applied once per event id: the id is
 //     recorded in processed_events in the same transaction.
 //   - Counts change only through INSERT … ON DUPLICATE KEY UPDATE v = v + ?,
