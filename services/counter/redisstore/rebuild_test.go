@@ -110,20 +110,25 @@ func TestSeedItemMetricCap(t *testing.T) {
 	}, redisstore.WithDurable(true), redisstore.WithMaxMetrics(2))
 }
 
-// TestSeedAdoptsAndReplaces: complete state without the mark (written by a
-// counter without a durable record, or by the reconciler) is adopted as it
-// is; partial state (likers set without its hash) is replaced.
-func TestSeedAdoptsAndReplaces(t *testing.T) {
+// TestSeedReplacesUnmarkedState: state without the loaded mark — complete
+// (written by a counter without a durable record) or partial (a likers set
+// without its hash) — is replaced by the snapshot, which is the durable
+// record's state; nothing unmarked is adopted.
+func TestSeedReplacesUnmarkedState(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e env) {
 		it := domain.ItemRef{Namespace: "n", ID: "a"}
 		e.rdb.HSet(ctx, redisstore.CountsKey(it), "likes", 1, "views", 5)
 		e.rdb.SAdd(ctx, redisstore.LikersKey(it), "ahead")
-		if r, err := e.store.SeedItem(ctx, it, domain.ItemSnapshot{}); err != nil || r != redisstore.SeedAdopted {
+		if r, err := e.store.SeedItem(ctx, it, domain.ItemSnapshot{Likers: []string{"u1", "u2"}, Metrics: map[string]int64{"views": 7}}); err != nil || r != redisstore.SeedInstalled {
 			t.Fatalf("SeedItem over unmarked state = %d, %v", r, err)
 		}
 		counts, _, err := e.store.ReadItems(ctx, []domain.ItemRef{it}, "", nil)
-		if err != nil || counts[0].Likes != 1 || counts[0].Metrics["views"] != 5 {
-			t.Fatalf("adopted = %+v, %v", counts, err)
+		if err != nil || counts[0].Likes != 2 || counts[0].Metrics["views"] != 7 {
+			t.Fatalf("after the seed = %+v, %v; want the snapshot (2 likes, 7 views)", counts, err)
+		}
+		m, _ := e.rdb.SMembers(ctx, redisstore.LikersKey(it)).Result()
+		if slices.Sort(m); !slices.Equal(m, []string{"u1", "u2"}) {
+			t.Fatalf("likers = %v; want [u1 u2]", m)
 		}
 
 		partial := domain.ItemRef{Namespace: "n", ID: "p"}
@@ -136,8 +141,15 @@ func TestSeedAdoptsAndReplaces(t *testing.T) {
 		}
 
 		e.rdb.HSet(ctx, redisstore.UserKey("w"), "followers", 2)
-		if r, err := e.store.SeedUser(ctx, "w", domain.UserSnapshot{Followers: []string{"x"}}); err != nil || r != redisstore.SeedAdopted {
+		e.rdb.SAdd(ctx, redisstore.FollowersKey("w"), "y", "z")
+		if r, err := e.store.SeedUser(ctx, "w", domain.UserSnapshot{Followers: []string{"x"}}); err != nil || r != redisstore.SeedInstalled {
 			t.Fatalf("SeedUser over unmarked state = %d, %v", r, err)
+		}
+		if m, _ := e.rdb.SMembers(ctx, redisstore.FollowersKey("w")).Result(); !slices.Equal(m, []string{"x"}) {
+			t.Fatalf("followers = %v; want [x]", m)
+		}
+		if n, _ := e.rdb.HGet(ctx, redisstore.UserKey("w"), "followers").Int(); n != 1 {
+			t.Fatalf("followers count = %d; want 1", n)
 		}
 	}, redisstore.WithDurable(true))
 }

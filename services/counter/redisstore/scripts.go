@@ -15,8 +15,8 @@ import "github.com/redis/go-redis/v9"
 // state is complete in Redis; a script that finds it missing returns
 // notLoaded (-9) and changes nothing when the flag is "1" (the caller
 // rebuilds the state and runs it again). With the flag "0" the field is
-// neither checked nor set: Redis is the only truth, and state written then
-// is adopted as complete if a durable record is configured later.
+// neither checked nor set: Redis is the only truth; if a durable record is
+// configured later, state written then is rebuilt from it on first use.
 
 // loadedLua defines loaded(hash, flag): true when the hash is marked
 // complete, or when no durable record exists (flag "0").
@@ -229,21 +229,13 @@ end
 //	ARGV[3+2n..] likers
 //
 // Returns 0 when the item was loaded already (nothing changed), 1 when the
-// state was installed (and queued for settling), 2 when an unmarked but
-// complete state was found (written by the reconciler or by a counter
-// without a durable record) and adopted as it is. Partial state (a counts
-// hash with likes but no likers set, or a likers set without its hash: an
-// eviction) is replaced.
+// state was installed (and queued for settling). State that is not marked
+// loaded — an absent entry, what an eviction left (a likers set without
+// its hash), or what a counter without a durable record wrote — is
+// replaced: the snapshot plus settling is the state the durable record
+// holds.
 var seedItemScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
-if redis.call('HEXISTS', KEYS[1], '_n') == 1 then redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  local likes = tonumber(redis.call('HGET', KEYS[1], 'likes') or '0')
-  if likes == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('HSET', KEYS[1], '_l', '1')
-    return 2
-  end
-end
 redis.call('DEL', KEYS[1], KEYS[2])
 local n = tonumber(ARGV[2])
 local first = 3 + 2 * n
@@ -273,16 +265,11 @@ return 1
 //	ARGV[2] number n of users followed  ARGV[3..2+n] users followed
 //	ARGV[3+n..] followers
 //
-// Returns 0 (was loaded), 1 (installed) or 2 (an unmarked user hash was
-// adopted as it is).
+// Returns 0 (was loaded) or 1 (installed); state not marked loaded is
+// replaced, as by seedItemScript.
 var seedUserScript = redis.NewScript(boundaryLua + `
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 then return 0 end
-if redis.call('HEXISTS', KEYS[1], '_n') == 1 then redis.call('DEL', KEYS[1]) end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], '_l', '1')
-  return 2
-end
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 local n = tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], '_l', '1', 'following', n, 'followers', #ARGV - 2 - n)
 for i = 3, 2 + n, 1000 do
@@ -305,7 +292,7 @@ return 1
 //
 // Returns 0 when the state is loaded or absent already (nothing changed),
 // 3 when the entry was installed, -1 when other state exists (unmarked or
-// partial: the caller runs the regular seed, which adopts or replaces it).
+// partial: the caller runs the regular seed, which replaces it).
 var seedAbsentScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], '_l') == 1 or redis.call('HEXISTS', KEYS[1], '_n') == 1 then return 0 end
 for i = 1, #KEYS do

@@ -230,8 +230,6 @@ const (
 	SeedSkipped = 0
 	// SeedInstalled: the snapshot was installed.
 	SeedInstalled = 1
-	// SeedAdopted: complete but unmarked state was found and kept.
-	SeedAdopted = 2
 	// SeedAbsent: an empty snapshot for a read was installed as an
 	// expiring absent entry (see AbsentField).
 	SeedAbsent = 3
@@ -239,7 +237,9 @@ const (
 
 // SeedItem installs snap as item's state unless the item is loaded
 // already (then nothing changes: a concurrent seeder or write won). It
-// returns SeedSkipped, SeedInstalled or SeedAdopted.
+// returns SeedSkipped, SeedInstalled or SeedAbsent. State not marked
+// loaded (an absent entry, what an eviction left, what a counter without a
+// durable record wrote) is replaced.
 func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error) {
 	if snap.ForRead && len(snap.Likers) == 0 && len(snap.Metrics) == 0 {
 		if r, ok, err := s.seedAbsent(ctx, CountsKey(item), LikersKey(item)); ok || err != nil {
@@ -288,8 +288,7 @@ func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnaps
 
 // seedAbsent installs an absent entry at keys[0] unless absent entries are
 // off (ok false), or state is there already: loaded or absent (ok, with
-// SeedSkipped), or anything else (ok false: the regular seed adopts or
-// replaces it).
+// SeedSkipped), or anything else (ok false: the regular seed replaces it).
 func (s *Store) seedAbsent(ctx context.Context, keys ...string) (r int64, ok bool, err error) {
 	if s.absentTTL == "0" {
 		return 0, false, nil
