@@ -195,3 +195,19 @@ func (s *Store) AppliedOffsets(ctx context.Context, topic string) (map[int]int64
 	}
 	return out, nil
 }
+
+// Counts returns every count of the durable record, items (item_counts,
+// likes included) and users (user_counts), read in one read-only
+// transaction: what reconciliation compares Redis with.
+func (s *Store) Counts(ctx context.Context) (items []durabledb.ItemCount, users []durabledb.UserCount, err error) {
+	err = s.read(ctx, func(q *durabledb.Queries) error {
+		if items, err = q.ListAllItemCounts(ctx); err != nil {
+			return fmt.Errorf("item counts: %w", err)
+		}
+		if users, err = q.ListAllUserCounts(ctx); err != nil {
+			return fmt.Errorf("user counts: %w", err)
+		}
+		return nil
+	})
+	return items, users, err
+}
