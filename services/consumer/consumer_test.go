@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
@@ -56,7 +57,7 @@ func setup(t testing.TB) *env {
 
 func (e *env) config(batch int) consumer.Config {
 	return consumer.Config{
-		Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq, Group: e.group, Partitions: partitions,
+		Kafka: config.Kafka{Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq}, Group: e.group, Partitions: partitions,
 		SessionTimeout: 6 * time.Second, DSN: e.dsn, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: max(1, e.workers),
 	}
 }

@@ -31,10 +31,10 @@ import (
 // Config is the consumer's configuration; ConfigFrom reads it from the
 // environment.
 type Config struct {
-	Addr           string        // HGP_CONSUMER_ADDR: health and /metrics
-	Brokers        []string      // HGP_KAFKA_BROKERS (required)
-	Topic          string        // HGP_KAFKA_TOPIC
-	DLQTopic       string        // HGP_KAFKA_DLQ_TOPIC
+	Addr string // HGP_CONSUMER_ADDR: health and /metrics
+	// Kafka is where events are read from and dead letters go
+	// (HGP_KAFKA_BROKERS, required; HGP_KAFKA_TOPIC; HGP_KAFKA_DLQ_TOPIC).
+	Kafka          config.Kafka
 	Group          string        // HGP_KAFKA_GROUP
 	Partitions     int           // HGP_KAFKA_PARTITIONS: used when the topic must be created
 	CreateTopics   bool          // HGP_KAFKA_CREATE_TOPICS
@@ -45,10 +45,9 @@ type Config struct {
 	BatchWait      time.Duration // HGP_CONSUMER_BATCH_WAIT
 	Workers        int           // HGP_CONSUMER_WORKERS: group members in this process
 
-	// Reconciliation with the counter's Redis (optional).
-	RedisAddr         string        // HGP_REDIS_ADDR: empty disables reconciliation
-	RedisPassword     string        // HGP_REDIS_PASSWORD
-	RedisDB           int           // HGP_REDIS_DB
+	// Reconciliation with the counter's Redis (optional): HGP_REDIS_ADDR
+	// (empty disables reconciliation), HGP_REDIS_PASSWORD, HGP_REDIS_DB.
+	Redis             config.Redis
 	ReconcileInterval time.Duration // HGP_RECONCILE_INTERVAL: 0 disables the periodic job
 	ReconcileRepair   bool          // HGP_RECONCILE_REPAIR: repair, not only measure
 }
@@ -58,8 +57,7 @@ type Config struct {
 func ConfigFrom(cfg *config.Reader) Config {
 	c := Config{
 		Addr:           cfg.String("HGP_CONSUMER_ADDR", "127.0.0.1:8083"),
-		Brokers:        cfg.List("HGP_KAFKA_BROKERS", nil),
-		Topic:          cfg.String("HGP_KAFKA_TOPIC", events.DefaultTopic),
+		Kafka:          config.KafkaFrom(cfg),
 		Group:          cfg.String("HGP_KAFKA_GROUP", "highgopress-consumer"),
 		Partitions:     cfg.Int("HGP_KAFKA_PARTITIONS", 6, 1, 4096),
 		CreateTopics:   cfg.Bool("HGP_KAFKA_CREATE_TOPICS", true),
@@ -70,14 +68,11 @@ func ConfigFrom(cfg *config.Reader) Config {
 		BatchWait:      cfg.Duration("HGP_CONSUMER_BATCH_WAIT", 50*time.Millisecond, time.Millisecond, time.Minute),
 		Workers:        cfg.Int("HGP_CONSUMER_WORKERS", 2, 1, 64),
 
-		RedisAddr:         cfg.String("HGP_REDIS_ADDR", ""),
-		RedisPassword:     cfg.String("HGP_REDIS_PASSWORD", ""),
-		RedisDB:           cfg.Int("HGP_REDIS_DB", 0, 0, 1<<16),
+		Redis:             config.RedisFrom(cfg, ""),
 		ReconcileInterval: cfg.Duration("HGP_RECONCILE_INTERVAL", 0, 0, 24*time.Hour),
 		ReconcileRepair:   cfg.Bool("HGP_RECONCILE_REPAIR", true),
 	}
-	c.DLQTopic = cfg.String("HGP_KAFKA_DLQ_TOPIC", c.Topic+".dlq")
-	if len(c.Brokers) == 0 {
+	if !c.Kafka.Enabled() {
 		cfg.Check("HGP_KAFKA_BROKERS", errors.New("is required (comma list of host:port)"))
 	}
 	if c.DSN != "" {
@@ -109,7 +104,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		Workers: []func(context.Context) error{svc.Run},
 		Close:   svc.Close,
 	}
-	if c.RedisAddr != "" && c.ReconcileInterval > 0 {
+	if c.Redis.Enabled() && c.ReconcileInterval > 0 {
 		rdb := svc.redisClient()
 		rec := svc.Reconciler(rdb)
 		comp.Workers = append(comp.Workers, func(ctx context.Context) error {
@@ -125,7 +120,7 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 // `consumer reconcile` runs.
 func Reconcile(ctx context.Context, logger *slog.Logger, cfg *config.Reader) error {
 	c := ConfigFrom(cfg)
-	if c.RedisAddr == "" {
+	if !c.Redis.Enabled() {
 		cfg.Check("HGP_REDIS_ADDR", errors.New("is required to reconcile"))
 	}
 	if err := cfg.Err(); err != nil {
@@ -154,7 +149,7 @@ func Reconcile(ctx context.Context, logger *slog.Logger, cfg *config.Reader) err
 }
 
 func (s *Service) redisClient() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.cfg.RedisAddr, Password: s.cfg.RedisPassword, DB: s.cfg.RedisDB})
+	return redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, Password: s.cfg.Redis.Password, DB: s.cfg.Redis.DB})
 }
 
 // Reconciler returns a reconciler between rdb and this service's MySQL. It
@@ -176,7 +171,7 @@ func (s *Service) Reconciler(rdb redis.Cmdable) *reconcile.Reconciler {
 		if n > 0 {
 			return fmt.Errorf("%d rebuilds wait to be settled", n)
 		}
-		lag, err := GroupLag(ctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
+		lag, err := GroupLag(ctx, s.cfg.Kafka.Brokers, s.cfg.Group, s.cfg.Kafka.Topic)
 		if err != nil {
 			return err
 		}
@@ -255,8 +250,8 @@ func (s *Service) DB() *sql.DB { return s.db }
 func (s *Service) Run(ctx context.Context) error {
 	if s.cfg.CreateTopics {
 		tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		for _, t := range []string{s.cfg.Topic, s.cfg.DLQTopic} {
-			if err := events.EnsureTopic(tctx, s.cfg.Brokers, t, s.cfg.Partitions); err != nil {
+		for _, t := range []string{s.cfg.Kafka.Topic, s.cfg.Kafka.DLQTopic} {
+			if err := events.EnsureTopic(tctx, s.cfg.Kafka.Brokers, t, s.cfg.Partitions); err != nil {
 				s.logger.Warn("could not ensure topic", "topic", t, "err", err)
 			}
 		}
@@ -290,7 +285,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) markCommitted(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, committed, err := groupOffsets(cctx, s.cfg.Brokers, s.cfg.Group, s.cfg.Topic)
+	_, committed, err := groupOffsets(cctx, s.cfg.Kafka.Brokers, s.cfg.Group, s.cfg.Kafka.Topic)
 	if errors.Is(err, kafka.GroupIdNotFound) {
 		return nil // a new group (some brokers say so instead of "no offsets"): nothing applied yet
 	}
@@ -300,7 +295,7 @@ func (s *Service) markCommitted(ctx context.Context) error {
 	var marks []sink.Mark
 	for p, o := range committed {
 		if o > 0 {
-			marks = append(marks, sink.Mark{Topic: s.cfg.Topic, Partition: p, Next: o})
+			marks = append(marks, sink.Mark{Topic: s.cfg.Kafka.Topic, Partition: p, Next: o})
 		}
 	}
 	slices.SortFunc(marks, func(a, b sink.Mark) int { return cmp.Compare(a.Partition, b.Partition) })
@@ -312,9 +307,9 @@ func (s *Service) markCommitted(ctx context.Context) error {
 // Consumer loop.
 func (s *Service) member(ctx context.Context) error {
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           s.cfg.Brokers,
+		Brokers:           s.cfg.Kafka.Brokers,
 		GroupID:           s.cfg.Group,
-		Topic:             s.cfg.Topic,
+		Topic:             s.cfg.Kafka.Topic,
 		MinBytes:          1,
 		MaxBytes:          16 << 20,
 		MaxWait:           100 * time.Millisecond,
@@ -334,8 +329,8 @@ func (s *Service) member(ctx context.Context) error {
 		ErrorLogger:    readerErrorLogger(s.logger),
 	})
 	dlq := &kafka.Writer{
-		Addr:         kafka.TCP(s.cfg.Brokers...),
-		Topic:        s.cfg.DLQTopic,
+		Addr:         kafka.TCP(s.cfg.Kafka.Brokers...),
+		Topic:        s.cfg.Kafka.DLQTopic,
 		Balancer:     &kafka.Hash{},
 		RequiredAcks: kafka.RequireAll,
 		BatchTimeout: 2 * time.Millisecond,
