@@ -34,7 +34,7 @@ type Ready struct {
 // run starts the embedded middleware and every service, prints the banner
 // (or hands Ready to ready, for tests) and serves until ctx is done.
 func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Ready)) error {
-	mw, err := startEmbedded(logger, events.DefaultTopic, events.DefaultTopic+".dlq")
+	mw, err := startEmbedded(logger, events.DefaultTopic, events.DLQTopic(events.DefaultTopic))
 	if err != nil {
 		return err
 	}
@@ -59,56 +59,58 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	cfg := config.WithDefaults(defaults)
 
+	// Until the components run, a failure releases what was built so far,
+	// in reverse order; from bootstrap.Run on, Run stops and closes them.
+	var built bootstrap.Closers
+	fail := func(err error) error {
+		_ = built.Close()
+		return err
+	}
+
 	// The counter listens on a free loopback port the gateway is told about.
 	counterLn, err := server.Listen(cfg.String("HGP_COUNTER_ADDR", "127.0.0.1:0"))
 	if err != nil {
 		return err
 	}
+	built.Add(counterLn.Close)
 	defaults["HGP_GATEWAY_COUNTER_URLS"] = "http://" + counterLn.Addr().String()
 
 	counterComp, err := counter.Build(ctx, logger.With("component", "counter"), cfg)
 	if err != nil {
-		counterLn.Close()
-		return fmt.Errorf("counter: %w", err)
+		return fail(fmt.Errorf("counter: %w", err))
 	}
 	counterComp.Listener = counterLn
+	built.Add(counterComp.Close)
 
 	consumerComp, err := consumer.Build(ctx, logger.With("component", "consumer"), cfg)
 	if err != nil {
-		_ = counterLn.Close()
-		_ = counterComp.Close()
-		return fmt.Errorf("consumer: %w", err)
+		return fail(fmt.Errorf("consumer: %w", err))
 	}
+	built.Add(consumerComp.Close)
 
-	// From here on, a failure must release what was built.
-	cleanup := func(closers ...func() error) {
-		for _, c := range closers {
-			if c != nil {
-				_ = c()
-			}
-		}
-	}
 	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
 	if err == nil {
 		err = cfg.Err()
 	}
 	if err != nil {
-		cleanup(counterLn.Close, consumerComp.Close, counterComp.Close)
-		return fmt.Errorf("gateway: %w", err)
+		if gatewayComp != nil {
+			built.Add(gatewayComp.Close)
+		}
+		return fail(fmt.Errorf("gateway: %w", err))
 	}
+	built.Add(gatewayComp.Close)
 	gatewayLn, err := server.Listen(gatewayComp.Addr)
 	if err != nil {
-		cleanup(counterLn.Close, gatewayComp.Close, consumerComp.Close, counterComp.Close)
-		return err
+		return fail(err)
 	}
+	built.Add(gatewayLn.Close)
 	gatewayComp.Listener = gatewayLn
 
 	secret := cfg.String("HGP_JWT_HS256_SECRET", jwtSecret)
 	token, err := auth.Issue([]byte(secret), DevUser, 24*time.Hour,
 		cfg.String("HGP_JWT_ISSUER", gateway.DefaultIssuer), cfg.String("HGP_JWT_AUDIENCE", gateway.DefaultAudience))
 	if err != nil {
-		cleanup(gatewayLn.Close, counterLn.Close, gatewayComp.Close, consumerComp.Close, counterComp.Close)
-		return fmt.Errorf("issue dev token: %w", err)
+		return fail(fmt.Errorf("issue dev token: %w", err))
 	}
 	r := Ready{GatewayURL: "http://" + gatewayLn.Addr().String(), DevUser: DevUser, Token: token, MySQLDSN: mw.MySQLDSN}
 	if out != nil {
