@@ -4,18 +4,13 @@ package logging
 import (
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 )
 
-// New returns a JSON logger writing to stderr at the level named by
-// HGP_LOG_LEVEL (debug, info, warn, error; default info), tagged with the
-// service name.
-func New(service string) *slog.Logger {
-	return NewWriter(os.Stderr, service, os.Getenv("HGP_LOG_LEVEL"))
-}
-
-// NewWriter is New with an explicit writer and level.
+// NewWriter returns a JSON logger writing to w at level (debug, info,
+// warn, error; anything else: info), tagged with the service name. The
+// level comes from the service's configuration (HGP_LOG_LEVEL, read and
+// checked by bootstrap.Start).
 func NewWriter(w io.Writer, service, level string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {

@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +81,26 @@ func TestBuildRunsTheService(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("component did not stop")
+	}
+}
+
+// TestCommandsCheckTheLogLevel: the one-shot commands (migrate, reconcile)
+// start like the service: a bad HGP_LOG_LEVEL is an error naming it, not
+// silently "info".
+func TestCommandsCheckTheLogLevel(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "consumer")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/consumer").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "migrate")
+	cmd.Env = []string{"HGP_LOG_LEVEL=loud"}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("migrate succeeded:\n%s", out)
+	}
+	for _, v := range []string{"HGP_LOG_LEVEL", "HGP_MYSQL_DSN"} {
+		if !strings.Contains(string(out), v) {
+			t.Errorf("migrate's error does not name %s:\n%s", v, out)
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
-	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/services/consumer"
 )
 
@@ -23,13 +22,26 @@ func main() {
 	}
 	if len(os.Args) > 1 {
 		if cmd, ok := commands[os.Args[1]]; ok {
-			logger := logging.New("consumer")
-			if err := cmd(context.Background(), logger, config.FromEnv()); err != nil {
-				logger.Error(os.Args[1]+" failed", "err", err)
-				os.Exit(1)
-			}
-			return
+			os.Exit(runCommand(os.Args[1], cmd))
 		}
 	}
 	bootstrap.Main("consumer", consumer.Build)
+}
+
+// runCommand runs a one-shot command with the same start-up as the
+// service (bootstrap.Start: HGP_LOG_LEVEL checked, stopped by SIGINT or
+// SIGTERM) and returns the exit status. The command reports every
+// configuration problem, HGP_LOG_LEVEL's included, through cfg.Err.
+func runCommand(name string, cmd func(context.Context, *slog.Logger, *config.Reader) error) int {
+	ctx, logger, cfg, stop := bootstrap.Start("consumer")
+	defer stop()
+	err := cmd(ctx, logger, cfg)
+	if err == nil {
+		err = cfg.Err()
+	}
+	if err != nil {
+		logger.Error(name+" failed", "err", err)
+		return 1
+	}
+	return 0
 }
