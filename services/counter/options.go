@@ -99,8 +99,8 @@ func WithMaxMetrics(n int) Option { return func(o *options) { o.maxMetrics = n }
 // WithOutboxMaxLen makes every write trim the outbox stream to about n
 // entries (XADD MAXLEN ~ n; HGP_COUNTER_OUTBOX_MAXLEN). The default 0 never
 // trims: entries trimmed before the relay moved them to Kafka are lost
-// downstream. Only for deployments where nothing relays the outbox (the
-// standalone mode until it embeds Kafka).
+// downstream. Only for deployments where nothing relays the outbox (no
+// HGP_KAFKA_BROKERS).
 func WithOutboxMaxLen(n int64) Option { return func(o *options) { o.outboxMaxLen = n } }
 
 // WithRequireNoEviction makes Prepare fail when Redis's maxmemory-policy is
