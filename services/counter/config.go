@@ -84,7 +84,7 @@ func ConfigFrom(r *config.Reader) Config {
 			Linger:       r.Duration("HGP_RELAY_LINGER", relay.DefaultLinger, 0, time.Second),
 			ClaimIdle:    r.Duration("HGP_RELAY_CLAIM_IDLE", relay.DefaultClaimIdle, 100*time.Millisecond, time.Hour),
 			Consumer:     r.String("HGP_RELAY_CONSUMER", ""),
-			HeartbeatTTL: r.Duration("HGP_RELAY_HEARTBEAT_TTL", relay.DefaultHeartbeatTTL, 300*time.Millisecond, 10*time.Minute),
+			HeartbeatTTL: r.Duration("HGP_RELAY_HEARTBEAT_TTL", relay.DefaultHeartbeatTTL, time.Second, 10*time.Minute),
 		},
 	}
 	if c.Relay.Consumer == "" {
