@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/segmentio/kafka-go"
 )
 
 // TestReaderIdlePollTimeoutIsNotAWarning: the kafka-go reader reports a
@@ -40,6 +42,11 @@ func TestReaderIdlePollTimeoutIsNotAWarning(t *testing.T) {
 	if out.Len() != 0 {
 		t.Fatalf("an idle poll timeout was logged at info level or above:\n%s", out.String())
 	}
+	log.Printf("Failed to sync group %s: %v", "highgopress-consumer", kafka.RebalanceInProgress)
+	if strings.Contains(out.String(), "level=WARN") || !strings.Contains(out.String(), "level=INFO") {
+		t.Fatalf("a group rebalancing was not logged at info level:\n%s", out.String())
+	}
+	out.Reset()
 	log.Printf(format, 1, "user-actions", 0, errors.New("connection reset by peer"))
 	if !strings.Contains(out.String(), "level=WARN") || !strings.Contains(out.String(), "connection reset by peer") {
 		t.Fatalf("a reader error was not logged as a warning:\n%s", out.String())

@@ -343,14 +343,23 @@ func (s *Service) member(ctx context.Context) error {
 // network timeouts: kafka-go gives a fetch only MaxWait (its broker-side
 // wait plus a quarter) to come back, so on a loaded machine an idle
 // partition's long poll times out now and then and the reader reconnects.
-// That is idle polling, not a fault: it is logged at debug level.
+// That is idle polling, not a fault: it is logged at debug level. A group
+// rebalancing (members joining at start-up, a member leaving) is how a
+// consumer group works, not a fault either: it is logged at info level.
 func readerErrorLogger(logger *slog.Logger) kafka.Logger {
 	return kafka.LoggerFunc(func(msg string, args ...any) {
 		level := slog.LevelWarn
 		for _, a := range args {
+			err, ok := a.(error)
+			if !ok {
+				continue
+			}
 			var ne net.Error
-			if err, ok := a.(error); ok && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded)) {
+			switch {
+			case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
 				level = slog.LevelDebug
+			case errors.Is(err, kafka.RebalanceInProgress):
+				level = slog.LevelInfo
 			}
 		}
 		logger.Log(context.Background(), level, "kafka reader: "+fmt.Sprintf(msg, args...))
