@@ -41,6 +41,11 @@ type Config struct {
 	Kafka       config.Kafka
 	RebuildWait time.Duration // HGP_COUNTER_REBUILD_WAIT
 	SettleDelay time.Duration // HGP_COUNTER_SETTLE_DELAY
+	// ReconcileInterval, above zero and with MySQL configured, runs the
+	// Redis–MySQL drift check (package reconcile) this often
+	// (HGP_RECONCILE_INTERVAL; 0 disables it).
+	ReconcileInterval time.Duration
+	ReconcileRepair   bool // HGP_RECONCILE_REPAIR: repair the drift, not only measure it
 
 	Batching          bool          // HGP_COUNTER_BATCHING
 	Workers           int           // HGP_COUNTER_WORKERS
@@ -61,14 +66,16 @@ type Config struct {
 func ConfigFrom(r *config.Reader) Config {
 	secret := r.Required("HGP_IDENTITY_SECRET")
 	c := Config{
-		Addr:         r.String("HGP_COUNTER_ADDR", DefaultAddr),
-		Redis:        config.RedisFrom(r, DefaultRedisAddr),
-		MySQLDSN:     r.String("HGP_MYSQL_DSN", ""),
-		Kafka:        config.KafkaFrom(r),
-		SettleDelay:  r.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour),
-		RebuildWait:  r.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute),
-		RedisTimeout: r.Duration("HGP_COUNTER_REDIS_TIMEOUT", DefaultRedisTimeout, 10*time.Millisecond, time.Minute),
-		MySQLTimeout: r.Duration("HGP_COUNTER_MYSQL_TIMEOUT", DefaultMySQLTimeout, 10*time.Millisecond, time.Minute),
+		Addr:              r.String("HGP_COUNTER_ADDR", DefaultAddr),
+		Redis:             config.RedisFrom(r, DefaultRedisAddr),
+		MySQLDSN:          r.String("HGP_MYSQL_DSN", ""),
+		Kafka:             config.KafkaFrom(r),
+		SettleDelay:       r.Duration("HGP_COUNTER_SETTLE_DELAY", settle.DefaultDelay, time.Millisecond, time.Hour),
+		RebuildWait:       r.Duration("HGP_COUNTER_REBUILD_WAIT", DefaultRebuildWait, 0, time.Minute),
+		ReconcileInterval: r.Duration("HGP_RECONCILE_INTERVAL", 0, 0, 24*time.Hour),
+		ReconcileRepair:   r.Bool("HGP_RECONCILE_REPAIR", true),
+		RedisTimeout:      r.Duration("HGP_COUNTER_REDIS_TIMEOUT", DefaultRedisTimeout, 10*time.Millisecond, time.Minute),
+		MySQLTimeout:      r.Duration("HGP_COUNTER_MYSQL_TIMEOUT", DefaultMySQLTimeout, 10*time.Millisecond, time.Minute),
 
 		Batching:          r.Bool("HGP_COUNTER_BATCHING", true),
 		Workers:           r.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024),

@@ -25,7 +25,7 @@ func TestConfigFrom(t *testing.T) {
 	if c.Addr != counter.DefaultAddr || c.Redis.Addr != counter.DefaultRedisAddr || c.Redis.DB != 0 ||
 		c.Kafka.Enabled() || c.Kafka.Topic != "user-actions" || c.MySQLDSN != "" ||
 		c.RedisTimeout != counter.DefaultRedisTimeout || c.MySQLTimeout != counter.DefaultMySQLTimeout ||
-		c.RebuildWait != counter.DefaultRebuildWait || !c.Batching || c.MaxMessageBytes != counter.DefaultMaxMessageBytes ||
+		c.RebuildWait != counter.DefaultRebuildWait || c.ReconcileInterval != 0 || !c.ReconcileRepair || !c.Batching || c.MaxMessageBytes != counter.DefaultMaxMessageBytes ||
 		c.Relay.Batch != relay.DefaultBatch || c.Relay.Linger != relay.DefaultLinger || c.Relay.ClaimIdle != relay.DefaultClaimIdle ||
 		c.Relay.HeartbeatTTL != relay.DefaultHeartbeatTTL || (host != "" && c.Relay.Consumer != net.JoinHostPort(host, "8081")) ||
 		string(c.IdentitySecret) != secret {
@@ -37,13 +37,15 @@ func TestConfigFrom(t *testing.T) {
 		"HGP_REDIS_ADDR": "redis:6380", "HGP_REDIS_DB": "2", "HGP_KAFKA_BROKERS": "k1:9092,k2:9092", "HGP_KAFKA_TOPIC": "t",
 		"HGP_MYSQL_DSN": "u:p@tcp(db:3306)/hgp?readTimeout=7s", "HGP_COUNTER_MYSQL_TIMEOUT": "3s",
 		"HGP_RELAY_BATCH": "50", "HGP_RELAY_LINGER": "0s", "HGP_RELAY_CLAIM_IDLE": "2s", "HGP_RELAY_HEARTBEAT_TTL": "1s",
+		"HGP_RECONCILE_INTERVAL": "5m", "HGP_RECONCILE_REPAIR": "false",
 	})
 	c = counter.ConfigFrom(r)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
 	if c.Relay != (relay.Config{Batch: 50, Linger: 0, ClaimIdle: 2 * time.Second, Consumer: "counter-0:9001", HeartbeatTTL: time.Second}) ||
-		c.Redis.Addr != "redis:6380" || c.Redis.DB != 2 || len(c.Kafka.Brokers) != 2 || c.Kafka.Topic != "t" {
+		c.Redis.Addr != "redis:6380" || c.Redis.DB != 2 || len(c.Kafka.Brokers) != 2 || c.Kafka.Topic != "t" ||
+		c.ReconcileInterval != 5*time.Minute || c.ReconcileRepair {
 		t.Fatalf("overrides: %+v", c)
 	}
 	dsn, err := mysql.ParseDSN(c.MySQLDSN)

@@ -31,6 +31,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/handler"
+	"github.com/highgopress/highgopress/services/counter/reconcile"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
@@ -178,7 +179,7 @@ func Build(ctx context.Context, logger *slog.Logger, r *config.Reader) (*bootstr
 	cl, err := open(ctx, cfg, closers)
 	var comp *bootstrap.Component
 	if err == nil {
-		comp, err = assemble(ctx, logger, cfg, cl, closers)
+		comp, _, err = assemble(ctx, logger, cfg, cl, closers)
 	}
 	if err != nil {
 		_ = closers.Close()
@@ -244,11 +245,13 @@ func open(ctx context.Context, cfg Config, closers *bootstrap.Closers) (clients,
 
 // assemble wires the service around cl and prepares it (scripts loaded,
 // eviction policy checked): the server, and as workers the outbox relay
-// (with Kafka) and the settle worker (with MySQL and Kafka).
-func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, closers *bootstrap.Closers) (*bootstrap.Component, error) {
+// (with Kafka), the settle worker (with MySQL and Kafka) and the periodic
+// reconciliation (with MySQL and HGP_RECONCILE_INTERVAL). With MySQL it
+// also returns the reconciler, which `counter reconcile` runs once.
+func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, closers *bootstrap.Closers) (*bootstrap.Component, *reconcile.Reconciler, error) {
 	signer, err := identity.NewSigner(cfg.IdentitySecret)
 	if err != nil {
-		return nil, fmt.Errorf("counter: HGP_IDENTITY_SECRET: %w", err)
+		return nil, nil, fmt.Errorf("counter: HGP_IDENTITY_SECRET: %w", err)
 	}
 	opts := cfg.options()
 	ends := func(ctx context.Context) (map[int]int64, error) {
@@ -275,13 +278,13 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 
 	c, err := New(logger, cl.rdb, signer, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("counter: %w", err)
+		return nil, nil, fmt.Errorf("counter: %w", err)
 	}
 	closers.Add(c.Close) // before the clients it uses are closed
 	prepCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := c.Prepare(prepCtx); err != nil {
-		return nil, fmt.Errorf("counter: %w", err)
+		return nil, nil, fmt.Errorf("counter: %w", err)
 	}
 	comp := &bootstrap.Component{Name: Name, Addr: cfg.Addr, Server: c.Server()}
 	// The outbox relay runs in every counter instance when Kafka is
@@ -294,5 +297,63 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 		w := settle.New(logger.With("component", "settle"), c.store, record, ends, cfg.Kafka.Topic)
 		comp.Workers = append(comp.Workers, w.Run)
 	}
-	return comp, nil
+	var rec *reconcile.Reconciler
+	if record != nil {
+		rec = newReconciler(logger, cfg, cl, c, record)
+		if cfg.ReconcileInterval > 0 {
+			comp.Workers = append(comp.Workers, func(ctx context.Context) error {
+				return rec.RunEvery(ctx, cfg.ReconcileInterval, cfg.ReconcileRepair)
+			})
+		}
+	}
+	return comp, rec, nil
+}
+
+// newReconciler returns the Redis–MySQL drift check of c's Redis against
+// record. It repairs only while the pipeline is quiescent, which needs
+// Kafka: without HGP_KAFKA_BROKERS nothing carries events to MySQL, so it
+// only measures.
+func newReconciler(logger *slog.Logger, cfg Config, cl clients, c *Counter, record *durable.Store) *reconcile.Reconciler {
+	var opts []reconcile.Option
+	if cfg.Kafka.Enabled() {
+		ends := func(ctx context.Context) (map[int]int64, error) {
+			return events.EndOffsets(ctx, cfg.Kafka.Brokers, cfg.Kafka.Topic)
+		}
+		opts = append(opts, reconcile.WithQuiescent(reconcile.Quiet(cl.rdb, record, cfg.Kafka.Topic, ends)))
+	}
+	return reconcile.New(logger, cl.rdb, c.store, record, opts...)
+}
+
+// Reconcile compares the counter's Redis with MySQL (HGP_MYSQL_DSN,
+// required) once, logs the drift and repairs it unless
+// HGP_RECONCILE_REPAIR=false: what `counter reconcile` runs. It reads the
+// service's configuration and opens the same clients, but serves nothing
+// and starts no worker.
+func Reconcile(ctx context.Context, logger *slog.Logger, r *config.Reader) error {
+	cfg := ConfigFrom(r)
+	if cfg.MySQLDSN == "" {
+		r.Check("HGP_MYSQL_DSN", errors.New("is required to reconcile"))
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	closers := &bootstrap.Closers{}
+	defer func() { _ = closers.Close() }()
+	cl, err := open(ctx, cfg, closers)
+	if err != nil {
+		return err
+	}
+	// The component is assembled as Build does (the store that seeds
+	// rebuilds, the quiescence check) but never run.
+	_, rec, err := assemble(ctx, logger, cfg, cl, closers)
+	if err != nil {
+		return err
+	}
+	rep, n, err := rec.Once(ctx, cfg.ReconcileRepair)
+	if err != nil {
+		return fmt.Errorf("counter: reconcile: %w", err)
+	}
+	logger.Info("reconciliation", "fields", rep.Fields, "drifts", len(rep.Drifts), "abs", rep.Abs(),
+		"quiescent", rep.Quiescent, "repaired", n)
+	return nil
 }

@@ -817,9 +817,10 @@ func TestBuild(t *testing.T) {
 		"short secret":   {with("HGP_IDENTITY_SECRET", "short"), []string{"HGP_IDENTITY_SECRET", "at least 32"}},
 		"bad values": {with("HGP_COUNTER_BATCHING", "maybe", "HGP_COUNTER_WORKERS", "0", "HGP_COUNTER_CACHE_TTL", "soon", "HGP_MAX_MESSAGE_BYTES", "x",
 			"HGP_COUNTER_MAX_METRICS", "0", "HGP_COUNTER_OUTBOX_MAXLEN", "-1", "HGP_COUNTER_REQUIRE_NOEVICTION", "perhaps",
-			"HGP_COUNTER_SETTLE_DELAY", "0s"),
+			"HGP_COUNTER_SETTLE_DELAY", "0s", "HGP_RECONCILE_INTERVAL", "often", "HGP_RECONCILE_REPAIR", "sometimes"),
 			[]string{"HGP_COUNTER_BATCHING", "HGP_COUNTER_WORKERS", "HGP_COUNTER_CACHE_TTL", "HGP_MAX_MESSAGE_BYTES",
-				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION", "HGP_COUNTER_SETTLE_DELAY"}},
+				"HGP_COUNTER_MAX_METRICS", "HGP_COUNTER_OUTBOX_MAXLEN", "HGP_COUNTER_REQUIRE_NOEVICTION", "HGP_COUNTER_SETTLE_DELAY",
+				"HGP_RECONCILE_INTERVAL", "HGP_RECONCILE_REPAIR"}},
 		"too many metrics allowed": {with("HGP_COUNTER_MAX_METRICS", "257"), []string{"HGP_COUNTER_MAX_METRICS"}},
 		"redis down":               {with(), []string{"HGP_REDIS_ADDR", "127.0.0.1:1", "PING"}},
 		"bad mysql dsn":            {with("HGP_MYSQL_DSN", "nonsense"), []string{"HGP_MYSQL_DSN", "DSN"}},
@@ -840,7 +841,8 @@ func TestBuild(t *testing.T) {
 	}
 
 	// With MySQL and Kafka the component runs the outbox relay and the
-	// settle worker besides the server.
+	// settle worker besides the server, and with MySQL and
+	// HGP_RECONCILE_INTERVAL the periodic reconciliation.
 	t.Run("workers", func(t *testing.T) {
 		realRedis(t)
 		for _, tc := range []struct {
@@ -851,6 +853,9 @@ func TestBuild(t *testing.T) {
 			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t)}, 1},
 			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 0},
 			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 2},
+			{[]string{"HGP_RECONCILE_INTERVAL", "1m"}, 0},
+			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 1},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 3},
 		} {
 			comp, err := counter.Build(bg, logging.Discard(), with(append([]string{
 				"HGP_REDIS_ADDR", testenv.RedisAddr(t), "HGP_REDIS_DB", fmt.Sprint(testDB), "HGP_COUNTER_ADDR", "127.0.0.1:0"}, tc.kv...)...))

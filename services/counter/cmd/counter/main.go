@@ -1,4 +1,7 @@
 // Command counter runs the counter service (see package counter).
+//
+//	counter             run
+//	counter reconcile   compare Redis with MySQL (HGP_MYSQL_DSN) once, repair, exit
 package main
 
 import (
@@ -6,4 +9,8 @@ import (
 	"github.com/highgopress/highgopress/services/counter"
 )
 
-func main() { bootstrap.Main(counter.Name, counter.Build) }
+func main() {
+	bootstrap.MainWith(counter.Name, counter.Build, map[string]bootstrap.CommandFunc{
+		"reconcile": counter.Reconcile,
+	})
+}
