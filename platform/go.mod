@@ -6,13 +6,17 @@ require (
 	connectrpc.com/connect v1.19.1
 	connectrpc.com/grpchealth v1.5.0
 	connectrpc.com/grpcreflect v1.3.0
+	github.com/go-sql-driver/mysql v1.10.1
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/prometheus/client_golang v1.23.2
 	github.com/redis/go-redis/v9 v9.24.0
 	golang.org/x/time v0.16.0
 )
 
-require go.uber.org/atomic v1.12.0 // indirect
+require (
+	filippo.io/edwards25519 v1.2.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+)
 
 require (
 	github.com/armon/go-metrics v0.4.1 // indirect

@@ -10,8 +10,8 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 )
 
 // BenchmarkConsumer measures events/s from Kafka into MySQL: b.N events
@@ -31,7 +31,7 @@ func BenchmarkConsumer(b *testing.B) {
 				for len(ops) < b.N {
 					ops = append(ops, o.Generate(b.N, 20000, 2000)...)
 				}
-				produce(b, e, toEvents(b, ops[:b.N]))
+				produce(b, e, pipetest.Events(ops[:b.N], 1))
 				var first atomic.Int64 // unix ns of the first applied batch
 				b.ResetTimer()
 				start := time.Now()

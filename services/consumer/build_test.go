@@ -47,13 +47,11 @@ func TestBuildRejectsBadConfiguration(t *testing.T) {
 func TestBuildRunsTheService(t *testing.T) {
 	e := setup(t)
 	cfg := config.FromMap(map[string]string{
-		"HGP_CONSUMER_ADDR":      "127.0.0.1:0",
-		"HGP_KAFKA_BROKERS":      strings.Join(e.brokers, ","),
-		"HGP_KAFKA_TOPIC":        e.topic,
-		"HGP_KAFKA_GROUP":        e.group,
-		"HGP_MYSQL_DSN":          e.dsn,
-		"HGP_REDIS_ADDR":         "127.0.0.1:1", // reconciliation on, Redis unreachable: must not stop consuming
-		"HGP_RECONCILE_INTERVAL": "50ms",
+		"HGP_CONSUMER_ADDR": "127.0.0.1:0",
+		"HGP_KAFKA_BROKERS": strings.Join(e.brokers, ","),
+		"HGP_KAFKA_TOPIC":   e.topic,
+		"HGP_KAFKA_GROUP":   e.group,
+		"HGP_MYSQL_DSN":     e.dsn,
 	})
 	comp, err := consumer.Build(context.Background(), logging.Discard(), cfg)
 	if err != nil {
@@ -84,8 +82,8 @@ func TestBuildRunsTheService(t *testing.T) {
 	}
 }
 
-// TestCommandsCheckTheLogLevel: the one-shot commands (migrate, reconcile)
-// start like the service: a bad HGP_LOG_LEVEL is an error naming it, not
+// TestCommandsCheckTheLogLevel: the one-shot command (migrate) starts
+// like the service: a bad HGP_LOG_LEVEL is an error naming it, not
 // silently "info".
 func TestCommandsCheckTheLogLevel(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "consumer")

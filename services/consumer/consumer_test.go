@@ -4,15 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 
@@ -22,10 +19,8 @@ import (
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
-	"github.com/highgopress/highgopress/services/counter/durable"
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 const partitions = 4
@@ -124,191 +119,19 @@ func (r *running) wait(t testing.TB) error {
 // produce writes events to the topic as the relay would.
 func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
 	t.Helper()
-	w := events.NewWriter(e.brokers, e.topic)
-	defer w.Close()
-	msgs := make([]kafka.Message, len(evs))
-	for i, ev := range evs {
-		m, err := events.Message(ev, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs[i] = m
-	}
-	for len(msgs) > 0 {
-		n := min(len(msgs), 5000)
-		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
-			t.Fatal(err)
-		}
-		msgs = msgs[n:]
-	}
-}
-
-func toEvents(t testing.TB, ops []pipetest.Op) []*eventsv1.Event {
-	t.Helper()
-	out := make([]*eventsv1.Event, len(ops))
-	for i, op := range ops {
-		ev, err := relay.Convert(strconv.Itoa(1700000000000+i/4)+"-"+strconv.Itoa(i%4), op.Fields())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = ev
-	}
-	return out
+	pipetest.Produce(t, e.brokers, e.topic, evs)
 }
 
 // waitDrained waits until the group has no lag and MySQL's pipeline_offsets
 // reached the end of every partition of the topic.
 func waitDrained(t testing.TB, e *env) {
 	t.Helper()
-	conn, err := consumer.OpenDB(e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx := context.Background()
-	pipetest.Eventually(t, 120*time.Second, func() error {
-		if err := pipetest.Drained(ctx, e.brokers, e.group, e.topic); err != nil {
-			return err
-		}
-		err := pipetest.Applied(ctx, conn, e.brokers, e.topic)
-		if errors.Is(err, pipetest.ErrMarkPastEnd) {
-			t.Fatal(err)
-		}
-		return err
-	})
+	pipetest.WaitDrained(t, e.dsn, e.brokers, e.group, e.topic)
 }
 
 func assertState(t testing.TB, e *env, want pipetest.State) {
 	t.Helper()
-	got, err := pipetest.Snapshot(context.Background(), e.conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := pipetest.Diff(got, want); d != "" {
-		t.Fatalf("MySQL differs from the oracle: %s", d)
-	}
-}
-
-// TestEndToEndThroughRelay: 20,000 requests from 200 users become outbox
-// entries; two relays (one of them taking over a crashed instance's pending
-// entries, some already written to Kafka once) move them to Kafka; the
-// consumer applies them. MySQL must equal the oracle, and stay equal when
-// every Kafka message is delivered a second time.
-func TestEndToEndThroughRelay(t *testing.T) {
-	e := setup(t)
-	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t)})
-	defer rdb.Close()
-	stream := "hgp:t:" + pipetest.Suffix() + ":outbox"
-	t.Cleanup(func() { _ = rdb.Del(context.Background(), stream, stream+":dead").Err() })
-
-	o := pipetest.NewOracle(7)
-	ops := o.Generate(20000, 200, 50)
-	pipe := rdb.Pipeline()
-	for _, op := range ops {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: op.Fields()})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// A relay instance crashed after reading 1,000 entries and writing the
-	// first 500 of them to Kafka, before acknowledging any.
-	if err := rdb.XGroupCreateMkStream(ctx, stream, relay.DefaultGroup, "0").Err(); err != nil {
-		t.Fatal(err)
-	}
-	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: relay.DefaultGroup, Consumer: "crashed", Streams: []string{stream, ">"}, Count: 1000, Block: -1}).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var early []*eventsv1.Event
-	for _, m := range res[0].Messages[:500] {
-		ev, err := relay.Convert(m.ID, m.Values)
-		if err != nil {
-			t.Fatal(err)
-		}
-		early = append(early, ev)
-	}
-	produce(t, e, early)
-
-	startConsumer(t, e, 500)
-	for i := range 2 {
-		w := events.NewWriter(e.brokers, e.topic)
-		defer w.Close()
-		r := relay.New(logging.Discard(), rdb, w, relay.WithStream(stream), relay.WithConsumerName("relay-"+strconv.Itoa(i)),
-			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond), relay.WithRegisterer(nil))
-		rctx, cancel := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = r.Run(rctx) }()
-		defer wg.Wait()
-		defer cancel()
-	}
-	want := o.Want()
-	pipetest.Eventually(t, 120*time.Second, func() error {
-		if n := rdb.XLen(ctx, stream).Val(); n != 0 {
-			return fmt.Errorf("outbox still holds %d entries", n)
-		}
-		got, err := pipetest.Snapshot(ctx, e.conn)
-		if err != nil {
-			return err
-		}
-		if d := pipetest.Diff(got, want); d != "" {
-			return errors.New(d)
-		}
-		return nil
-	})
-	waitDrained(t, e)
-	assertState(t, e, want)
-	t.Logf("%d requests → %d outbox entries (+%d duplicates); %d likes, %d follows",
-		20000, len(ops), len(early), len(want.Likes), len(want.Follows))
-
-	// Redelivery: every message of the topic once more.
-	replayTopic(t, e)
-	waitDrained(t, e)
-	assertState(t, e, want)
-}
-
-// replayTopic reads the whole topic and appends every message again.
-func replayTopic(t testing.TB, e *env) {
-	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.topic, GroupID: "replay-" + pipetest.Suffix(), StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	ends := map[int]int64{}
-	client := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
-	var reqs []kafka.OffsetRequest
-	for p := range partitions {
-		reqs = append(reqs, kafka.LastOffsetOf(p))
-	}
-	lo, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{e.topic: reqs}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := int64(0)
-	for _, p := range lo.Topics[e.topic] {
-		ends[p.Partition] = p.LastOffset
-		total += p.LastOffset
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var msgs []kafka.Message
-	for int64(len(msgs)) < total {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			t.Fatalf("replay read %d of %d: %v", len(msgs), total, err)
-		}
-		if m.Offset < ends[m.Partition] {
-			msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
-		}
-	}
-	w := events.NewWriter(e.brokers, e.topic)
-	defer w.Close()
-	for len(msgs) > 0 {
-		n := min(len(msgs), 5000)
-		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
-			t.Fatal(err)
-		}
-		msgs = msgs[n:]
-	}
+	pipetest.AssertState(t, e.conn, want)
 }
 
 func likeEv(kind eventsv1.Kind, user string, v uint64) *eventsv1.Event {
@@ -398,7 +221,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks, err := durable.New(e.conn).AppliedOffsets(ctx, e.topic)
+	marks, err := pipetest.PipelineOffsets(ctx, e.conn, e.topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +277,7 @@ var errCrash = errors.New("simulated crash between the MySQL commit and the offs
 func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 	e := setup(t)
 	o := pipetest.NewOracle(11)
-	produce(t, e, toEvents(t, o.Generate(6000, 50, 20)))
+	produce(t, e, pipetest.Events(o.Generate(6000, 50, 20), 1))
 	for i := range 3 {
 		var batches atomic.Int64
 		r := startConsumer(t, e, 50, consumer.WithAfterApply(func(context.Context, []kafka.Message) error {
@@ -479,7 +302,7 @@ func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 func TestCommittedOffsetsBecomeMarks(t *testing.T) {
 	e := setup(t)
 	o := pipetest.NewOracle(13)
-	produce(t, e, toEvents(t, o.Generate(500, 50, 20)))
+	produce(t, e, pipetest.Events(o.Generate(500, 50, 20), 1))
 	first := startConsumer(t, e, 100)
 	waitDrained(t, e)
 	if err := first.stop(t); err != nil {

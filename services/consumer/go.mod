@@ -3,19 +3,17 @@ module github.com/highgopress/highgopress/services/consumer
 go 1.26.7
 
 require (
-	connectrpc.com/connect v1.19.1
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/golang-migrate/migrate/v4 v4.19.1
 	github.com/highgopress/highgopress/gen v0.0.0
 	github.com/highgopress/highgopress/platform v0.0.0
-	github.com/highgopress/highgopress/services/counter v0.0.0
 	github.com/prometheus/client_golang v1.23.2
-	github.com/redis/go-redis/v9 v9.24.0
 	github.com/segmentio/kafka-go v0.4.51
 	google.golang.org/protobuf v1.36.11
 )
 
 require (
+	connectrpc.com/connect v1.19.1 // indirect
 	connectrpc.com/grpchealth v1.5.0 // indirect
 	connectrpc.com/grpcreflect v1.3.0 // indirect
 	filippo.io/edwards25519 v1.2.0 // indirect
@@ -43,7 +41,7 @@ require (
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.66.1 // indirect
 	github.com/prometheus/procfs v0.16.1 // indirect
-	go.uber.org/atomic v1.12.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
 	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/exp v0.0.0-20260218203240-3dfff04db8fa // indirect
 	golang.org/x/sys v0.50.0 // indirect
@@ -53,5 +51,4 @@ require (
 replace (
 	github.com/highgopress/highgopress/gen => ../../gen
 	github.com/highgopress/highgopress/platform => ../../platform
-	github.com/highgopress/highgopress/services/counter => ../counter
 )

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highgopress/highgopress/platform/events"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 )
 
 // TestKill9ConsumerProcess runs the real consumer binary and kills it with
@@ -30,7 +31,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 	for len(ops) < 40000 {
 		ops = append(ops, o.Generate(10000, 500, 100)...)
 	}
-	produce(t, e, toEvents(t, ops))
+	produce(t, e, pipetest.Events(ops, 1))
 	total := int64(len(ops))
 
 	env := append(os.Environ(),
@@ -55,7 +56,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 		return cmd
 	}
 	lag := func() int64 {
-		n, err := consumer.GroupLag(context.Background(), e.brokers, e.group, e.topic)
+		n, err := events.GroupLag(context.Background(), e.brokers, e.group, e.topic)
 		if err != nil {
 			return total
 		}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
@@ -22,10 +21,7 @@ import (
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
-	"github.com/highgopress/highgopress/services/consumer/reconcile"
 	"github.com/highgopress/highgopress/services/consumer/sink"
-	"github.com/highgopress/highgopress/services/counter/redisstore"
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 // Config is the consumer's configuration; ConfigFrom reads it from the
@@ -44,12 +40,6 @@ type Config struct {
 	BatchMax       int           // HGP_CONSUMER_BATCH_MAX
 	BatchWait      time.Duration // HGP_CONSUMER_BATCH_WAIT
 	Workers        int           // HGP_CONSUMER_WORKERS: group members in this process
-
-	// Reconciliation with the counter's Redis (optional): HGP_REDIS_ADDR
-	// (empty disables reconciliation), HGP_REDIS_PASSWORD, HGP_REDIS_DB.
-	Redis             config.Redis
-	ReconcileInterval time.Duration // HGP_RECONCILE_INTERVAL: 0 disables the periodic job
-	ReconcileRepair   bool          // HGP_RECONCILE_REPAIR: repair, not only measure
 }
 
 // ConfigFrom reads the configuration; problems are recorded in cfg (see
@@ -67,10 +57,6 @@ func ConfigFrom(cfg *config.Reader) Config {
 		BatchMax:       cfg.Int("HGP_CONSUMER_BATCH_MAX", 2000, 1, 100000),
 		BatchWait:      cfg.Duration("HGP_CONSUMER_BATCH_WAIT", 50*time.Millisecond, time.Millisecond, time.Minute),
 		Workers:        cfg.Int("HGP_CONSUMER_WORKERS", 2, 1, 64),
-
-		Redis:             config.RedisFrom(cfg, ""),
-		ReconcileInterval: cfg.Duration("HGP_RECONCILE_INTERVAL", 0, 0, 24*time.Hour),
-		ReconcileRepair:   cfg.Bool("HGP_RECONCILE_REPAIR", true),
 	}
 	if !c.Kafka.Enabled() {
 		cfg.Check("HGP_KAFKA_BROKERS", errors.New("is required (comma list of host:port)"))
@@ -97,89 +83,13 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	}
 	srv := server.New(logger, nil)
 	srv.Handle("/metrics", promhttp.Handler())
-	comp := &bootstrap.Component{
+	return &bootstrap.Component{
 		Name:    "consumer",
 		Addr:    c.Addr,
 		Server:  srv,
 		Workers: []func(context.Context) error{svc.Run},
 		Close:   svc.Close,
-	}
-	if c.Redis.Enabled() && c.ReconcileInterval > 0 {
-		rdb := svc.redisClient()
-		rec := svc.Reconciler(rdb)
-		comp.Workers = append(comp.Workers, func(ctx context.Context) error {
-			return rec.RunEvery(ctx, c.ReconcileInterval, c.ReconcileRepair)
-		})
-		comp.Close = func() error { return errors.Join(rdb.Close(), svc.Close()) }
-	}
-	return comp, nil
-}
-
-// Reconcile compares the counter's Redis (HGP_REDIS_ADDR) with MySQL once,
-// logs the drift and repairs it (unless HGP_RECONCILE_REPAIR=false): what
-// `consumer reconcile` runs.
-func Reconcile(ctx context.Context, logger *slog.Logger, cfg *config.Reader) error {
-	c := ConfigFrom(cfg)
-	if !c.Redis.Enabled() {
-		cfg.Check("HGP_REDIS_ADDR", errors.New("is required to reconcile"))
-	}
-	if err := cfg.Err(); err != nil {
-		return err
-	}
-	c.Migrate = false
-	svc, err := Open(ctx, logger, c)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	rdb := svc.redisClient()
-	defer rdb.Close()
-	rec := svc.Reconciler(rdb)
-	rep, err := rec.Check(ctx)
-	if err != nil {
-		return err
-	}
-	logger.Info("reconciliation", "fields", rep.Fields, "drifts", len(rep.Drifts), "abs", rep.Abs(), "quiescent", rep.Quiescent)
-	if c.ReconcileRepair && len(rep.Drifts) > 0 {
-		n, err := rec.Repair(ctx, rep)
-		logger.Info("repair", "changed", n)
-		return err
-	}
-	return nil
-}
-
-func (s *Service) redisClient() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: s.cfg.Redis.Addr, Password: s.cfg.Redis.Password, DB: s.cfg.Redis.DB})
-}
-
-// Reconciler returns a reconciler between rdb and this service's MySQL. It
-// repairs only while the outbox is empty, no rebuild waits to be settled by
-// the counter (hgp:settle) and this consumer group has no lag (checked
-// before and after each comparison).
-func (s *Service) Reconciler(rdb redis.Cmdable) *reconcile.Reconciler {
-	return reconcile.New(s.logger, rdb, s.db, reconcile.WithQuiescent(func(ctx context.Context) error {
-		n, err := rdb.XLen(ctx, relay.DefaultStream).Result()
-		if err != nil {
-			return fmt.Errorf("outbox length: %w", err)
-		}
-		if n > 0 {
-			return fmt.Errorf("outbox holds %d entries", n)
-		}
-		if n, err = rdb.ZCard(ctx, redisstore.SettleQueue).Result(); err != nil {
-			return fmt.Errorf("settle queue: %w", err)
-		}
-		if n > 0 {
-			return fmt.Errorf("%d rebuilds wait to be settled", n)
-		}
-		lag, err := GroupLag(ctx, s.cfg.Kafka.Brokers, s.cfg.Group, s.cfg.Kafka.Topic)
-		if err != nil {
-			return err
-		}
-		if lag > 0 {
-			return fmt.Errorf("consumer group is %d messages behind", lag)
-		}
-		return nil
-	}))
+	}, nil
 }
 
 // Migrate applies the schema migrations of cfg's HGP_MYSQL_DSN: what
@@ -285,7 +195,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) markCommitted(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	_, committed, err := groupOffsets(cctx, s.cfg.Kafka.Brokers, s.cfg.Group, s.cfg.Kafka.Topic)
+	_, committed, err := events.GroupOffsets(cctx, s.cfg.Kafka.Brokers, s.cfg.Group, s.cfg.Kafka.Topic)
 	if errors.Is(err, kafka.GroupIdNotFound) {
 		return nil // a new group (some brokers say so instead of "no offsets"): nothing applied yet
 	}

@@ -14,12 +14,10 @@ import (
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
-	"github.com/highgopress/highgopress/services/counter/durable"
-	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
 func openSink(t *testing.T) (*sink.Sink, *sql.DB) {
@@ -34,21 +32,6 @@ func openSink(t *testing.T) (*sink.Sink, *sql.DB) {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return sink.New(logging.Discard(), conn), conn
-}
-
-// opEvents converts ops to events the way the relay does, with the stream id
-// "<1700000000000+i>-0" as event id (so versions follow op order).
-func opEvents(t *testing.T, ops []pipetest.Op) []*eventsv1.Event {
-	t.Helper()
-	out := make([]*eventsv1.Event, len(ops))
-	for i, op := range ops {
-		ev, err := relay.Convert(strconv.Itoa(1700000000000+i)+"-0", op.Fields())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[i] = ev
-	}
-	return out
 }
 
 func like(kind string, v uint64) *eventsv1.Event {
@@ -179,7 +162,7 @@ func TestShuffledBatchesMatchOracle(t *testing.T) {
 	ctx := context.Background()
 	s, conn := openSink(t)
 	o := pipetest.NewOracle(42)
-	evs := opEvents(t, o.Generate(4000, 40, 15))
+	evs := pipetest.Events(o.Generate(4000, 40, 15), 1)
 	all := append(append([]*eventsv1.Event{}, evs...), evs...)
 	rng := rand.New(rand.NewPCG(1, 2))
 	rng.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
@@ -213,7 +196,7 @@ func TestPermanentErrors(t *testing.T) {
 
 func offsets(t *testing.T, conn *sql.DB, topic string) map[int]int64 {
 	t.Helper()
-	out, err := durable.New(conn).AppliedOffsets(context.Background(), topic)
+	out, err := pipetest.PipelineOffsets(context.Background(), conn, topic)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // testDB is the Redis database this package's tests own and flush.
-const testDB = 10
+const testDB = 9
 
 // record is a durable record held in memory: the counts and the
 // snapshots a rebuild installs.

@@ -1,4 +1,4 @@
-package consumer_test
+package pipeline_test
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
@@ -40,20 +40,6 @@ type pipeline struct {
 	counters counterv1connect.CounterServiceClient
 	follows  counterv1connect.FollowServiceClient
 	cons     *running
-}
-
-// setupOn is setup on the given Kafka brokers and MySQL server.
-func setupOn(t testing.TB, brokers []string, baseDSN string) *env {
-	t.Helper()
-	e := &env{
-		brokers: brokers,
-		topic:   pipetest.Topic(t, brokers, partitions),
-		group:   "hgp-t-" + pipetest.Suffix(),
-		dsn:     pipetest.Database(t, baseDSN),
-		workers: 2,
-	}
-	e.dlq = pipetest.Topic(t, brokers, 1)
-	return e
 }
 
 // faultRedis starts a private Redis server (scripts/mw.sh with its own run
@@ -162,11 +148,8 @@ func (p *pipeline) drainAndCheck(t testing.TB, want pipetest.State) {
 	start := time.Now()
 	pipetest.Eventually(t, 180*time.Second, func() error {
 		if p.cons != nil {
-			select {
-			case err := <-p.cons.done:
-				p.cons.done <- err // keep it for stop
+			if err, ended := p.cons.done(); ended {
 				t.Fatalf("consumer ended while draining: %v", err)
-			default:
 			}
 		}
 		if err := p.outboxEmpty(ctx); err != nil {
@@ -198,7 +181,7 @@ func (p *pipeline) drainAndCheck(t testing.TB, want pipetest.State) {
 	if d := pipetest.Diff(mysqlState, want); d != "" {
 		t.Fatalf("MySQL differs from the oracle after drain: %s", d)
 	}
-	redisState, err := pipetest.RedisState(ctx, p.rdb)
+	redisState, err := redisState(ctx, p.rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,8 +317,7 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 	p := newPipeline(t, e)
 	ctx := context.Background()
 	bin := filepath.Join(t.TempDir(), "counter")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/counter")
-	build.Dir = filepath.Join("..", "counter")
+	build := exec.Command("go", "build", "-o", bin, "github.com/highgopress/highgopress/services/counter/cmd/counter")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build counter: %v\n%s", err, out)
 	}

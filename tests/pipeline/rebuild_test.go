@@ -1,4 +1,4 @@
-package consumer_test
+package pipeline_test
 
 import (
 	"context"
@@ -25,8 +25,8 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/consumer/internal/pipetest"
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/counter/domain"
@@ -35,9 +35,6 @@ import (
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
 )
-
-// rebuildRedisDB is the Redis database the rebuild tests own and flush.
-const rebuildRedisDB = 15
 
 // countingDurable counts the loads of the MySQL durable store.
 type countingDurable struct {
@@ -73,7 +70,7 @@ func rebuildDB(t *testing.T) *sql.DB {
 // rebuildRedis returns a client of the flushed test database.
 func rebuildRedis(t *testing.T) *redis.Client {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: rebuildRedisDB, MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: testenv.RedisAddr(t), DB: pipelineRedisDB, MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	if err := rdb.FlushDB(context.Background()).Err(); err != nil {
 		t.Fatal(err)
@@ -650,7 +647,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := pipetest.RedisState(ctx, rdb)
+	got, err := redisState(ctx, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}

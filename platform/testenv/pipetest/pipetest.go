@@ -1,5 +1,8 @@
-// Package pipetest gives pipeline tests isolated resources on the real
-// servers: a fresh MySQL database and fresh Kafka topics per test, plus
+// Package pipetest gives tests of the event pipeline (the consumer's, and
+// the whole pipeline's in tests/pipeline) isolated resources on the real
+// servers — a fresh MySQL database and fresh Kafka topics per test,
+// private middleware servers to restart or kill — plus an oracle of
+// random histories, a load generator for the counter service, and
 // polling helpers.
 package pipetest
 
@@ -16,10 +19,10 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/segmentio/kafka-go"
 
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
+	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/testenv"
-	"github.com/highgopress/highgopress/services/consumer"
-	"github.com/highgopress/highgopress/services/counter/durable"
 )
 
 // Suffix returns a random lowercase hex suffix.
@@ -117,7 +120,7 @@ func Eventually(t testing.TB, within time.Duration, f func() error) {
 // Drained reports nil when the group's committed offsets reached the end of
 // every partition of topic.
 func Drained(ctx context.Context, brokers []string, group, topic string) error {
-	lag, err := consumer.GroupLag(ctx, brokers, group, topic)
+	lag, err := events.GroupLag(ctx, brokers, group, topic)
 	if err != nil {
 		return err
 	}
@@ -144,7 +147,7 @@ func Applied(ctx context.Context, conn *sql.DB, brokers []string, topic string) 
 	if len(ends) == 0 {
 		return fmt.Errorf("topic %s: no partitions", topic)
 	}
-	got, err := durable.New(conn).AppliedOffsets(ctx, topic)
+	got, err := PipelineOffsets(ctx, conn, topic)
 	if err != nil {
 		return err
 	}
@@ -159,4 +162,76 @@ func Applied(ctx context.Context, conn *sql.DB, brokers []string, topic string) 
 		}
 	}
 	return nil
+}
+
+// PipelineOffsets returns MySQL's pipeline_offsets of topic: per
+// partition, the offset below which every message is applied.
+func PipelineOffsets(ctx context.Context, conn *sql.DB, topic string) (map[int]int64, error) {
+	rows, err := durabledb.New(conn).PipelineOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline_offsets of %s: %w", topic, err)
+	}
+	out := make(map[int]int64, len(rows))
+	for _, r := range rows {
+		out[int(r.PartitionID)] = r.NextOffset
+	}
+	return out, nil
+}
+
+// Produce writes events to topic as the relay would (events.Message, no
+// traceparent), in requests of up to 5,000 messages.
+func Produce(t testing.TB, brokers []string, topic string, evs []*eventsv1.Event) {
+	t.Helper()
+	w := events.NewWriter(brokers, topic)
+	defer w.Close()
+	msgs := make([]kafka.Message, len(evs))
+	for i, ev := range evs {
+		m, err := events.Message(ev, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[i] = m
+	}
+	for len(msgs) > 0 {
+		n := min(len(msgs), 5000)
+		if err := w.WriteMessages(context.Background(), msgs[:n]...); err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[n:]
+	}
+}
+
+// WaitDrained waits until group has no lag on topic and the pipeline_offsets
+// of the MySQL database at dsn reached the end of every partition (Drained,
+// then Applied); a mark past the end fails the test at once.
+func WaitDrained(t testing.TB, dsn string, brokers []string, group, topic string) {
+	t.Helper()
+	conn, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	Eventually(t, 120*time.Second, func() error {
+		if err := Drained(ctx, brokers, group, topic); err != nil {
+			return err
+		}
+		err := Applied(ctx, conn, brokers, topic)
+		if errors.Is(err, ErrMarkPastEnd) {
+			t.Fatal(err)
+		}
+		return err
+	})
+}
+
+// AssertState fails the test unless MySQL (conn) holds want.
+func AssertState(t testing.TB, conn *sql.DB, want State) {
+	t.Helper()
+	got, err := Snapshot(context.Background(), conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(got, want); d != "" {
+		t.Fatalf("MySQL differs from the oracle: %s", d)
+	}
 }

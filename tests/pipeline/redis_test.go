@@ -1,4 +1,4 @@
-package pipetest
+package pipeline_test
 
 import (
 	"context"
@@ -9,15 +9,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
-// RedisState reads the counter's real-time view (key layout of
+// redisState reads the counter's real-time view (key layout of
 // services/counter/redisstore/keys.go) from rdb, a database that holds only
-// the counter's keys, in the shape of State. It fails when the followers
-// sets do not mirror the following sets.
-func RedisState(ctx context.Context, rdb *redis.Client) (State, error) {
-	s := State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
+// the counter's keys, in the shape of pipetest.State. It fails when the
+// followers sets do not mirror the following sets.
+func redisState(ctx context.Context, rdb *redis.Client) (pipetest.State, error) {
+	s := pipetest.State{Likes: map[string]bool{}, Follows: map[string]bool{}, Counts: map[string]int64{}, Users: map[string][2]int64{}}
 	reverse := map[string]bool{} // from the hgp:fr:<user> sets
 	iter := rdb.Scan(ctx, 0, "hgp:*", 1000).Iterator()
 	for key := range iter.Vals(ctx) {
@@ -103,4 +104,25 @@ func itemOf(key, prefix string) (string, string, error) {
 		return "", "", fmt.Errorf("unexpected key %q", key)
 	}
 	return ns, id, nil
+}
+
+// outboxFields returns the fields the counter's Lua script appends to the
+// outbox for op (the contract the relay's Convert reads).
+func outboxFields(o pipetest.Op) map[string]any {
+	f := map[string]any{"k": o.Kind, "u": o.User}
+	switch o.Kind {
+	case "like", "unlike":
+		f["ns"], f["id"], f["d"] = o.Namespace, o.Item, "1"
+		if o.Kind == "unlike" {
+			f["d"] = "-1"
+		}
+	case "follow", "unfollow":
+		f["t"], f["d"] = o.Target, "1"
+		if o.Kind == "unfollow" {
+			f["d"] = "-1"
+		}
+	case "incr":
+		f["ns"], f["id"], f["m"], f["d"], f["ik"] = o.Namespace, o.Item, o.Metric, strconv.FormatInt(o.Delta, 10), o.IdemKey
+	}
+	return f
 }

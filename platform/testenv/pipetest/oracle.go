@@ -8,11 +8,14 @@ import (
 	"math/rand/v2"
 	"strconv"
 
+	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/durabledb"
 )
 
 // Op is one state change as the counter's Lua script would append it to the
-// outbox (only operations that changed state, or new increments).
+// outbox (only operations that changed state, or new increments). Event
+// gives the event the relay makes of it; tests/pipeline has its outbox
+// fields.
 type Op struct {
 	Kind      string // like, unlike, incr, follow, unfollow
 	User      string
@@ -24,24 +27,36 @@ type Op struct {
 	IdemKey   string
 }
 
-// Fields returns the outbox stream fields of the op.
-func (o Op) Fields() map[string]any {
-	f := map[string]any{"k": o.Kind, "u": o.User}
+// Event returns the event the relay makes of the op's outbox entry, with
+// the given event id and version (as the relay derives them from the
+// entry's stream id; versions must grow in op order).
+func (o Op) Event(id string, version uint64) *eventsv1.Event {
+	ev := &eventsv1.Event{EventId: id, UserId: o.User, Version: version}
 	switch o.Kind {
-	case "like", "unlike":
-		f["ns"], f["id"], f["d"] = o.Namespace, o.Item, "1"
-		if o.Kind == "unlike" {
-			f["d"] = "-1"
-		}
-	case "follow", "unfollow":
-		f["t"], f["d"] = o.Target, "1"
-		if o.Kind == "unfollow" {
-			f["d"] = "-1"
-		}
+	case "like":
+		ev.Kind, ev.Delta, ev.Namespace, ev.ItemId = eventsv1.Kind_KIND_LIKE, 1, o.Namespace, o.Item
+	case "unlike":
+		ev.Kind, ev.Delta, ev.Namespace, ev.ItemId = eventsv1.Kind_KIND_UNLIKE, -1, o.Namespace, o.Item
+	case "follow":
+		ev.Kind, ev.Delta, ev.TargetUserId = eventsv1.Kind_KIND_FOLLOW, 1, o.Target
+	case "unfollow":
+		ev.Kind, ev.Delta, ev.TargetUserId = eventsv1.Kind_KIND_UNFOLLOW, -1, o.Target
 	case "incr":
-		f["ns"], f["id"], f["m"], f["d"], f["ik"] = o.Namespace, o.Item, o.Metric, strconv.FormatInt(o.Delta, 10), o.IdemKey
+		ev.Kind, ev.Delta, ev.Namespace, ev.ItemId = eventsv1.Kind_KIND_INCREMENT, o.Delta, o.Namespace, o.Item
+		ev.Metric, ev.IdempotencyKey = o.Metric, o.IdemKey
 	}
-	return f
+	return ev
+}
+
+// Events returns the events of ops in order, with event ids "e<i>" and
+// versions first, first+1, … .
+func Events(ops []Op, first uint64) []*eventsv1.Event {
+	out := make([]*eventsv1.Event, len(ops))
+	for i, op := range ops {
+		v := first + uint64(i)
+		out[i] = op.Event("e"+strconv.FormatUint(v, 10), v)
+	}
+	return out
 }
 
 // State is the durable state the sink must reach.
