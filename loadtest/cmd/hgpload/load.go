@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 )
@@ -59,8 +60,8 @@ func (r Result) String() string {
 }
 
 const (
-	likePath      = "/highgopress.counter.v1.CounterService/Like"
-	getCountsPath = "/highgopress.counter.v1.CounterService/GetCounts"
+	likePath      = counterv1connect.CounterServiceLikeProcedure
+	getCountsPath = counterv1connect.CounterServiceGetCountsProcedure
 )
 
 func validate(c Config) (*url.URL, error) {
