@@ -1,6 +1,7 @@
 package counter
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -93,6 +94,9 @@ func ConfigFrom(r *config.Reader) Config {
 			Consumer:     r.String("HGP_RELAY_CONSUMER", ""),
 			HeartbeatTTL: r.Duration("HGP_RELAY_HEARTBEAT_TTL", relay.DefaultHeartbeatTTL, time.Second, 10*time.Minute),
 		},
+	}
+	if c.ReconcileInterval > 0 && c.MySQLDSN == "" {
+		r.Check("HGP_RECONCILE_INTERVAL", errors.New("needs HGP_MYSQL_DSN: reconciliation compares Redis with MySQL"))
 	}
 	if c.Relay.Consumer == "" {
 		c.Relay.Consumer = relay.Identity(r.String("HGP_ADVERTISE_HOST", ""), c.Addr)

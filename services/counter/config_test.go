@@ -66,14 +66,15 @@ func TestBuildChecksRelaySettingsFirst(t *testing.T) {
 	r := config.FromMap(map[string]string{
 		"HGP_IDENTITY_SECRET": secret, "HGP_REDIS_ADDR": "127.0.0.1:1",
 		"HGP_RELAY_BATCH": "0", "HGP_RELAY_LINGER": "2s", "HGP_RELAY_CLAIM_IDLE": "soon", "HGP_RELAY_HEARTBEAT_TTL": "1ms",
-		"HGP_COUNTER_WORKERS": "0",
+		"HGP_COUNTER_WORKERS": "0", "HGP_RECONCILE_INTERVAL": "1m",
 	})
 	comp, err := counter.Build(bg, logging.Discard(), r)
 	if err == nil {
 		_ = comp.Close()
 		t.Fatal("Build succeeded")
 	}
-	for _, v := range []string{"HGP_RELAY_BATCH:", "HGP_RELAY_LINGER:", "HGP_RELAY_CLAIM_IDLE:", "HGP_RELAY_HEARTBEAT_TTL:", "HGP_COUNTER_WORKERS:"} {
+	for _, v := range []string{"HGP_RELAY_BATCH:", "HGP_RELAY_LINGER:", "HGP_RELAY_CLAIM_IDLE:", "HGP_RELAY_HEARTBEAT_TTL:", "HGP_COUNTER_WORKERS:",
+		"HGP_RECONCILE_INTERVAL: needs HGP_MYSQL_DSN"} {
 		if !strings.Contains(err.Error(), v) {
 			t.Errorf("error does not name %s: %v", v, err)
 		}

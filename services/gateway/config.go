@@ -28,12 +28,14 @@ const (
 	// DefaultAttemptTimeout bounds one attempt on one backend instance
 	// (HGP_GATEWAY_ATTEMPT_TIMEOUT). It sits above the counter's own
 	// budgets — a frozen Redis is answered Unavailable by the counter
-	// after HGP_COUNTER_REDIS_TIMEOUT (1 s), a first touch may wait up to
-	// HGP_COUNTER_REBUILD_WAIT (1 s) for the pipeline — so that a healthy
-	// counter's precise answer reaches the client and a counter is never
-	// ejected for its dependency's fault; a frozen counter costs a read
-	// this long before it is retried elsewhere and the instance ejected.
-	DefaultAttemptTimeout = 2 * time.Second
+	// after HGP_COUNTER_REDIS_TIMEOUT (1 s); a first touch may wait up to
+	// HGP_COUNTER_REBUILD_WAIT (1 s) for the pipeline and then load from
+	// MySQL within HGP_COUNTER_MYSQL_TIMEOUT (2 s), 3 s at worst — so that
+	// a healthy counter's precise answer reaches the client and a counter
+	// is never ejected for its dependency's fault; a frozen counter costs
+	// a read this long before it is retried elsewhere and the instance is
+	// ejected.
+	DefaultAttemptTimeout = 4 * time.Second
 	// DefaultRateKeyPrefix prefixes the rate limiter's Redis keys.
 	DefaultRateKeyPrefix = "hgp:rl"
 )

@@ -230,7 +230,7 @@ func (g *Gateway) setUpAPIStats(cfg Config, o options) error {
 	sink := o.statsSink
 	if sink == nil && len(cfg.Kafka.Brokers) > 0 {
 		w := events.NewWriter(cfg.Kafka.Brokers, cfg.Kafka.Topic)
-		sink, g.sinkClose = kafkasink.New(w), w.Close
+		sink, g.sinkClose = kafkasink.New(g.logger, w), w.Close
 		g.logger.Info("api statistics go to kafka", "topic", cfg.Kafka.Topic, "flush_interval", cfg.APIStats.FlushInterval)
 	}
 	if sink == nil {

@@ -82,18 +82,30 @@ func TestRelayLeavesLiveRelaysAlone(t *testing.T) {
 	if err := e.rdb.XGroupCreateMkStream(context.Background(), e.stream, relay.DefaultGroup, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	const ttl = 600 * time.Millisecond
+	// At least the 1 s HGP_RELAY_HEARTBEAT_TTL allows: shorter would let a
+	// live relay on a busy machine look dead, which is not what this test
+	// is about.
+	const ttl = 1500 * time.Millisecond
 	stopLive := start(t, e, blockingWriter{}, relay.WithConsumerName("live"), relay.WithHeartbeat(ttl), relay.WithClaimIdle(time.Hour, time.Hour))
 	testenv.Eventually(t, 30*time.Second, "the live relay to hold every entry", func() bool { return pendingOf(t, e, "live") == len(ids) })
 	start(t, e, writer(t, e), relay.WithConsumerName("other"), relay.WithHeartbeat(ttl), relay.WithClaimIdle(time.Hour, time.Hour))
-	// Eight heartbeat lifetimes: the other relay looks for dead relays
-	// every half of one, so it had 16 chances to take the entries.
-	watch := time.Now().Add(8 * ttl)
-	for time.Now().Before(watch) {
+	// Six heartbeat lifetimes: the other relay looks for dead relays
+	// every half of one, so it had 12 chances to take the entries. The
+	// live relay's holdings are sampled every 20 ms of that window.
+	watch := time.NewTimer(6 * ttl)
+	defer watch.Stop()
+	sample := time.NewTicker(20 * time.Millisecond)
+	defer sample.Stop()
+observe:
+	for {
 		if n := pendingOf(t, e, "live"); n != len(ids) {
 			t.Fatalf("the live relay holds %d of its %d entries: the others were taken", n, len(ids))
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval of the observation window
+		select {
+		case <-watch.C:
+			break observe
+		case <-sample.C:
+		}
 	}
 	// A clean stop deletes the liveness key: the entries move at once.
 	stopLive()

@@ -132,7 +132,8 @@ const DefaultHeartbeatTTL = 5 * time.Second
 func WithHeartbeat(ttl time.Duration) Option {
 	return func(o *options) {
 		if ttl > 0 {
-			o.heartbeatTTL = ttl
+			// refreshed every third of it: a ticker needs a positive period
+			o.heartbeatTTL = max(ttl, 3*time.Millisecond)
 		}
 	}
 }

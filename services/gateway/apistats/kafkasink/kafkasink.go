@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,25 +26,42 @@ type Writer interface {
 
 // Sink is an apistats.Sink writing one Kafka message per stat.
 type Sink struct {
-	w Writer
+	logger  *slog.Logger
+	w       Writer
+	refused atomic.Int64
 }
 
-// New returns a Sink writing with w (see NewWriter).
-func New(w Writer) *Sink { return &Sink{w: w} }
+// New returns a Sink writing with w (events.NewWriter).
+func New(logger *slog.Logger, w Writer) *Sink { return &Sink{logger: logger, w: w} }
+
+// Refused returns how many stats the events contract refused (and were
+// dropped) so far.
+func (s *Sink) Refused() int64 { return s.refused.Load() }
 
 // Publish implements apistats.Sink. A failed write is returned (the
-// recorder keeps the batch, with the same event ids, for the next flush).
+// recorder keeps the batch, with the same event ids, for the next flush). A
+// stat the events contract refuses can never be sent: it is left out (and
+// counted in Refused) rather than holding the rest of the batch back.
 func (s *Sink) Publish(ctx context.Context, stats []apistats.Stat) error {
 	if len(stats) == 0 {
 		return nil
 	}
 	msgs := make([]kafka.Message, 0, len(stats))
+	var refused []error
 	for _, st := range stats {
 		m, err := Message(st)
 		if err != nil {
-			return err
+			refused = append(refused, err)
+			continue
 		}
 		msgs = append(msgs, m)
+	}
+	if len(refused) > 0 {
+		s.refused.Add(int64(len(refused)))
+		s.logger.Error("api stats refused by the events contract, dropped", "count", len(refused), "err", errors.Join(refused...))
+	}
+	if len(msgs) == 0 {
+		return nil
 	}
 	if err := s.w.WriteMessages(ctx, msgs...); err != nil {
 		return fmt.Errorf("kafkasink: write %d events: %w", len(msgs), err)

@@ -61,7 +61,7 @@ func decode(t *testing.T, m kafka.Message) *eventsv1.Event {
 // procedure; a failed write is returned so the recorder retries.
 func TestEventMapping(t *testing.T) {
 	w := &fakeWriter{}
-	s := kafkasink.New(w)
+	s := kafkasink.New(logging.Discard(), w)
 	stats := []apistats.Stat{
 		stat("gw1-1-ok-/p.v1.S/Like", "/p.v1.S/Like", "ok", 7),
 		stat("gw1-1-unavailable-/p.v1.S/Like", "/p.v1.S/Like", "unavailable", 2),
@@ -113,7 +113,7 @@ func TestRealKafka(t *testing.T) {
 	})
 	w := events.NewWriter(brokers, topic)
 	defer w.Close()
-	s := kafkasink.New(w)
+	s := kafkasink.New(logging.Discard(), w)
 	stats := []apistats.Stat{
 		stat("a-1-ok-/p.v1.S/Like", "/p.v1.S/Like", "ok", 40),
 		stat("a-1-ok-/p.v1.S/GetCounts", "/p.v1.S/GetCounts", "ok", 12),
@@ -250,7 +250,7 @@ func TestRecorderEventsPassTheContract(t *testing.T) {
 		"/highgopress.counter.v1.FollowService/" + strings.Repeat("M", 200),
 		apistats.UnknownProcedure,
 	}
-	rec := apistats.NewRecorder(logging.Discard(), kafkasink.New(w), apistats.Config{FlushInterval: time.Hour},
+	rec := apistats.NewRecorder(logging.Discard(), kafkasink.New(logging.Discard(), w), apistats.Config{FlushInterval: time.Hour},
 		apistats.WithInstance(long), apistats.WithKnownProcedures(func(p string) bool { return slices.Contains(procs, p) }))
 	for range 2 { // two windows: ids differ between flushes
 		for _, p := range procs {
@@ -274,5 +274,24 @@ func TestRecorderEventsPassTheContract(t *testing.T) {
 			t.Fatalf("event id %q used twice", ev.GetEventId())
 		}
 		ids[ev.GetEventId()] = true
+	}
+}
+
+// TestRefusedStatDoesNotHoldTheBatch: a stat the events contract refuses is
+// dropped and counted; the rest of the batch is published (the recorder
+// would otherwise retry the whole batch forever).
+func TestRefusedStatDoesNotHoldTheBatch(t *testing.T) {
+	w := &fakeWriter{}
+	s := kafkasink.New(logging.Discard(), w)
+	stats := []apistats.Stat{
+		stat("api-1", "/p.v1.S/Like", "ok", 3),
+		stat("api-2", "", "ok", 1), // no procedure: refused by the contract
+		stat("api-3", "/p.v1.S/GetCounts", "ok", 2),
+	}
+	if err := s.Publish(context.Background(), stats); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	if len(w.msgs) != 2 || s.Refused() != 1 {
+		t.Fatalf("%d messages written, %d refused; want 2 and 1", len(w.msgs), s.Refused())
 	}
 }
