@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"sync"
 	"syscall"
@@ -24,55 +22,6 @@ import (
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
-// privateRedis is a redis-server of one test alone, so that it can be
-// frozen (SIGSTOP) without disturbing the shared one.
-type privateRedis struct {
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startPrivateRedis(t testing.TB) *privateRedis {
-	t.Helper()
-	// scripts/mw.sh installs redis-server for the test command: missing, it is a failure.
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not installed (bash scripts/mw.sh install redis): %v", err)
-	}
-	port := testenv.FreePort(t)
-	r := &privateRedis{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir())
-	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	go func() { _ = r.cmd.Wait(); close(r.done) }()
-	t.Cleanup(r.kill)
-	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
-	defer rdb.Close()
-	testenv.Eventually(t, 10*time.Second, "private redis", func() bool { return rdb.Ping(context.Background()).Err() == nil })
-	return r
-}
-
-func (r *privateRedis) signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %v to redis-server: %v", sig, err)
-	}
-}
-
-func (r *privateRedis) kill() {
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	_ = r.cmd.Process.Signal(syscall.SIGCONT)
-	_ = r.cmd.Process.Kill()
-	<-r.done
-}
-
 // TestFrozenRedis: with the counter's Redis frozen (SIGSTOP of a private
 // redis-server), likes and reads fail Unavailable within the configured
 // budget (HGP_COUNTER_REDIS_TIMEOUT) instead of waiting for go-redis'
@@ -84,14 +33,14 @@ func (r *privateRedis) kill() {
 func TestFrozenRedis(t *testing.T) {
 	for _, batching := range []bool{true, false} {
 		t.Run(fmt.Sprintf("batching=%v", batching), func(t *testing.T) {
-			r := startPrivateRedis(t)
+			r := testenv.StartRedisServer(t)
 			const budget = 250 * time.Millisecond
 			// Generous for a loaded 2-core machine under -race, and still well
 			// below go-redis' defaults (3 s read, 5 s dial), which the
 			// counter used before it had budgets.
 			const bound = 2500 * time.Millisecond
 			comp, err := counter.Build(bg, logging.Discard(), configFor(t,
-				"HGP_REDIS_ADDR", r.addr, "HGP_REDIS_DB", "0",
+				"HGP_REDIS_ADDR", r.Addr, "HGP_REDIS_DB", "0",
 				"HGP_COUNTER_BATCHING", strconv.FormatBool(batching), "HGP_COUNTER_CACHE_TTL", "0",
 				"HGP_COUNTER_REDIS_TIMEOUT", budget.String()))
 			if err != nil {
@@ -109,7 +58,7 @@ func TestFrozenRedis(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			r.signal(t, syscall.SIGSTOP)
+			r.Signal(t, syscall.SIGSTOP)
 			// One like at a time, then 40 at once (they queue in the batcher).
 			start := time.Now()
 			_, err = like(bg, "u0")
@@ -160,7 +109,7 @@ func TestFrozenRedis(t *testing.T) {
 				t.Fatalf("like with a 50 ms deadline, Redis frozen: %+v after %s; want deadline_exceeded", st, d)
 			}
 
-			r.signal(t, syscall.SIGCONT)
+			r.Signal(t, syscall.SIGCONT)
 			testenv.EventuallyNoError(t, waitTimeout, "likes to work again", func() error {
 				_, err := like(bg, "after")
 				return err
@@ -176,7 +125,7 @@ func TestFrozenRedis(t *testing.T) {
 					t.Fatalf("retry of %s: %v", u, err)
 				}
 			}
-			rdb := redis.NewClient(&redis.Options{Addr: r.addr})
+			rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 			defer rdb.Close()
 			got, err := cs.GetCounts(bg, as(e, "", &counterv1.GetCountsRequest{Items: []*counterv1.ItemRef{item}}))
 			if err != nil || got.Msg.Counts[0].Likes != int64(len(users)) {

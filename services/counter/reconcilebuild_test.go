@@ -1,12 +1,10 @@
 package counter_test
 
 import (
-	"bytes"
 	"context"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +16,6 @@ import (
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestBuildRunsReconciliation: with HGP_MYSQL_DSN and
 // HGP_RECONCILE_INTERVAL the component checks Redis against MySQL
@@ -51,7 +31,7 @@ func TestBuildRunsReconciliation(t *testing.T) {
 	dsn.DBName = "information_schema" // answers PING, holds no item_counts
 	cfg := configFor(t, "HGP_MYSQL_DSN", dsn.FormatDSN(), "HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t),
 		"HGP_KAFKA_TOPIC", "hgp-t-reconcile-unused", "HGP_RECONCILE_INTERVAL", "50ms")
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	logger := logging.NewWriter(logs, "counter", "warn")
 	comp, err := counter.Build(bg, logger, cfg)
 	if err != nil {

@@ -101,7 +101,7 @@ func TestGRPCWebTextRealClient(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "client.js", gw.url, proto, token(t, "webtext-user"), itemID)
 	cmd.Dir = dir
-	cmd.Stderr = &syncBuffer{}
+	cmd.Stderr = &testenv.SyncBuffer{}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("node client: %v\n%s\n%s", err, out, cmd.Stderr)

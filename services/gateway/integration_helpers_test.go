@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -50,30 +48,9 @@ func unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1e10, rand.IntN(1e6))
 }
 
-// syncBuffer collects a process's or a logger's output for failure reports.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.buf.Len() > 4<<20 { // bounded
-		return len(p), nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger logs into a buffer that is printed if the test fails.
 func testLogger(t testing.TB, name string) *slog.Logger {
-	buf := &syncBuffer{}
+	buf := &testenv.SyncBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- %s log ---\n%s", name, tail(buf.String(), 60))
@@ -131,7 +108,7 @@ type counterProc struct {
 	addr string
 	cmd  *exec.Cmd
 	done chan struct{}
-	logs *syncBuffer
+	logs *testenv.SyncBuffer
 }
 
 // startCounter runs the counter command against the real Redis (database
@@ -159,7 +136,7 @@ func startCounter(t testing.TB, redisAddr string, vars map[string]string) *count
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &counterProc{addr: addr, cmd: cmd, done: make(chan struct{}), logs: &syncBuffer{}}
+	p := &counterProc{addr: addr, cmd: cmd, done: make(chan struct{}), logs: &testenv.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start counter: %v", err)
@@ -312,42 +289,3 @@ func consulAPI(t testing.TB, addr string) *api.Client {
 }
 
 // consulBinary is the consul command scripts/mw.sh installs.
-// privateRedis is a redis-server of one test alone, so it can be stopped.
-type privateRedis struct {
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startPrivateRedis(t testing.TB) *privateRedis {
-	t.Helper()
-	// The test command installs redis-server (scripts/mw.sh): missing, it is a failure.
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not installed (bash scripts/mw.sh install redis): %v", err)
-	}
-	port := testenv.FreePort(t)
-	r := &privateRedis{addr: "127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
-	r.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", t.TempDir())
-	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
-	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	go func() { _ = r.cmd.Wait(); close(r.done) }()
-	t.Cleanup(r.kill)
-	rdb := redis.NewClient(&redis.Options{Addr: r.addr})
-	defer rdb.Close()
-	testenv.Eventually(t, 10*time.Second, "private redis", func() bool { return rdb.Ping(context.Background()).Err() == nil })
-	return r
-}
-
-func (r *privateRedis) kill() {
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.done
-}

@@ -301,13 +301,13 @@ func TestRateLimitRedisUnreachable(t *testing.T) {
 // (one fail-open, one fail-closed) is killed mid-run: the fail-open gateway
 // keeps serving within its local limits, the fail-closed one refuses.
 func TestRateLimitRedisStopped(t *testing.T) {
-	rs := startPrivateRedis(t)
+	rs := testenv.StartRedisServer(t)
 	fb := newFakeBackend()
 	backend := fb.serve(t)
 	budgets := map[string]string{"HGP_RATE_WRITE_USER": "5-H"}
-	open := startGateway(t, rateVars(t, backend, rs.addr, "hgp:rl", budgets))
+	open := startGateway(t, rateVars(t, backend, rs.Addr, "hgp:rl", budgets))
 	budgets["HGP_RATE_REDIS_DOWN"] = "closed"
-	closedGW := startGateway(t, rateVars(t, backend, rs.addr, "hgp:rl", budgets))
+	closedGW := startGateway(t, rateVars(t, backend, rs.Addr, "hgp:rl", budgets))
 	like := func(gw *runningGateway, user string) (http.Header, error) {
 		cs := counterv1connect.NewCounterServiceClient(gw.client, gw.url, withHeaders(bearer(token(t, user))))
 		res, err := cs.Like(context.Background(), connect.NewRequest(&counterv1.LikeRequest{Item: item("stop")}))
@@ -327,7 +327,7 @@ func TestRateLimitRedisStopped(t *testing.T) {
 	}
 	before.check(t, "shared budget across fail-open and fail-closed replicas", 7, 5)
 
-	rs.kill()
+	rs.Kill()
 	var after outcome
 	for range 7 {
 		after.note(like(open, "frank"))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -38,30 +36,12 @@ func buildStandalone(t *testing.T) string {
 	return bin
 }
 
-// syncBuffer is an output buffer written by the process and read by the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // standaloneProc is a running standalone binary.
 type standaloneProc struct {
 	cmd    *exec.Cmd
 	done   chan error
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testenv.SyncBuffer
+	stderr *testenv.SyncBuffer
 
 	GatewayURL string
 	Token      string
@@ -84,7 +64,7 @@ var (
 func startStandalone(t *testing.T, bin string, env ...string) *standaloneProc {
 	t.Helper()
 	consumerAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	p := &standaloneProc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1),
+	p := &standaloneProc{stdout: &testenv.SyncBuffer{}, stderr: &testenv.SyncBuffer{}, done: make(chan error, 1),
 		MetricsURL: "http://" + consumerAddr + "/metrics"}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = append(p.cmd.Environ(),
