@@ -41,7 +41,7 @@ func BenchmarkConsumer(b *testing.B) {
 					return nil
 				}))
 				testenv.EventuallyNoError(b, 10*time.Minute, "the topic drained", func() error {
-					return pipetest.Drained(context.Background(), e.brokers, e.group, e.topic)
+					return pipetest.Drained(context.Background(), e.Brokers, e.Group, e.Topic)
 				})
 				elapsed := time.Since(start)
 				b.StopTimer()

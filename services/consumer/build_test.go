@@ -48,10 +48,10 @@ func TestBuildRunsTheService(t *testing.T) {
 	e := setup(t)
 	cfg := config.FromMap(map[string]string{
 		"HGP_CONSUMER_ADDR": "127.0.0.1:0",
-		"HGP_KAFKA_BROKERS": strings.Join(e.brokers, ","),
-		"HGP_KAFKA_TOPIC":   e.topic,
-		"HGP_KAFKA_GROUP":   e.group,
-		"HGP_MYSQL_DSN":     e.dsn,
+		"HGP_KAFKA_BROKERS": strings.Join(e.Brokers, ","),
+		"HGP_KAFKA_TOPIC":   e.Topic,
+		"HGP_KAFKA_GROUP":   e.Group,
+		"HGP_MYSQL_DSN":     e.DSN,
 	})
 	comp, err := consumer.Build(context.Background(), logging.Discard(), cfg)
 	if err != nil {
@@ -62,7 +62,7 @@ func TestBuildRunsTheService(t *testing.T) {
 	go func() { done <- bootstrap.Run(ctx, logging.Discard(), comp) }()
 	produce(t, e, []*eventsv1.Event{likeEv(eventsv1.Kind_KIND_LIKE, "alice", 1), likeEv(eventsv1.Kind_KIND_LIKE, "bob", 2)})
 	waitDrained(t, e)
-	conn, err := consumer.OpenDB(e.dsn)
+	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}

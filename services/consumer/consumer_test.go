@@ -25,35 +25,23 @@ import (
 
 const partitions = 4
 
+// env is one test's pipeline resources (pipetest.Env), its connection and
+// the consumer-group members per service.
 type env struct {
-	brokers []string
-	topic   string
-	dlq     string
-	group   string
-	dsn     string
+	*pipetest.Env
 	conn    *sql.DB
 	workers int // consumer-group members per service (default 2)
 }
 
 func setup(t testing.TB) *env {
 	t.Helper()
-	brokers := strings.Split(testenv.KafkaBrokers(t), ",")
-	dsn := pipetest.Database(t, testenv.MySQLDSN(t))
-	e := &env{
-		brokers: brokers,
-		topic:   pipetest.Topic(t, brokers, partitions),
-		group:   "hgp-t-" + pipetest.Suffix(),
-		dsn:     dsn,
-		workers: 2,
-	}
-	e.dlq = pipetest.Topic(t, brokers, 1)
-	return e
+	return &env{Env: pipetest.NewEnv(t, strings.Split(testenv.KafkaBrokers(t), ","), testenv.MySQLDSN(t), partitions), workers: 2}
 }
 
 func (e *env) config(batch int) consumer.Config {
 	return consumer.Config{
-		Kafka: config.Kafka{Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq}, Group: e.group, Partitions: partitions,
-		SessionTimeout: 6 * time.Second, DSN: e.dsn, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: max(1, e.workers),
+		Kafka: config.Kafka{Brokers: e.Brokers, Topic: e.Topic, DLQTopic: e.DLQ}, Group: e.Group, Partitions: partitions,
+		SessionTimeout: 6 * time.Second, DSN: e.DSN, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: max(1, e.workers),
 	}
 }
 
@@ -119,14 +107,14 @@ func (r *running) wait(t testing.TB) error {
 // produce writes events to the topic as the relay would.
 func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
 	t.Helper()
-	pipetest.Produce(t, e.brokers, e.topic, evs)
+	pipetest.Produce(t, e.Brokers, e.Topic, evs)
 }
 
 // waitDrained waits until the group has no lag and MySQL's pipeline_offsets
 // reached the end of every partition of the topic.
 func waitDrained(t testing.TB, e *env) {
 	t.Helper()
-	pipetest.WaitDrained(t, e.dsn, e.brokers, e.group, e.topic)
+	pipetest.WaitDrained(t, e.DSN, e.Brokers, e.Group, e.Topic)
 }
 
 func assertState(t testing.TB, e *env, want pipetest.State) {
@@ -180,7 +168,7 @@ func TestOutOfOrderNeverResurrects(t *testing.T) {
 func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	w := events.NewWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.Brokers, e.Topic)
 	defer w.Close()
 	invalid, _ := proto.Marshal(&eventsv1.Event{EventId: "bad", Kind: eventsv1.Kind_KIND_LIKE, Namespace: "article", ItemId: "1", Version: 5})
 	unknown, _ := proto.Marshal(&eventsv1.Event{EventId: "unk", Kind: eventsv1.Kind(99), UserId: "x", Version: 5})
@@ -217,11 +205,11 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitDrained(t, e) // includes pipeline_offsets = end offsets
-	ends, err := events.EndOffsets(ctx, e.brokers, e.topic)
+	ends, err := events.EndOffsets(ctx, e.Brokers, e.Topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	marks, err := pipetest.PipelineOffsets(ctx, e.conn, e.topic)
+	marks, err := pipetest.PipelineOffsets(ctx, e.conn, e.Topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +222,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 		}
 	}
 
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.dlq, Partition: 0, MaxWait: 100 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.Brokers, Topic: e.DLQ, Partition: 0, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -253,7 +241,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 				source = string(h.Value)
 			}
 		}
-		if reason == "" || !strings.HasPrefix(source, e.topic+"/") {
+		if reason == "" || !strings.HasPrefix(source, e.Topic+"/") {
 			t.Fatalf("dead letter without reason or source: %v", m.Headers)
 		}
 		reasons[string(m.Value)] = reason
@@ -308,7 +296,7 @@ func TestCommittedOffsetsBecomeMarks(t *testing.T) {
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := consumer.OpenDB(e.dsn)
+	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,11 +305,11 @@ func TestCommittedOffsetsBecomeMarks(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, "DELETE FROM pipeline_offsets"); err != nil {
 		t.Fatal(err)
 	}
-	if err := pipetest.Applied(ctx, conn, e.brokers, e.topic); err == nil {
+	if err := pipetest.Applied(ctx, conn, e.Brokers, e.Topic); err == nil {
 		t.Fatal("pipeline_offsets still matches the topic after the rows were deleted")
 	}
 	startConsumer(t, e, 100)
 	testenv.EventuallyNoError(t, 30*time.Second, "marks restored from the committed offsets", func() error {
-		return pipetest.Applied(ctx, conn, e.brokers, e.topic)
+		return pipetest.Applied(ctx, conn, e.Brokers, e.Topic)
 	})
 }

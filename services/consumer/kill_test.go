@@ -36,12 +36,12 @@ func TestKill9ConsumerProcess(t *testing.T) {
 
 	env := append(os.Environ(),
 		"HGP_CONSUMER_ADDR=127.0.0.1:0",
-		"HGP_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
-		"HGP_KAFKA_TOPIC="+e.topic,
-		"HGP_KAFKA_DLQ_TOPIC="+e.dlq,
-		"HGP_KAFKA_GROUP="+e.group,
+		"HGP_KAFKA_BROKERS="+strings.Join(e.Brokers, ","),
+		"HGP_KAFKA_TOPIC="+e.Topic,
+		"HGP_KAFKA_DLQ_TOPIC="+e.DLQ,
+		"HGP_KAFKA_GROUP="+e.Group,
 		"HGP_KAFKA_SESSION_TIMEOUT=6s",
-		"HGP_MYSQL_DSN="+e.dsn,
+		"HGP_MYSQL_DSN="+e.DSN,
 		"HGP_CONSUMER_BATCH_MAX=100",
 		"HGP_CONSUMER_WORKERS=2",
 		"HGP_LOG_LEVEL=error",
@@ -56,7 +56,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 		return cmd
 	}
 	lag := func() int64 {
-		n, err := events.GroupLag(context.Background(), e.brokers, e.group, e.topic)
+		n, err := events.GroupLag(context.Background(), e.Brokers, e.Group, e.Topic)
 		if err != nil {
 			return total
 		}
@@ -80,7 +80,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 	cmd := start()
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	waitDrained(t, e)
-	conn, err := consumer.OpenDB(e.dsn)
+	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func newPipeline(t testing.TB, e *env) *pipeline {
 // ends (or until the returned stop is called).
 func (p *pipeline) startRelay(t testing.TB, name string) (stop func()) {
 	t.Helper()
-	w := events.NewWriter(p.e.brokers, p.e.topic)
+	w := events.NewWriter(p.e.Brokers, p.e.Topic)
 	r := relay.New(logging.Discard(), p.rdb, w, relay.WithConsumerName(name),
 		relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond),
 		relay.WithBackoff(50*time.Millisecond, time.Second), relay.WithRegisterer(nil))
@@ -155,10 +155,10 @@ func (p *pipeline) drainAndCheck(t testing.TB, want pipetest.State) {
 		if err := p.outboxEmpty(ctx); err != nil {
 			return err
 		}
-		if err := pipetest.Drained(ctx, p.e.brokers, p.e.group, p.e.topic); err != nil {
+		if err := pipetest.Drained(ctx, p.e.Brokers, p.e.Group, p.e.Topic); err != nil {
 			return err
 		}
-		if err := pipetest.Applied(ctx, p.e.conn, p.e.brokers, p.e.topic); err != nil {
+		if err := pipetest.Applied(ctx, p.e.conn, p.e.Brokers, p.e.Topic); err != nil {
 			if errors.Is(err, pipetest.ErrMarkPastEnd) {
 				t.Fatal(err)
 			}
@@ -327,8 +327,8 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 			"HGP_IDENTITY_SECRET="+faultSecret,
 			"HGP_COUNTER_ADDR=127.0.0.1:"+strconv.Itoa(testenv.FreePort(t)),
 			"HGP_REDIS_ADDR="+p.rdb.Options().Addr,
-			"HGP_KAFKA_BROKERS="+strings.Join(e.brokers, ","),
-			"HGP_KAFKA_TOPIC="+e.topic,
+			"HGP_KAFKA_BROKERS="+strings.Join(e.Brokers, ","),
+			"HGP_KAFKA_TOPIC="+e.Topic,
 			"HGP_RELAY_CLAIM_IDLE=1s",
 			"HGP_RELAY_CONSUMER="+name,
 			"HGP_RELAY_BATCH=200",

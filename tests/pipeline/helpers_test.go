@@ -23,15 +23,10 @@ const pipelineRedisDB = 15
 // partitions of each test's event topic.
 const partitions = 4
 
-// env is one test's pipeline resources: its own topic, dead-letter topic,
-// consumer group and MySQL database.
+// env is one test's pipeline resources (pipetest.Env) and its connection.
 type env struct {
-	brokers []string
-	topic   string
-	dlq     string
-	group   string
-	dsn     string
-	conn    *sql.DB
+	*pipetest.Env
+	conn *sql.DB
 }
 
 func setup(t testing.TB) *env {
@@ -42,13 +37,7 @@ func setup(t testing.TB) *env {
 // setupOn is setup on the given Kafka brokers and MySQL server.
 func setupOn(t testing.TB, brokers []string, baseDSN string) *env {
 	t.Helper()
-	return &env{
-		brokers: brokers,
-		topic:   pipetest.Topic(t, brokers, partitions),
-		dlq:     pipetest.Topic(t, brokers, 1),
-		group:   "hgp-t-" + pipetest.Suffix(),
-		dsn:     pipetest.Database(t, baseDSN),
-	}
+	return &env{Env: pipetest.NewEnv(t, brokers, baseDSN, partitions)}
 }
 
 // running is a consumer service started by startConsumer.
@@ -63,8 +52,8 @@ type running struct {
 func startConsumer(t testing.TB, e *env, batch int) *running {
 	t.Helper()
 	cfg := consumer.Config{
-		Kafka: config.Kafka{Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq}, Group: e.group, Partitions: partitions,
-		SessionTimeout: 6 * time.Second, DSN: e.dsn, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: 2,
+		Kafka: config.Kafka{Brokers: e.Brokers, Topic: e.Topic, DLQTopic: e.DLQ}, Group: e.Group, Partitions: partitions,
+		SessionTimeout: 6 * time.Second, DSN: e.DSN, Migrate: true, BatchMax: batch, BatchWait: 20 * time.Millisecond, Workers: 2,
 	}
 	svc, err := consumer.Open(context.Background(), logging.Discard(), cfg, consumer.WithRegisterer(nil))
 	if err != nil {
@@ -94,12 +83,12 @@ func startConsumer(t testing.TB, e *env, batch int) *running {
 // produce writes events to the topic as the relay would.
 func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
 	t.Helper()
-	pipetest.Produce(t, e.brokers, e.topic, evs)
+	pipetest.Produce(t, e.Brokers, e.Topic, evs)
 }
 
 // waitDrained waits until the group has no lag and MySQL's pipeline_offsets
 // reached the end of every partition of the topic.
 func waitDrained(t testing.TB, e *env) {
 	t.Helper()
-	pipetest.WaitDrained(t, e.dsn, e.brokers, e.group, e.topic)
+	pipetest.WaitDrained(t, e.DSN, e.Brokers, e.Group, e.Topic)
 }

@@ -429,10 +429,10 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	e := setup(t)
 	rdb := rebuildRedis(t)
 	startConsumer(t, e, 200)
-	ends := func(ctx context.Context) (map[int]int64, error) { return events.EndOffsets(ctx, e.brokers, e.topic) }
+	ends := func(ctx context.Context) (map[int]int64, error) { return events.EndOffsets(ctx, e.Brokers, e.Topic) }
 	var dopts []durable.Option
 	if rebuildWait > 0 {
-		dopts = append(dopts, durable.WithCatchUp(logging.Discard(), e.topic, ends, rebuildWait))
+		dopts = append(dopts, durable.WithCatchUp(logging.Discard(), e.Topic, ends, rebuildWait))
 	}
 	d := &countingDurable{Store: durable.New(e.conn, dopts...)}
 	c := newRebuildingCounter(t, rdb, d, counter.WithSettleDelay(300*time.Millisecond))
@@ -443,14 +443,14 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	var bg sync.WaitGroup
 	t.Cleanup(func() { cancel(); bg.Wait() })
 	for i := range 2 {
-		w := events.NewWriter(e.brokers, e.topic)
+		w := events.NewWriter(e.Brokers, e.Topic)
 		t.Cleanup(func() { _ = w.Close() })
 		r := relay.New(logging.Discard(), rdb, w, relay.WithConsumerName("relay-"+strconv.Itoa(i)),
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(50*time.Millisecond), relay.WithRegisterer(nil))
 		bg.Go(func() { _ = r.Run(ctx) })
 	}
 	reg := prometheus.NewRegistry()
-	worker := settle.New(logging.Discard(), c.Store(), d.Store, ends, e.topic,
+	worker := settle.New(logging.Discard(), c.Store(), d.Store, ends, e.Topic,
 		settle.WithInterval(100*time.Millisecond), settle.WithRegisterer(reg))
 	bg.Go(func() { _ = worker.Run(ctx) })
 
@@ -538,7 +538,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 		if n := rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 0 {
 			return fmt.Errorf("outbox holds %d entries", n)
 		}
-		return pipetest.Drained(ctx, e.brokers, e.group, e.topic)
+		return pipetest.Drained(ctx, e.Brokers, e.Group, e.Topic)
 	}
 	// inKafkaNotMySQL is how many messages the consumer has not applied.
 	inKafkaNotMySQL := func() int64 {
@@ -546,7 +546,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		applied, err := d.AppliedOffsets(ctx, e.topic)
+		applied, err := d.AppliedOffsets(ctx, e.Topic)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,10 +38,10 @@ func newReconcileFixture(t *testing.T) *reconcileFixture {
 	t.Helper()
 	ctx := context.Background()
 	e := setup(t)
-	if _, err := migrations.Up(ctx, logging.Discard(), e.dsn); err != nil {
+	if _, err := migrations.Up(ctx, logging.Discard(), e.DSN); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := consumer.OpenDB(e.dsn)
+	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +67,9 @@ func (f *reconcileFixture) config(kv ...string) *config.Reader {
 		"HGP_COUNTER_ADDR":    "127.0.0.1:0",
 		"HGP_REDIS_ADDR":      f.rdb.Options().Addr,
 		"HGP_REDIS_DB":        strconv.Itoa(pipelineRedisDB),
-		"HGP_MYSQL_DSN":       f.e.dsn,
-		"HGP_KAFKA_BROKERS":   strings.Join(f.e.brokers, ","),
-		"HGP_KAFKA_TOPIC":     f.e.topic,
+		"HGP_MYSQL_DSN":       f.e.DSN,
+		"HGP_KAFKA_BROKERS":   strings.Join(f.e.Brokers, ","),
+		"HGP_KAFKA_TOPIC":     f.e.Topic,
 		"HGP_RELAY_CONSUMER":  "relay-" + pipetest.Suffix(),
 	}
 	for i := 0; i+1 < len(kv); i += 2 {

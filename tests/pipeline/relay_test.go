@@ -63,7 +63,7 @@ func TestEndToEndThroughRelay(t *testing.T) {
 
 	startConsumer(t, e, 500)
 	for i := range 2 {
-		w := events.NewWriter(e.brokers, e.topic)
+		w := events.NewWriter(e.Brokers, e.Topic)
 		defer w.Close()
 		r := relay.New(logging.Discard(), rdb, w, relay.WithStream(stream), relay.WithConsumerName("relay-"+strconv.Itoa(i)),
 			relay.WithClaimIdle(time.Second, 200*time.Millisecond), relay.WithBlock(100*time.Millisecond), relay.WithRegisterer(nil))
@@ -102,20 +102,20 @@ func TestEndToEndThroughRelay(t *testing.T) {
 // replayTopic reads the whole topic and appends every message again.
 func replayTopic(t testing.TB, e *env) {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.brokers, Topic: e.topic, GroupID: "replay-" + pipetest.Suffix(), StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.Brokers, Topic: e.Topic, GroupID: "replay-" + pipetest.Suffix(), StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	ends := map[int]int64{}
-	client := &kafka.Client{Addr: kafka.TCP(e.brokers...), Timeout: 5 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(e.Brokers...), Timeout: 5 * time.Second}
 	var reqs []kafka.OffsetRequest
 	for p := range partitions {
 		reqs = append(reqs, kafka.LastOffsetOf(p))
 	}
-	lo, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{e.topic: reqs}})
+	lo, err := client.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{e.Topic: reqs}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	total := int64(0)
-	for _, p := range lo.Topics[e.topic] {
+	for _, p := range lo.Topics[e.Topic] {
 		ends[p.Partition] = p.LastOffset
 		total += p.LastOffset
 	}
@@ -131,7 +131,7 @@ func replayTopic(t testing.TB, e *env) {
 			msgs = append(msgs, kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers})
 		}
 	}
-	w := events.NewWriter(e.brokers, e.topic)
+	w := events.NewWriter(e.Brokers, e.Topic)
 	defer w.Close()
 	for len(msgs) > 0 {
 		n := min(len(msgs), 5000)

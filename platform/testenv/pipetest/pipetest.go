@@ -235,3 +235,27 @@ func AssertState(t testing.TB, conn *sql.DB, want State) {
 		t.Fatalf("MySQL differs from the oracle: %s", d)
 	}
 }
+
+// Env is one test's pipeline resources on the real servers: an event topic
+// of its own, a dead-letter topic, a consumer group and a fresh MySQL
+// database (all removed when the test ends).
+type Env struct {
+	Brokers []string
+	Topic   string
+	DLQ     string
+	Group   string
+	DSN     string
+}
+
+// NewEnv creates a test's Env on the given brokers and the MySQL server of
+// baseDSN, with partitions partitions on the event topic.
+func NewEnv(t testing.TB, brokers []string, baseDSN string, partitions int) *Env {
+	t.Helper()
+	return &Env{
+		Brokers: brokers,
+		Topic:   Topic(t, brokers, partitions),
+		DLQ:     Topic(t, brokers, 1),
+		Group:   "hgp-t-" + Suffix(),
+		DSN:     Database(t, baseDSN),
+	}
+}
