@@ -19,7 +19,7 @@ import (
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter"
-	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // TestFrozenRedis: with the counter's Redis frozen (SIGSTOP of a private
@@ -131,7 +131,7 @@ func TestFrozenRedis(t *testing.T) {
 			if err != nil || got.Msg.Counts[0].Likes != int64(len(users)) {
 				t.Fatalf("GetCounts after recovery = %v, %v; want %d likes", got, err, len(users))
 			}
-			if l, err := rdb.XLen(bg, redisstore.OutboxStream).Result(); err != nil || l != int64(len(users)) {
+			if l, err := rdb.XLen(bg, outbox.Stream).Result(); err != nil || l != int64(len(users)) {
 				t.Fatalf("outbox holds %d entries (%v); want %d, one per like", l, err, len(users))
 			}
 		})

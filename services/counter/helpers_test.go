@@ -21,7 +21,7 @@ import (
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter"
-	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // testDB is the Redis database this package's tests and benchmarks own; each
@@ -113,7 +113,7 @@ func ref(ns, id string) *counterv1.ItemRef { return &counterv1.ItemRef{Namespace
 // outboxLen returns the number of outbox entries.
 func (e *env) outboxLen(t testing.TB) int64 {
 	t.Helper()
-	n, err := e.rdb.XLen(context.Background(), redisstore.OutboxStream).Result()
+	n, err := e.rdb.XLen(context.Background(), outbox.Stream).Result()
 	if err != nil {
 		t.Fatalf("XLEN: %v", err)
 	}
@@ -123,7 +123,7 @@ func (e *env) outboxLen(t testing.TB) int64 {
 // lastOutbox returns the fields of the newest outbox entry.
 func (e *env) lastOutbox(t testing.TB) map[string]any {
 	t.Helper()
-	msgs, err := e.rdb.XRevRangeN(context.Background(), redisstore.OutboxStream, "+", "-", 1).Result()
+	msgs, err := e.rdb.XRevRangeN(context.Background(), outbox.Stream, "+", "-", 1).Result()
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("XREVRANGE: %v, %d entries", err, len(msgs))
 	}

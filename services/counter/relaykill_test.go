@@ -18,7 +18,7 @@ import (
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/testenv"
-	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -105,7 +105,7 @@ func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
 		t.Helper()
 		pipe := rdb.TxPipeline()
 		for i := range n {
-			pipe.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: map[string]any{
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: map[string]any{
 				"k": "like", "u": "u" + strconv.Itoa(i), "ns": "kill", "id": "a" + strconv.Itoa(i%3), "d": "1",
 			}})
 		}
@@ -115,7 +115,7 @@ func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
 	}
 	pending := func(consumer string) int {
 		p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-			Stream: redisstore.OutboxStream, Group: relay.DefaultGroup, Start: "-", End: "+", Count: 10_000, Consumer: consumer,
+			Stream: outbox.Stream, Group: outbox.Group, Start: "-", End: "+", Count: 10_000, Consumer: consumer,
 		}).Result()
 		if err != nil {
 			return -1
@@ -125,9 +125,9 @@ func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
 	// holds says why consumer does not hold exactly want entries yet.
 	holds := func(consumer string, want int) error {
 		if got := pending(consumer); got != want {
-			cs, err := rdb.XInfoConsumers(ctx, redisstore.OutboxStream, relay.DefaultGroup).Result()
+			cs, err := rdb.XInfoConsumers(ctx, outbox.Stream, outbox.Group).Result()
 			return fmt.Errorf("%s holds %d of %d; outbox length %d; consumers %+v (%v)",
-				consumer, got, want, rdb.XLen(ctx, redisstore.OutboxStream).Val(), cs, err)
+				consumer, got, want, rdb.XLen(ctx, outbox.Stream).Val(), cs, err)
 		}
 		return nil
 	}
@@ -219,7 +219,7 @@ func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
 	nameC := relay.Identity("", addrC)
 	run(addrC, strings.Join(brokers, ","), "1s")
 	testenv.EventuallyNoError(t, waitTimeout, "the third counter's relay to join the group", func() error {
-		cs, err := rdb.XInfoConsumers(ctx, redisstore.OutboxStream, relay.DefaultGroup).Result()
+		cs, err := rdb.XInfoConsumers(ctx, outbox.Stream, outbox.Group).Result()
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func TestKill9RelayResumesOrIsClaimed(t *testing.T) {
 	}
 	t.Logf("dead relay %s: entries relayed by %s %s after the kill", nameB, nameC, took)
 	testenv.EventuallyNoError(t, waitTimeout, "the outbox to drain", func() error {
-		if l := rdb.XLen(ctx, redisstore.OutboxStream).Val(); l != 0 {
+		if l := rdb.XLen(ctx, outbox.Stream).Val(); l != 0 {
 			return fmt.Errorf("outbox holds %d entries", l)
 		}
 		return nil

@@ -24,7 +24,7 @@ import (
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/platform/testenv/pipetest"
 	"github.com/highgopress/highgopress/services/counter"
-	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -122,14 +122,14 @@ func checkLoad(t testing.TB, res pipetest.LoadResult) {
 // outboxEmpty reports nil when every outbox entry was relayed and
 // acknowledged.
 func (p *pipeline) outboxEmpty(ctx context.Context) error {
-	n, err := p.rdb.XLen(ctx, redisstore.OutboxStream).Result()
+	n, err := p.rdb.XLen(ctx, outbox.Stream).Result()
 	if err != nil {
 		return err
 	}
 	if n != 0 {
 		return fmt.Errorf("outbox still holds %d entries", n)
 	}
-	pend, err := p.rdb.XPending(ctx, redisstore.OutboxStream, relay.DefaultGroup).Result()
+	pend, err := p.rdb.XPending(ctx, outbox.Stream, outbox.Group).Result()
 	if err != nil {
 		return err
 	}
@@ -363,8 +363,8 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 		if err := victim.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		xlen, err1 := p.rdb.XLen(ctx, redisstore.OutboxStream).Result()
-		pend, err2 := p.rdb.XPending(ctx, redisstore.OutboxStream, relay.DefaultGroup).Result()
+		xlen, err1 := p.rdb.XLen(ctx, outbox.Stream).Result()
+		pend, err2 := p.rdb.XPending(ctx, outbox.Stream, outbox.Group).Result()
 		if err1 == nil && err2 == nil && xlen > 0 && pend.Consumers["victim"] > 0 {
 			pendingAtKill = pend.Consumers["victim"]
 			return true
@@ -378,7 +378,7 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = victim.Wait()
-	xlen, _ := p.rdb.XLen(ctx, redisstore.OutboxStream).Result()
+	xlen, _ := p.rdb.XLen(ctx, outbox.Stream).Result()
 	t.Logf("killed the counter process with %d outbox entries, %d of them read by it and unacknowledged, %d requests acknowledged so far", xlen, pendingAtKill, l.Acked())
 	var res pipetest.LoadResult
 	select {
@@ -389,7 +389,7 @@ func TestFaultKill9CounterRelayProcess(t *testing.T) {
 	checkLoad(t, res)
 	startCounter("survivor")
 	p.drainAndCheck(t, res.Want)
-	pend, err := p.rdb.XPending(ctx, redisstore.OutboxStream, relay.DefaultGroup).Result()
+	pend, err := p.rdb.XPending(ctx, outbox.Stream, outbox.Group).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

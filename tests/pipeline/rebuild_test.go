@@ -31,6 +31,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/durable"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
@@ -291,7 +292,7 @@ func flushOutbox(ctx context.Context, t *testing.T, rdb *redis.Client, wait bool
 	if wait {
 		mode = "wait"
 	}
-	reply, err := flushScript.Run(ctx, rdb, []string{redisstore.OutboxStream}, relay.DefaultGroup, mode).Slice()
+	reply, err := flushScript.Run(ctx, rdb, []string{outbox.Stream}, outbox.Group, mode).Slice()
 	if err != nil {
 		return false, 0, nil, err
 	}
@@ -535,7 +536,7 @@ func flushUnderLoad(t *testing.T, rebuildWait time.Duration, anytime bool) {
 	})
 
 	drained := func() error {
-		if n := rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 0 {
+		if n := rdb.XLen(ctx, outbox.Stream).Val(); n != 0 {
 			return fmt.Errorf("outbox holds %d entries", n)
 		}
 		return pipetest.Drained(ctx, e.Brokers, e.Group, e.Topic)

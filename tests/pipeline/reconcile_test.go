@@ -21,6 +21,7 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/migrations"
 	"github.com/highgopress/highgopress/services/consumer/sink"
 	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
@@ -107,7 +108,7 @@ func (f *reconcileFixture) someItemCount() (key, field string) {
 func TestReconcileCommandRebuildsLostRedis(t *testing.T) {
 	ctx := context.Background()
 	f := newReconcileFixture(t)
-	if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: map[string]any{"k": "like", "u": "x", "ns": "a", "id": "b"}}).Err(); err != nil {
+	if err := f.rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: map[string]any{"k": "like", "u": "x", "ns": "a", "id": "b"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := counter.Reconcile(ctx, logging.Discard(), f.config()); err != nil {
@@ -117,7 +118,7 @@ func TestReconcileCommandRebuildsLostRedis(t *testing.T) {
 		t.Fatalf("Redis holds %v (%v) after a reconciliation that was not quiescent; want only the outbox", keys, err)
 	}
 
-	if err := f.rdb.Del(ctx, redisstore.OutboxStream).Err(); err != nil {
+	if err := f.rdb.Del(ctx, outbox.Stream).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := counter.Reconcile(ctx, logging.Discard(), f.config()); err != nil {

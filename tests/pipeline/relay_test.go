@@ -17,6 +17,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/platform/testenv/pipetest"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -44,10 +45,10 @@ func TestEndToEndThroughRelay(t *testing.T) {
 	}
 	// A relay instance crashed after reading 1,000 entries and writing the
 	// first 500 of them to Kafka, before acknowledging any.
-	if err := rdb.XGroupCreateMkStream(ctx, stream, relay.DefaultGroup, "0").Err(); err != nil {
+	if err := rdb.XGroupCreateMkStream(ctx, stream, outbox.Group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: relay.DefaultGroup, Consumer: "crashed", Streams: []string{stream, ">"}, Count: 1000, Block: -1}).Result()
+	res, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: outbox.Group, Consumer: "crashed", Streams: []string{stream, ">"}, Count: 1000, Block: -1}).Result()
 	if err != nil {
 		t.Fatal(err)
 	}

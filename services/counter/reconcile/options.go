@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/services/counter/durable"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
@@ -31,13 +32,13 @@ func WithQuiescent(f func(ctx context.Context) error) Option {
 }
 
 // Quiet returns the quiescence check of a deployment: the outbox
-// (redisstore.OutboxStream) is empty, no rebuild waits to be settled
+// (outbox.Stream) is empty, no rebuild waits to be settled
 // (redisstore.SettleQueue; otherwise a correction and the settling would
 // both add the same events), and the consumer applied every event that is
 // in Kafka's topic (its pipeline_offsets in record reached ends).
 func Quiet(rdb redis.Cmdable, record *durable.Store, topic string, ends durable.EndOffsets) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
-		n, err := rdb.XLen(ctx, redisstore.OutboxStream).Result()
+		n, err := rdb.XLen(ctx, outbox.Stream).Result()
 		if err != nil {
 			return fmt.Errorf("outbox length: %w", err)
 		}

@@ -6,10 +6,6 @@ import (
 	"github.com/highgopress/highgopress/services/counter/domain"
 )
 
-// OutboxStream is the Redis stream the scripts append events to, read by the
-// relay. The writer never trims it unless WithOutboxMaxLen says so.
-const OutboxStream = "hgp:outbox"
-
 // Key layout. Every part is validated before it gets here (see package
 // validate), so no key contains braces, glob characters or whitespace.
 //

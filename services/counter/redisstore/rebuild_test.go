@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
@@ -52,7 +53,7 @@ func TestMissingStateIsReportedAndUntouched(t *testing.T) {
 		}
 		_, err = e.store.SetFollow(ctx, "a", "b", true)
 		notLoaded(t, "SetFollow with b loaded", err, nil, []string{"a"})
-		if n, _ := e.rdb.XLen(ctx, redisstore.OutboxStream).Result(); n != 0 {
+		if n, _ := e.rdb.XLen(ctx, outbox.Stream).Result(); n != 0 {
 			t.Fatalf("outbox has %d entries", n)
 		}
 	}, redisstore.WithDurable(true))

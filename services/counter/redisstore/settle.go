@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // SettleTarget is a rebuilt item or user waiting to be settled.
@@ -75,7 +76,7 @@ func (s *Store) SettleQueued(ctx context.Context) (int64, error) {
 // when it is empty. The relay deletes entries once Kafka has them, so every
 // event older than this id is in Kafka (or was lost with Redis's data).
 func (s *Store) OldestOutboxID(ctx context.Context) (string, error) {
-	cmd := redis.NewXMessageSliceCmd(ctx, "xrange", OutboxStream, "-", "+", "count", 1)
+	cmd := redis.NewXMessageSliceCmd(ctx, "xrange", outbox.Stream, "-", "+", "count", 1)
 	if err := s.b.Do(ctx, cmd); err != nil {
 		return "", classify(err)
 	}

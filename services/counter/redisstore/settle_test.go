@@ -11,6 +11,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
@@ -104,7 +105,7 @@ func TestSeedRecordsBoundaryAndQueues(t *testing.T) {
 		if got := hget(t, e.rdb, redisstore.SettleKey(it), "m:views"); got != "7" {
 			t.Fatalf("seeded views recorded as %q; want 7", got)
 		}
-		if n := e.rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 0 {
+		if n := e.rdb.XLen(ctx, outbox.Stream).Val(); n != 0 {
 			t.Fatalf("the boundary left %d outbox entries", n)
 		}
 		// Not due before the delay.
@@ -114,7 +115,7 @@ func TestSeedRecordsBoundaryAndQueues(t *testing.T) {
 		if _, err := e.store.SetLike(ctx, "u2", it, true); err != nil {
 			t.Fatal(err)
 		}
-		ids := e.rdb.XRange(ctx, redisstore.OutboxStream, "-", "+").Val()
+		ids := e.rdb.XRange(ctx, outbox.Stream, "-", "+").Val()
 		if len(ids) != 1 || !idLess(t, b, ids[0].ID) {
 			t.Fatalf("event after the rebuild %v is not newer than the boundary %s", ids, b)
 		}
@@ -193,7 +194,7 @@ func TestSettleItemAppliesOlderEvents(t *testing.T) {
 		if _, err := e.store.Increment(ctx, "c", domain.Increment{Item: it, Metric: "views", Delta: 2, IdempotencyKey: "key-00001"}); err != nil {
 			t.Fatal(err)
 		}
-		if n := e.rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 4 {
+		if n := e.rdb.XLen(ctx, outbox.Stream).Val(); n != 4 {
 			t.Fatalf("outbox has %d entries; want 4 (the re-asserted like of b included)", n)
 		}
 		got := claimN(t, e, 1)
@@ -235,11 +236,11 @@ func TestSettleItemAppliesOlderEvents(t *testing.T) {
 			t.Fatalf("views %d after a repeated settle", counts[0].Metrics["views"])
 		}
 		// Settled: a repeated like no longer goes to the outbox.
-		before := e.rdb.XLen(ctx, redisstore.OutboxStream).Val()
+		before := e.rdb.XLen(ctx, outbox.Stream).Val()
 		if _, err := e.store.SetLike(ctx, "b", it, true); err != nil {
 			t.Fatal(err)
 		}
-		if n := e.rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != before {
+		if n := e.rdb.XLen(ctx, outbox.Stream).Val(); n != before {
 			t.Fatalf("a repeated like after settling appended to the outbox (%d → %d)", before, n)
 		}
 	}, redisstore.WithDurable(true), redisstore.WithSettleDelay(time.Millisecond))
@@ -385,7 +386,7 @@ func TestFollowKeepsCountsEqualToSets(t *testing.T) {
 		if r != (domain.FollowResult{Changed: true, Following: 0, Followers: 0}) {
 			t.Fatalf("unfollow = %+v; want changed, 0, 0", r)
 		}
-		if n := e.rdb.XLen(ctx, redisstore.OutboxStream).Val(); n != 2 {
+		if n := e.rdb.XLen(ctx, outbox.Stream).Val(); n != 2 {
 			t.Fatalf("outbox has %d entries; want 2", n)
 		}
 	}, redisstore.WithDurable(true))
@@ -442,7 +443,7 @@ func TestBoundaryAfterDataLoss(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e env) {
 		a := domain.ItemRef{Namespace: "n", ID: "a"}
 		// A Redis that has been numbering its stream for a while.
-		e.rdb.Set(ctx, redisstore.OutboxStream+":epoch", "1", 0)
+		e.rdb.Set(ctx, outbox.Stream+":epoch", "1", 0)
 		if _, err := e.store.SeedItem(ctx, a, domain.ItemSnapshot{}); err != nil {
 			t.Fatal(err)
 		}
@@ -450,7 +451,7 @@ func TestBoundaryAfterDataLoss(t *testing.T) {
 		// Events numbered after that boundary, in its millisecond.
 		last := first
 		for range 3 {
-			last = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: []string{"k", "like"}}).Val()
+			last = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: []string{"k", "like"}}).Val()
 		}
 		if err := e.rdb.FlushDB(ctx).Err(); err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/highgopress/highgopress/platform/redisbatch"
 	"github.com/highgopress/highgopress/platform/tracecontext"
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // Client is what the store needs from a go-redis client (*redis.Client,
@@ -150,7 +151,7 @@ func direction(on bool) string {
 // SetLike likes (like=true) or unlikes item as user.
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
-		[]string{LikersKey(item), CountsKey(item), OutboxStream, SettleKey(item), TouchedKey(item)},
+		[]string{LikersKey(item), CountsKey(item), outbox.Stream, SettleKey(item), TouchedKey(item)},
 		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable, tracecontext.From(ctx))
 	if err != nil {
 		return domain.LikeResult{}, err
@@ -168,7 +169,7 @@ func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, l
 func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
 	v, err := s.run(ctx, followScript,
 		[]string{
-			FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), OutboxStream,
+			FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), outbox.Stream,
 			UserSettleKey(user), UserTouchedKey(user), UserSettleKey(target), UserTouchedKey(target),
 		},
 		user, target, direction(follow), s.outboxMaxLen, s.durable, tracecontext.From(ctx))
@@ -203,7 +204,7 @@ func Fingerprint(in domain.Increment) string {
 // has the most metrics allowed (WithMaxMetrics).
 func (s *Store) Increment(ctx context.Context, user string, in domain.Increment) (int64, error) {
 	v, err := s.run(ctx, incrScript,
-		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), OutboxStream},
+		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), outbox.Stream},
 		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
 		s.maxMetrics, s.outboxMaxLen, s.durable, tracecontext.From(ctx))
 	if err != nil {
@@ -261,7 +262,7 @@ func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.I
 		args = append(args, u)
 	}
 	return s.seed(ctx, seedItemScript,
-		[]string{CountsKey(item), LikersKey(item), OutboxStream, SettleKey(item), TouchedKey(item), SettleQueue}, args)
+		[]string{CountsKey(item), LikersKey(item), outbox.Stream, SettleKey(item), TouchedKey(item), SettleQueue}, args)
 }
 
 // SeedUser installs snap as user's follow state unless the user is loaded
@@ -282,7 +283,7 @@ func (s *Store) SeedUser(ctx context.Context, user string, snap domain.UserSnaps
 	}
 	return s.seed(ctx, seedUserScript, []string{
 		UserKey(user), FollowingKey(user), FollowersKey(user),
-		OutboxStream, UserSettleKey(user), UserTouchedKey(user), SettleQueue,
+		outbox.Stream, UserSettleKey(user), UserTouchedKey(user), SettleQueue,
 	}, args)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 )
 
@@ -69,10 +70,10 @@ func forEachBackend(t *testing.T, f func(t *testing.T, e env), opts ...redisstor
 	}
 }
 
-// outbox returns every outbox entry's fields, oldest first.
-func outbox(t *testing.T, rdb *redis.Client) []map[string]any {
+// outboxEntries returns every outbox entry's fields, oldest first.
+func outboxEntries(t *testing.T, rdb *redis.Client) []map[string]any {
 	t.Helper()
-	msgs, err := rdb.XRange(context.Background(), redisstore.OutboxStream, "-", "+").Result()
+	msgs, err := rdb.XRange(context.Background(), outbox.Stream, "-", "+").Result()
 	if err != nil {
 		t.Fatalf("XRANGE: %v", err)
 	}
@@ -85,7 +86,7 @@ func outbox(t *testing.T, rdb *redis.Client) []map[string]any {
 
 func wantOutbox(t *testing.T, rdb *redis.Client, want ...map[string]any) {
 	t.Helper()
-	got := outbox(t, rdb)
+	got := outboxEntries(t, rdb)
 	if len(got) != len(want) {
 		t.Fatalf("outbox has %d entries %v; want %d %v", len(got), got, len(want), want)
 	}
@@ -345,7 +346,7 @@ func TestMetricCap(t *testing.T) {
 				t.Fatalf("metric %s: %v", m, err)
 			}
 		}
-		before := outbox(t, e.rdb)
+		before := outboxEntries(t, e.rdb)
 		over := domain.Increment{Item: it, Metric: "c", Delta: 1, IdempotencyKey: "key-over-0"}
 		_, err := e.store.Increment(ctx, "u1", over)
 		if !errors.Is(err, domain.ErrTooManyMetrics) || !strings.Contains(err.Error(), "already has 2 metrics") {
@@ -354,7 +355,7 @@ func TestMetricCap(t *testing.T) {
 		if h, _ := e.rdb.HGetAll(ctx, redisstore.CountsKey(it)).Result(); !maps.Equal(h, map[string]string{"likes": "1", "a": "1", "b": "1"}) {
 			t.Fatalf("counts after a refused metric = %v", h)
 		}
-		if n, _ := e.rdb.Exists(ctx, redisstore.IdempotencyKey("u1", over.IdempotencyKey)).Result(); n != 0 || len(outbox(t, e.rdb)) != len(before) {
+		if n, _ := e.rdb.Exists(ctx, redisstore.IdempotencyKey("u1", over.IdempotencyKey)).Result(); n != 0 || len(outboxEntries(t, e.rdb)) != len(before) {
 			t.Fatal("a refused metric left an idempotency record or an outbox entry")
 		}
 		// An existing metric still counts, also with a negative delta; a
@@ -390,12 +391,12 @@ func TestOutboxMaxLen(t *testing.T) {
 	t.Run("bounded", func(t *testing.T) {
 		forEachBackend(t, func(t *testing.T, e env) {
 			write(t, e)
-			n, err := e.rdb.XLen(ctx, redisstore.OutboxStream).Result()
+			n, err := e.rdb.XLen(ctx, outbox.Stream).Result()
 			if err != nil || n < bound || n > bound+slack {
 				t.Fatalf("outbox holds %d entries (%v) after %d writes; want %d to %d", n, err, writes, bound, bound+slack)
 			}
 			// Trimming drops the oldest entries only.
-			last, _ := e.rdb.XRevRangeN(ctx, redisstore.OutboxStream, "+", "-", 1).Result()
+			last, _ := e.rdb.XRevRangeN(ctx, outbox.Stream, "+", "-", 1).Result()
 			if len(last) != 1 || last[0].Values["u"] != fmt.Sprint("u", writes-1) {
 				t.Fatalf("newest entry = %v; want the last like", last)
 			}
@@ -404,7 +405,7 @@ func TestOutboxMaxLen(t *testing.T) {
 	t.Run("default never trims", func(t *testing.T) {
 		forEachBackend(t, func(t *testing.T, e env) {
 			write(t, e)
-			if n, err := e.rdb.XLen(ctx, redisstore.OutboxStream).Result(); err != nil || n != writes {
+			if n, err := e.rdb.XLen(ctx, outbox.Stream).Result(); err != nil || n != writes {
 				t.Fatalf("outbox holds %d entries (%v); want all %d", n, err, writes)
 			}
 		})

@@ -12,19 +12,7 @@ import (
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/events"
-)
-
-// Outbox entry field names (the contract with the counter's Lua script).
-const (
-	fieldKind        = "k"
-	fieldUser        = "u"
-	fieldNamespace   = "ns"
-	fieldItem        = "id"
-	fieldTarget      = "t"
-	fieldDelta       = "d"
-	fieldMetric      = "m"
-	fieldIdemKey     = "ik"
-	fieldTraceparent = "tp"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // seqBits is the width of the sequence part of a version (ms<<20 | seq); a
@@ -80,11 +68,11 @@ func Convert(streamID string, values map[string]any) (*eventsv1.Event, error) {
 	ev := &eventsv1.Event{
 		EventId: streamID,
 		Time:    timestamppb.New(at),
-		UserId:  field(values, fieldUser),
+		UserId:  field(values, outbox.FieldUser),
 		Version: version,
 	}
 	if ev.UserId == "" {
-		return nil, fmt.Errorf("%w: %s: missing field %q", errInvalidEntry, streamID, fieldUser)
+		return nil, fmt.Errorf("%w: %s: missing field %q", errInvalidEntry, streamID, outbox.FieldUser)
 	}
 	need := func(names ...string) error {
 		for _, n := range names {
@@ -94,37 +82,37 @@ func Convert(streamID string, values map[string]any) (*eventsv1.Event, error) {
 		}
 		return nil
 	}
-	kind := field(values, fieldKind)
+	kind := field(values, outbox.FieldKind)
 	switch kind {
-	case "like", "unlike":
-		if err := need(fieldNamespace, fieldItem); err != nil {
+	case outbox.KindLike, outbox.KindUnlike:
+		if err := need(outbox.FieldNamespace, outbox.FieldItem); err != nil {
 			return nil, err
 		}
 		ev.Kind, ev.Delta = eventsv1.Kind_KIND_LIKE, 1
-		if kind == "unlike" {
+		if kind == outbox.KindUnlike {
 			ev.Kind, ev.Delta = eventsv1.Kind_KIND_UNLIKE, -1
 		}
-		ev.Namespace, ev.ItemId = field(values, fieldNamespace), field(values, fieldItem)
-	case "follow", "unfollow":
-		if err := need(fieldTarget); err != nil {
+		ev.Namespace, ev.ItemId = field(values, outbox.FieldNamespace), field(values, outbox.FieldItem)
+	case outbox.KindFollow, outbox.KindUnfollow:
+		if err := need(outbox.FieldTarget); err != nil {
 			return nil, err
 		}
 		ev.Kind, ev.Delta = eventsv1.Kind_KIND_FOLLOW, 1
-		if kind == "unfollow" {
+		if kind == outbox.KindUnfollow {
 			ev.Kind, ev.Delta = eventsv1.Kind_KIND_UNFOLLOW, -1
 		}
-		ev.TargetUserId = field(values, fieldTarget)
-	case "incr":
-		if err := need(fieldNamespace, fieldItem, fieldMetric, fieldDelta); err != nil {
+		ev.TargetUserId = field(values, outbox.FieldTarget)
+	case outbox.KindIncr:
+		if err := need(outbox.FieldNamespace, outbox.FieldItem, outbox.FieldMetric, outbox.FieldDelta); err != nil {
 			return nil, err
 		}
-		d, err := strconv.ParseInt(field(values, fieldDelta), 10, 64)
+		d, err := strconv.ParseInt(field(values, outbox.FieldDelta), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: field %q is not an integer", errInvalidEntry, streamID, fieldDelta)
+			return nil, fmt.Errorf("%w: %s: field %q is not an integer", errInvalidEntry, streamID, outbox.FieldDelta)
 		}
 		ev.Kind, ev.Delta = eventsv1.Kind_KIND_INCREMENT, d
-		ev.Namespace, ev.ItemId = field(values, fieldNamespace), field(values, fieldItem)
-		ev.Metric, ev.IdempotencyKey = field(values, fieldMetric), field(values, fieldIdemKey)
+		ev.Namespace, ev.ItemId = field(values, outbox.FieldNamespace), field(values, outbox.FieldItem)
+		ev.Metric, ev.IdempotencyKey = field(values, outbox.FieldMetric), field(values, outbox.FieldIdemKey)
 	default:
 		return nil, fmt.Errorf("%w: %s: unknown kind %q", errInvalidEntry, streamID, kind)
 	}
@@ -138,7 +126,7 @@ func entryMessage(streamID string, values map[string]any) (kafka.Message, error)
 	if err != nil {
 		return kafka.Message{}, err
 	}
-	msg, err := events.Message(ev, field(values, fieldTraceparent))
+	msg, err := events.Message(ev, field(values, outbox.FieldTraceparent))
 	if err != nil {
 		// The contract refuses it: it can never be applied downstream.
 		return kafka.Message{}, fmt.Errorf("%w: %s: %w", errInvalidEntry, streamID, err)

@@ -13,6 +13,7 @@ import (
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -28,7 +29,7 @@ func (blockingWriter) WriteMessages(ctx context.Context, _ ...kafka.Message) err
 func pendingOf(t *testing.T, e env, consumer string) int {
 	t.Helper()
 	p, err := e.rdb.XPendingExt(context.Background(), &redis.XPendingExtArgs{
-		Stream: e.stream, Group: relay.DefaultGroup, Start: "-", End: "+", Count: 10_000, Consumer: consumer,
+		Stream: e.stream, Group: outbox.Group, Start: "-", End: "+", Count: 10_000, Consumer: consumer,
 	}).Result()
 	if err != nil {
 		t.Fatalf("XPENDING: %v", err)
@@ -43,10 +44,10 @@ func TestRelayClaimsDeadRelaysSoon(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	ids := addEntries(t, e, 40)
-	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, relay.DefaultGroup, "0").Err(); err != nil {
+	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, outbox.Group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: relay.DefaultGroup, Consumer: "dead", Streams: []string{e.stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
+	if err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: outbox.Group, Consumer: "dead", Streams: []string{e.stream, ">"}, Count: 100, Block: -1}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	began := time.Now()
@@ -79,7 +80,7 @@ func TestRelayClaimsDeadRelaysSoon(t *testing.T) {
 func TestRelayLeavesLiveRelaysAlone(t *testing.T) {
 	e := setup(t)
 	ids := addEntries(t, e, 30)
-	if err := e.rdb.XGroupCreateMkStream(context.Background(), e.stream, relay.DefaultGroup, "0").Err(); err != nil {
+	if err := e.rdb.XGroupCreateMkStream(context.Background(), e.stream, outbox.Group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	// At least the 1 s HGP_RELAY_HEARTBEAT_TTL allows: shorter would let a

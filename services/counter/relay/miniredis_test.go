@@ -11,6 +11,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -23,11 +24,11 @@ func TestRelayOnMiniredis(t *testing.T) {
 	defer rdb.Close()
 	ctx := context.Background()
 	for i := range 10 {
-		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: relay.DefaultStream, Values: map[string]any{"k": "like", "u": fmt.Sprint("u", i), "ns": "a", "id": "1", "d": "1"}}).Err(); err != nil {
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: map[string]any{"k": "like", "u": fmt.Sprint("u", i), "ns": "a", "id": "1", "d": "1"}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: relay.DefaultStream, Values: map[string]any{"k": "bogus", "u": "x"}}).Err(); err != nil {
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: map[string]any{"k": "bogus", "u": "x"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	w := &flakyWriter{}
@@ -37,10 +38,10 @@ func TestRelayOnMiniredis(t *testing.T) {
 	r := relay.New(logging.Discard(), rdb, w, relay.WithRegisterer(nil), relay.WithBlock(50*time.Millisecond))
 	go func() { done <- r.Run(rctx) }()
 	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
-		if n := rdb.XLen(ctx, relay.DefaultStream).Val(); n != 0 {
+		if n := rdb.XLen(ctx, outbox.Stream).Val(); n != 0 {
 			return fmt.Errorf("outbox length %d", n)
 		}
-		if n := rdb.XLen(ctx, relay.DefaultStream+":dead").Val(); n != 1 {
+		if n := rdb.XLen(ctx, outbox.Stream+":dead").Val(); n != 1 {
 			return fmt.Errorf("%d dead letters", n)
 		}
 		return nil

@@ -3,6 +3,7 @@ package relay
 import (
 	"time"
 
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -28,9 +29,9 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		stream:        DefaultStream,
-		group:         DefaultGroup,
-		deadLetter:    DefaultStream + ":dead",
+		stream:        outbox.Stream,
+		group:         outbox.Group,
+		deadLetter:    outbox.Stream + ":dead",
 		batch:         DefaultBatch,
 		block:         time.Second,
 		linger:        DefaultLinger,

@@ -1,6 +1,6 @@
 // Package relay moves events from the counter's Redis outbox stream to Kafka.
 //
-// The counter's Lua script appends one entry to the stream "hgp:outbox" in the
+// The counter's Lua script appends one entry to the stream outbox.Stream ("hgp:outbox") in the
 // same atomic step as the state change. A Relay reads the stream through a
 // consumer group (so several counter replicas share it), converts every entry
 // to an eventsv1.Event, writes the batch to Kafka with acks=all and only then
@@ -28,15 +28,9 @@ import (
 	"github.com/highgopress/highgopress/platform/backoff"
 )
 
-// Defaults of the outbox contract.
-const (
-	DefaultStream = "hgp:outbox"
-	DefaultGroup  = "relay"
-)
-
 // MessageWriter is the part of *kafka.Writer the relay uses. WriteMessages
 // must return only after the broker acknowledged every message (a synchronous
-// writer with RequiredAcks set to RequireAll, as NewKafkaWriter builds).
+// writer with RequiredAcks set to RequireAll, as events.NewWriter builds).
 type MessageWriter interface {
 	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/relay"
 )
 
@@ -193,10 +194,10 @@ func TestRelayReclaimsEntriesOfACrashedInstance(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	ids := addEntries(t, e, 50)
-	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, relay.DefaultGroup, "0").Err(); err != nil {
+	if err := e.rdb.XGroupCreateMkStream(ctx, e.stream, outbox.Group, "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: relay.DefaultGroup, Consumer: "crashed", Streams: []string{e.stream, ">"}, Count: 100, Block: -1}).Result()
+	got, err := e.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: outbox.Group, Consumer: "crashed", Streams: []string{e.stream, ">"}, Count: 100, Block: -1}).Result()
 	if err != nil || len(got[0].Messages) != len(ids) {
 		t.Fatalf("crashed instance read: %v", err)
 	}
@@ -214,7 +215,7 @@ func TestRelayReclaimsEntriesOfACrashedInstance(t *testing.T) {
 		t.Fatalf("relayed %d distinct entries, want %d", len(seen), len(ids))
 	}
 	testenv.EventuallyNoError(t, 10*time.Second, "relay condition", func() error {
-		p, err := e.rdb.XPending(ctx, e.stream, relay.DefaultGroup).Result()
+		p, err := e.rdb.XPending(ctx, e.stream, outbox.Group).Result()
 		if err != nil || p.Count != 0 {
 			return fmt.Errorf("pending %v: %v", p, err)
 		}
@@ -305,7 +306,7 @@ func TestRelayLingers(t *testing.T) {
 	start(t, e, w, relay.WithLinger(2*time.Second))
 	// The relay read the three entries (they are pending) and lingers.
 	testenv.EventuallyNoError(t, 10*time.Second, "the first read", func() error {
-		p, err := e.rdb.XPending(ctx, e.stream, relay.DefaultGroup).Result()
+		p, err := e.rdb.XPending(ctx, e.stream, outbox.Group).Result()
 		if err != nil {
 			return err
 		}

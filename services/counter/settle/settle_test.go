@@ -14,6 +14,7 @@ import (
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/durable"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/settle"
 )
@@ -83,7 +84,7 @@ func TestWorkerWaitsForOlderEvents(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() })
 
 	// An event older than the rebuild still sits in the outbox.
-	older := rdb.XAdd(ctx, &redis.XAddArgs{Stream: redisstore.OutboxStream, Values: []string{"k", "like"}}).Val()
+	older := rdb.XAdd(ctx, &redis.XAddArgs{Stream: outbox.Stream, Values: []string{"k", "like"}}).Val()
 	it := domain.ItemRef{Namespace: "n", ID: "a"}
 	if _, err := store.SeedItem(ctx, it, domain.ItemSnapshot{}); err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestWorkerWaitsForOlderEvents(t *testing.T) {
 		t.Fatalf("settled while an older event was in the outbox (queued %d, reads %d)", queued(), rec.readCount())
 	}
 	// The relay moved it to Kafka: now partition 1 is behind.
-	rdb.XDel(ctx, redisstore.OutboxStream, older)
+	rdb.XDel(ctx, outbox.Stream, older)
 	var err error
 	testenv.Eventually(t, 5*time.Second, "a pass that waits for the consumer", func() bool {
 		var n int
