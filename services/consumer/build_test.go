@@ -6,13 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/durabledb"
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/consumer"
 )
 
@@ -57,9 +57,7 @@ func TestBuildRunsTheService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(ctx, logging.Discard(), comp) }()
+	svc := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logging.Discard(), comp) })
 	produce(t, e, []*eventsv1.Event{likeEv(eventsv1.Kind_KIND_LIKE, "alice", 1), likeEv(eventsv1.Kind_KIND_LIKE, "bob", 2)})
 	waitDrained(t, e)
 	conn, err := consumer.OpenDB(e.DSN)
@@ -71,14 +69,8 @@ func TestBuildRunsTheService(t *testing.T) {
 	if err != nil || len(likers) != 2 {
 		t.Fatalf("likers %v: %v", likers, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("component did not stop")
+	if err := svc.Stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }
 

@@ -853,7 +853,6 @@ func TestBuild(t *testing.T) {
 			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t)}, 1},
 			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 0},
 			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 2},
-			{[]string{"HGP_RECONCILE_INTERVAL", "1m"}, 0},
 			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 1},
 			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 3},
 		} {

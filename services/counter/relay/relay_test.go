@@ -62,26 +62,13 @@ func setup(t *testing.T) env {
 // it and waits for Run to return.
 func start(t *testing.T, e env, w relay.MessageWriter, opts ...relay.Option) func() {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	r := relay.New(logging.Discard(), e.rdb, w, append([]relay.Option{relay.WithStream(e.stream), relay.WithBlock(100 * time.Millisecond), relay.WithRegisterer(nil)}, opts...)...)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Error("relay did not stop")
-			}
-		})
+	run := testenv.Background(t, r.Run)
+	return func() {
+		if err := run.Stop(t); err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	}
-	t.Cleanup(stop)
-	return stop
 }
 
 func writer(t *testing.T, e env) *kafka.Writer {

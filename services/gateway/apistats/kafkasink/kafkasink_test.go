@@ -184,9 +184,7 @@ func TestGatewayPublishesToKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	comp.Listener = ln
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- bootstrap.Run(runCtx, logging.Discard(), comp) }()
+	gw := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logging.Discard(), comp) })
 
 	tok, err := auth.Issue([]byte(secret), "kafka-user", time.Minute, gateway.DefaultIssuer, gateway.DefaultAudience)
 	if err != nil {
@@ -208,8 +206,7 @@ func TestGatewayPublishesToKafka(t *testing.T) {
 			t.Fatalf("call %d: HTTP %d", i, resp.StatusCode)
 		}
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := gw.Stop(t); err != nil {
 		t.Fatalf("gateway stopped with %v", err)
 	}
 
