@@ -101,15 +101,7 @@ func agentHas(t *testing.T, c *api.Client, id string) bool {
 
 func runWatcher(t *testing.T, w *Watcher) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("watcher Run: %v", err)
-		}
-	})
+	testenv.Background(t, w.Run)
 }
 
 func ids(w *Watcher) []string {
