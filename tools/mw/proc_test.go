@@ -137,12 +137,15 @@ func TestZombieIsNotRunning(t *testing.T) {
 	}
 	pid := cmd.Process.Pid
 	// not reaped yet: a zombie, which has no start time and no live thread
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.After(30 * time.Second)
+	poll := time.NewTicker(5 * time.Millisecond) // polling /proc
+	defer poll.Stop()
 	for startTime(pid) != "" {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline:
 			t.Fatal("child never became a zombie")
+		case <-poll.C:
 		}
-		time.Sleep(5 * time.Millisecond) // polling /proc
 	}
 	if lingers(pid) {
 		t.Error("zombie lingers")
