@@ -132,3 +132,31 @@ func distinctEvents(t *testing.T, msgs []kafka.Message) int {
 	}
 	return len(seen)
 }
+
+// TestStoppingRelayLeavesANewerKeyAlone: a relay deletes its liveness key on
+// a clean stop only while the key is still its own — when a restarted
+// instance of the same name already wrote its key, the late stop of the old
+// run must not make the new one look dead.
+func TestStoppingRelayLeavesANewerKeyAlone(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	key := relay.HeartbeatKey(e.stream, "same-name")
+	stop := start(t, e, blockingWriter{}, relay.WithConsumerName("same-name"), relay.WithHeartbeat(time.Hour))
+	testenv.Eventually(t, 30*time.Second, "the relay's liveness key", func() bool { return e.rdb.Exists(ctx, key).Val() == 1 })
+	// The restarted instance takes the name back (its own token).
+	if err := e.rdb.Set(ctx, key, "newer-run", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if v, err := e.rdb.Get(ctx, key).Result(); err != nil || v != "newer-run" {
+		t.Fatalf("liveness key after the old run stopped: %q, %v; want the newer run's", v, err)
+	}
+	// A run that still owns its key removes it.
+	e.rdb.Del(ctx, key)
+	stop = start(t, e, blockingWriter{}, relay.WithConsumerName("same-name"), relay.WithHeartbeat(time.Hour))
+	testenv.Eventually(t, 30*time.Second, "the relay's liveness key", func() bool { return e.rdb.Exists(ctx, key).Val() == 1 })
+	stop()
+	if n := e.rdb.Exists(ctx, key).Val(); n != 0 {
+		t.Fatalf("liveness key still there after a clean stop of its owner")
+	}
+}

@@ -43,6 +43,7 @@ type Redis interface {
 	Set(ctx context.Context, key string, value any, expiration time.Duration) *redis.StatusCmd
 	Exists(ctx context.Context, keys ...string) *redis.IntCmd
 	Del(ctx context.Context, keys ...string) *redis.IntCmd
+	redis.Scripter
 }
 
 // Relay moves outbox entries to Kafka. Create it with New and run Run in a
@@ -92,23 +93,34 @@ func (r *Relay) ConsumerName() string { return r.o.consumer }
 // deleted when Run returns.
 func HeartbeatKey(stream, consumer string) string { return stream + ":alive:" + consumer }
 
+// releaseHeartbeat deletes a liveness key only while it still holds this
+// run's token: a restarted instance that already took the name back keeps
+// its key when the old run's stop comes late.
+var releaseHeartbeat = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
 // heartbeat keeps this relay's liveness key alive until ctx ends, then
-// deletes it, so that the others may claim what it left pending at once.
+// deletes it (if it is still this run's), so that the others may claim what
+// it left pending at once.
 func (r *Relay) heartbeat(ctx context.Context, token string) {
 	key := HeartbeatKey(r.o.stream, r.o.consumer)
 	t := time.NewTicker(r.o.heartbeatTTL / 3)
 	defer t.Stop()
+	// Run wrote the key first; from here on it is refreshed every third of
+	// its lifetime.
 	for {
-		if err := r.rdb.Set(ctx, key, token, r.o.heartbeatTTL).Err(); err != nil && ctx.Err() == nil {
-			r.fail("heartbeat", err)
-		}
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			_ = r.rdb.Del(dctx, key).Err()
+			_ = releaseHeartbeat.Run(dctx, r.rdb, []string{key}, token).Err()
 			cancel()
 			return
 		case <-t.C:
+			if err := r.rdb.Set(ctx, key, token, r.o.heartbeatTTL).Err(); err != nil && ctx.Err() == nil {
+				r.fail("heartbeat", err)
+			}
 		}
 	}
 }
@@ -122,7 +134,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	if err := r.rdb.Set(ctx, HeartbeatKey(r.o.stream, r.o.consumer), token, r.o.heartbeatTTL).Err(); err != nil && ctx.Err() == nil {
-		r.fail("heartbeat", err) // the heartbeat goroutine retries
+		r.fail("heartbeat", err) // the heartbeat goroutine retries at its next tick
 	}
 	hbCtx, stopHeartbeat := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
