@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/proxy"
+	"github.com/redis/go-redis/v9"
 )
 
 // routeLog is the gateway's transport to backends, wrapped to record which
@@ -104,6 +106,51 @@ func (d *doneOnClose) Close() error {
 	return err
 }
 
+// consulPair is two real counter processes registered in the real Consul
+// agent under a tag of one run, and a gateway routing to them through
+// Consul's catalog (filtered on that tag, rate limiting off) with every
+// attempt recorded in rl; itemID is an item of the run in rdb.
+type consulPair struct {
+	consulAddr       string
+	victim, survivor *counterProc
+	gw               *runningGateway
+	rl               *routeLog
+	rdb              *redis.Client
+	itemID           string
+}
+
+// startConsulPair starts a consulPair (gatewayVars add to the gateway's
+// settings) and waits until the gateway's watcher lists both counters.
+func startConsulPair(t *testing.T, name string, gatewayVars map[string]string) *consulPair {
+	t.Helper()
+	p := &consulPair{consulAddr: testenv.ConsulAddr(t), rl: newRouteLog()}
+	redisAddr := testenv.RedisAddr(t)
+	tag := unique("gw" + name)
+	counterVars := map[string]string{
+		"HGP_CONSUL_ADDR":           p.consulAddr,
+		"HGP_CONSUL_CHECK_INTERVAL": "1s",
+		"HGP_CONSUL_TAGS":           tag,
+	}
+	p.victim = startCounter(t, redisAddr, counterVars)
+	p.survivor = startCounter(t, redisAddr, counterVars)
+	vars := map[string]string{
+		"HGP_CONSUL_ADDR":        p.consulAddr,
+		"HGP_GATEWAY_CONSUL_TAG": tag,
+		"HGP_RATE_ENABLED":       "false",
+	}
+	maps.Copy(vars, gatewayVars)
+	p.gw = startGateway(t, vars, gateway.WithProxyOptions(proxy.WithTransport(p.rl)))
+	both := []string{p.victim.addr, p.survivor.addr}
+	slices.Sort(both)
+	testenv.Eventually(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
+		return slices.Equal(p.gw.g.Instances("counter"), both)
+	})
+	p.rdb = counterRedis(t, redisAddr)
+	p.itemID = unique(name)
+	t.Cleanup(func() { dropItemKeys(p.rdb, "article", p.itemID) })
+	return p
+}
+
 // TestFailoverKill9UnderLoad is the failover promise end to end (a dead
 // instance stops receiving traffic within seconds; reads are retried
 // elsewhere, writes are not blindly retried): two real counter processes
@@ -123,39 +170,14 @@ func (d *doneOnClose) Close() error {
 //   - Redis holds exactly the acknowledged likes, plus at most the failed
 //     ones (a request the dead instance applied but could not answer).
 func TestFailoverKill9UnderLoad(t *testing.T) {
-	consulAddr := testenv.ConsulAddr(t)
-	redisAddr := testenv.RedisAddr(t)
-	tag := unique("gwfailover")
-	counterVars := map[string]string{
-		"HGP_CONSUL_ADDR":           consulAddr,
-		"HGP_CONSUL_CHECK_INTERVAL": "1s",
-		"HGP_CONSUL_TAGS":           tag,
-	}
-	victim := startCounter(t, redisAddr, counterVars)
-	survivor := startCounter(t, redisAddr, counterVars)
-	consul := consulAPI(t, consulAddr)
+	pair := startConsulPair(t, "failover", map[string]string{"HGP_GATEWAY_MAX_TIMEOUT": "5s"})
+	victim, survivor, gw, rl, rdb, itemID := pair.victim, pair.survivor, pair.gw, pair.rl, pair.rdb, pair.itemID
+	consul := consulAPI(t, pair.consulAddr)
 	t.Cleanup(func() {
 		// The killed instance never deregistered itself.
 		host, port, _ := net.SplitHostPort(victim.addr)
 		_ = consul.Agent().ServiceDeregister("counter-" + host + "-" + port)
 	})
-
-	rl := newRouteLog()
-	gw := startGateway(t, map[string]string{
-		"HGP_CONSUL_ADDR":         consulAddr,
-		"HGP_GATEWAY_CONSUL_TAG":  tag,
-		"HGP_RATE_ENABLED":        "false",
-		"HGP_GATEWAY_MAX_TIMEOUT": "5s",
-	}, gateway.WithProxyOptions(proxy.WithTransport(rl)))
-	both := []string{victim.addr, survivor.addr}
-	slices.Sort(both)
-	testenv.Eventually(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
-		return slices.Equal(gw.g.Instances("counter"), both)
-	})
-
-	rdb := counterRedis(t, redisAddr)
-	itemID := unique("failover")
-	t.Cleanup(func() { dropItemKeys(rdb, "article", itemID) })
 
 	const readers, writers = 4, 4
 	var (

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,8 +16,6 @@ import (
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
-	"github.com/highgopress/highgopress/services/gateway"
-	"github.com/highgopress/highgopress/services/gateway/proxy"
 )
 
 // pause freezes the process (SIGSTOP): its sockets stay open, nothing
@@ -48,35 +45,12 @@ func (p *counterProc) pause(t *testing.T) func() {
 // SIGCONT, Redis holds every acknowledged like and at most the failed ones
 // besides.
 func TestFrozenCounter(t *testing.T) {
-	consulAddr := testenv.ConsulAddr(t)
-	redisAddr := testenv.RedisAddr(t)
-	tag := unique("gwfrozen")
-	counterVars := map[string]string{
-		"HGP_CONSUL_ADDR":           consulAddr,
-		"HGP_CONSUL_CHECK_INTERVAL": "1s",
-		"HGP_CONSUL_TAGS":           tag,
-	}
-	victim := startCounter(t, redisAddr, counterVars)
-	survivor := startCounter(t, redisAddr, counterVars)
-
 	const attempt = 500 * time.Millisecond
-	rl := newRouteLog()
-	gw := startGateway(t, map[string]string{
-		"HGP_CONSUL_ADDR":             consulAddr,
-		"HGP_GATEWAY_CONSUL_TAG":      tag,
-		"HGP_RATE_ENABLED":            "false",
+	pair := startConsulPair(t, "frozen", map[string]string{
 		"HGP_GATEWAY_MAX_TIMEOUT":     "10s",
 		"HGP_GATEWAY_ATTEMPT_TIMEOUT": attempt.String(),
-	}, gateway.WithProxyOptions(proxy.WithTransport(rl)))
-	both := []string{victim.addr, survivor.addr}
-	slices.Sort(both)
-	testenv.Eventually(t, 20*time.Second, "gateway's watcher lists both counters", func() bool {
-		return slices.Equal(gw.g.Instances("counter"), both)
 	})
-
-	rdb := counterRedis(t, redisAddr)
-	itemID := unique("frozen")
-	t.Cleanup(func() { dropItemKeys(rdb, "article", itemID) })
+	victim, survivor, gw, rl, rdb, itemID := pair.victim, pair.survivor, pair.gw, pair.rl, pair.rdb, pair.itemID
 	readClient := counterv1connect.NewCounterServiceClient(gw.client, gw.url)
 	testenv.Eventually(t, 20*time.Second, "reads reach both instances", func() bool {
 		_, _ = readClient.GetCounts(context.Background(), connect.NewRequest(&counterv1.GetCountsRequest{Items: []*counterv1.ItemRef{item(itemID)}}))
