@@ -31,7 +31,7 @@ func BenchmarkConsumer(b *testing.B) {
 				for len(ops) < b.N {
 					ops = append(ops, o.Generate(b.N, 20000, 2000)...)
 				}
-				produce(b, e, pipetest.Events(ops[:b.N], 1))
+				e.Produce(b, pipetest.Events(ops[:b.N], 1))
 				var first atomic.Int64 // unix ns of the first applied batch
 				b.ResetTimer()
 				start := time.Now()

@@ -58,8 +58,8 @@ func TestBuildRunsTheService(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logging.Discard(), comp) })
-	produce(t, e, []*eventsv1.Event{likeEv(eventsv1.Kind_KIND_LIKE, "alice", 1), likeEv(eventsv1.Kind_KIND_LIKE, "bob", 2)})
-	waitDrained(t, e)
+	e.Produce(t, []*eventsv1.Event{likeEv(eventsv1.Kind_KIND_LIKE, "alice", 1), likeEv(eventsv1.Kind_KIND_LIKE, "bob", 2)})
+	e.WaitDrained(t)
 	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)

@@ -104,19 +104,6 @@ func (r *running) wait(t testing.TB) error {
 	}
 }
 
-// produce writes events to the topic as the relay would.
-func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
-	t.Helper()
-	pipetest.Produce(t, e.Brokers, e.Topic, evs)
-}
-
-// waitDrained waits until the group has no lag and MySQL's pipeline_offsets
-// reached the end of every partition of the topic.
-func waitDrained(t testing.TB, e *env) {
-	t.Helper()
-	pipetest.WaitDrained(t, e.DSN, e.Brokers, e.Group, e.Topic)
-}
-
 func assertState(t testing.TB, e *env, want pipetest.State) {
 	t.Helper()
 	pipetest.AssertState(t, e.conn, want)
@@ -131,7 +118,7 @@ func likeEv(kind eventsv1.Kind, user string, v uint64) *eventsv1.Event {
 func TestOutOfOrderNeverResurrects(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
-	produce(t, e, []*eventsv1.Event{
+	e.Produce(t, []*eventsv1.Event{
 		likeEv(eventsv1.Kind_KIND_UNLIKE, "alice", 20),
 		likeEv(eventsv1.Kind_KIND_LIKE, "alice", 10),
 		likeEv(eventsv1.Kind_KIND_LIKE, "bob", 11),
@@ -139,7 +126,7 @@ func TestOutOfOrderNeverResurrects(t *testing.T) {
 		{EventId: "f1", Kind: eventsv1.Kind_KIND_FOLLOW, UserId: "alice", TargetUserId: "bob", Version: 29},
 	})
 	startConsumer(t, e, 1) // one event per batch: the stale like gets its own transaction
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	q := durabledb.New(e.conn)
 	counts, err := q.ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
@@ -187,7 +174,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 		t.Fatal(err)
 	}
 	startConsumer(t, e, 100)
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	counts, err := durabledb.New(e.conn).ListItemCounts(ctx, durabledb.ListItemCountsParams{Namespace: "article", ItemID: "1"})
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +191,7 @@ func TestPoisonMessagesGoToDeadLetterTopic(t *testing.T) {
 	if err := w.WriteMessages(ctx, only...); err != nil {
 		t.Fatal(err)
 	}
-	waitDrained(t, e) // includes pipeline_offsets = end offsets
+	e.WaitDrained(t) // includes pipeline_offsets = end offsets
 	ends, err := events.EndOffsets(ctx, e.Brokers, e.Topic)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +252,7 @@ var errCrash = errors.New("simulated crash between the MySQL commit and the offs
 func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 	e := setup(t)
 	o := pipetest.NewOracle(11)
-	produce(t, e, pipetest.Events(o.Generate(6000, 50, 20), 1))
+	e.Produce(t, pipetest.Events(o.Generate(6000, 50, 20), 1))
 	for i := range 3 {
 		var batches atomic.Int64
 		r := startConsumer(t, e, 50, consumer.WithAfterApply(func(context.Context, []kafka.Message) error {
@@ -279,7 +266,7 @@ func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 		}
 	}
 	startConsumer(t, e, 50)
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	assertState(t, e, o.Want())
 }
 
@@ -290,9 +277,9 @@ func TestCrashBetweenTransactionAndOffsetCommit(t *testing.T) {
 func TestCommittedOffsetsBecomeMarks(t *testing.T) {
 	e := setup(t)
 	o := pipetest.NewOracle(13)
-	produce(t, e, pipetest.Events(o.Generate(500, 50, 20), 1))
+	e.Produce(t, pipetest.Events(o.Generate(500, 50, 20), 1))
 	first := startConsumer(t, e, 100)
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	if err := first.stop(t); err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 	for len(ops) < 40000 {
 		ops = append(ops, o.Generate(10000, 500, 100)...)
 	}
-	produce(t, e, pipetest.Events(ops, 1))
+	e.Produce(t, pipetest.Events(ops, 1))
 	total := int64(len(ops))
 
 	env := append(os.Environ(),
@@ -79,7 +79,7 @@ func TestKill9ConsumerProcess(t *testing.T) {
 	}
 	cmd := start()
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	conn, err := consumer.OpenDB(e.DSN)
 	if err != nil {
 		t.Fatal(err)

@@ -1,39 +1,21 @@
 package counter_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/highgopress/highgopress/platform/logging"
+	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter"
 )
 
-// logBuffer collects JSON log lines from concurrent writers.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newLogBuffer() (*logBuffer, *slog.Logger) {
-	l := &logBuffer{}
+// newLogBuffer returns a JSON logger writing into a buffer the test reads.
+func newLogBuffer() (*testenv.SyncBuffer, *slog.Logger) {
+	l := &testenv.SyncBuffer{}
 	return l, slog.New(slog.NewJSONHandler(l, nil))
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	eventsv1 "github.com/highgopress/highgopress/gen/highgopress/events/v1"
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/testenv"
@@ -78,17 +77,4 @@ func startConsumer(t testing.TB, e *env, batch int) *running {
 			return nil, false
 		}
 	}}
-}
-
-// produce writes events to the topic as the relay would.
-func produce(t testing.TB, e *env, evs []*eventsv1.Event) {
-	t.Helper()
-	pipetest.Produce(t, e.Brokers, e.Topic, evs)
-}
-
-// waitDrained waits until the group has no lag and MySQL's pipeline_offsets
-// reached the end of every partition of the topic.
-func waitDrained(t testing.TB, e *env) {
-	t.Helper()
-	pipetest.WaitDrained(t, e.DSN, e.Brokers, e.Group, e.Topic)
 }

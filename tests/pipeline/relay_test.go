@@ -60,7 +60,7 @@ func TestEndToEndThroughRelay(t *testing.T) {
 		}
 		early = append(early, ev)
 	}
-	produce(t, e, early)
+	e.Produce(t, early)
 
 	startConsumer(t, e, 500)
 	for i := range 2 {
@@ -89,14 +89,14 @@ func TestEndToEndThroughRelay(t *testing.T) {
 		}
 		return nil
 	})
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	pipetest.AssertState(t, e.conn, want)
 	t.Logf("%d requests → %d outbox entries (+%d duplicates); %d likes, %d follows",
 		20000, len(ops), len(early), len(want.Likes), len(want.Follows))
 
 	// Redelivery: every message of the topic once more.
 	replayTopic(t, e)
-	waitDrained(t, e)
+	e.WaitDrained(t)
 	pipetest.AssertState(t, e.conn, want)
 }
 

@@ -259,3 +259,16 @@ func NewEnv(t testing.TB, brokers []string, baseDSN string, partitions int) *Env
 		DSN:     Database(t, baseDSN),
 	}
 }
+
+// Produce writes events to the Env's topic as the relay would.
+func (e *Env) Produce(t testing.TB, evs []*eventsv1.Event) {
+	t.Helper()
+	Produce(t, e.Brokers, e.Topic, evs)
+}
+
+// WaitDrained waits until the Env's group has no lag and MySQL's
+// pipeline_offsets reached the end of every partition of its topic.
+func (e *Env) WaitDrained(t testing.TB) {
+	t.Helper()
+	WaitDrained(t, e.DSN, e.Brokers, e.Group, e.Topic)
+}
