@@ -434,6 +434,97 @@ func (x *ItemCount) GetMetrics() map[string]int64 {
 	return nil
 }
 
+type WatchCountsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// items: 1 to 100 distinct items.
+	Items         []*ItemRef `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCountsRequest) Reset() {
+	*x = WatchCountsRequest{}
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCountsRequest) ProtoMessage() {}
+
+func (x *WatchCountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCountsRequest.ProtoReflect.Descriptor instead.
+func (*WatchCountsRequest) Descriptor() ([]byte, []int) {
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *WatchCountsRequest) GetItems() []*ItemRef {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type WatchCountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// counts: on the first message every watched item, in request order; then
+	// only items whose counts changed.
+	Counts        []*ItemCount `protobuf:"bytes,1,rep,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchCountsResponse) Reset() {
+	*x = WatchCountsResponse{}
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchCountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchCountsResponse) ProtoMessage() {}
+
+func (x *WatchCountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchCountsResponse.ProtoReflect.Descriptor instead.
+func (*WatchCountsResponse) Descriptor() ([]byte, []int) {
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *WatchCountsResponse) GetCounts() []*ItemCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
 type IncrementRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Item  *ItemRef               `protobuf:"bytes,1,opt,name=item,proto3" json:"item,omitempty"`
@@ -449,7 +540,7 @@ type IncrementRequest struct {
 
 func (x *IncrementRequest) Reset() {
 	*x = IncrementRequest{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[8]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +552,7 @@ func (x *IncrementRequest) String() string {
 func (*IncrementRequest) ProtoMessage() {}
 
 func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[8]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +565,7 @@ func (x *IncrementRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementRequest.ProtoReflect.Descriptor instead.
 func (*IncrementRequest) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{8}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IncrementRequest) GetItem() *ItemRef {
@@ -514,7 +605,7 @@ type IncrementResponse struct {
 
 func (x *IncrementResponse) Reset() {
 	*x = IncrementResponse{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[9]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +617,7 @@ func (x *IncrementResponse) String() string {
 func (*IncrementResponse) ProtoMessage() {}
 
 func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[9]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +630,7 @@ func (x *IncrementResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IncrementResponse.ProtoReflect.Descriptor instead.
 func (*IncrementResponse) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{9}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IncrementResponse) GetValue() int64 {
@@ -559,7 +650,7 @@ type FollowRequest struct {
 
 func (x *FollowRequest) Reset() {
 	*x = FollowRequest{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[10]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +662,7 @@ func (x *FollowRequest) String() string {
 func (*FollowRequest) ProtoMessage() {}
 
 func (x *FollowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[10]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +675,7 @@ func (x *FollowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowRequest.ProtoReflect.Descriptor instead.
 func (*FollowRequest) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{10}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FollowRequest) GetUserId() string {
@@ -607,7 +698,7 @@ type FollowResponse struct {
 
 func (x *FollowResponse) Reset() {
 	*x = FollowResponse{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[11]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +710,7 @@ func (x *FollowResponse) String() string {
 func (*FollowResponse) ProtoMessage() {}
 
 func (x *FollowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[11]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +723,7 @@ func (x *FollowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FollowResponse.ProtoReflect.Descriptor instead.
 func (*FollowResponse) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{11}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *FollowResponse) GetChanged() bool {
@@ -665,7 +756,7 @@ type UnfollowRequest struct {
 
 func (x *UnfollowRequest) Reset() {
 	*x = UnfollowRequest{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[12]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +768,7 @@ func (x *UnfollowRequest) String() string {
 func (*UnfollowRequest) ProtoMessage() {}
 
 func (x *UnfollowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[12]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +781,7 @@ func (x *UnfollowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnfollowRequest.ProtoReflect.Descriptor instead.
 func (*UnfollowRequest) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{12}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnfollowRequest) GetUserId() string {
@@ -711,7 +802,7 @@ type UnfollowResponse struct {
 
 func (x *UnfollowResponse) Reset() {
 	*x = UnfollowResponse{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[13]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +814,7 @@ func (x *UnfollowResponse) String() string {
 func (*UnfollowResponse) ProtoMessage() {}
 
 func (x *UnfollowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[13]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +827,7 @@ func (x *UnfollowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnfollowResponse.ProtoReflect.Descriptor instead.
 func (*UnfollowResponse) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{13}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnfollowResponse) GetChanged() bool {
@@ -769,7 +860,7 @@ type GetUserStatsRequest struct {
 
 func (x *GetUserStatsRequest) Reset() {
 	*x = GetUserStatsRequest{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[14]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +872,7 @@ func (x *GetUserStatsRequest) String() string {
 func (*GetUserStatsRequest) ProtoMessage() {}
 
 func (x *GetUserStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[14]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +885,7 @@ func (x *GetUserStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetUserStatsRequest) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{14}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetUserStatsRequest) GetUserIds() []string {
@@ -813,7 +904,7 @@ type GetUserStatsResponse struct {
 
 func (x *GetUserStatsResponse) Reset() {
 	*x = GetUserStatsResponse{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[15]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +916,7 @@ func (x *GetUserStatsResponse) String() string {
 func (*GetUserStatsResponse) ProtoMessage() {}
 
 func (x *GetUserStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[15]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +929,7 @@ func (x *GetUserStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetUserStatsResponse) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{15}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetUserStatsResponse) GetStats() []*UserStats {
@@ -861,7 +952,7 @@ type UserStats struct {
 
 func (x *UserStats) Reset() {
 	*x = UserStats{}
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[16]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +964,7 @@ func (x *UserStats) String() string {
 func (*UserStats) ProtoMessage() {}
 
 func (x *UserStats) ProtoReflect() protoreflect.Message {
-	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[16]
+	mi := &file_highgopress_counter_v1_counter_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +977,7 @@ func (x *UserStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserStats.ProtoReflect.Descriptor instead.
 func (*UserStats) Descriptor() ([]byte, []int) {
-	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{16}
+	return file_highgopress_counter_v1_counter_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UserStats) GetUserId() string {
@@ -946,7 +1037,11 @@ const file_highgopress_counter_v1_counter_proto_rawDesc = "" +
 	"\ametrics\x18\x04 \x03(\v2..highgopress.counter.v1.ItemCount.MetricsEntryR\ametrics\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x9e\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"K\n" +
+	"\x12WatchCountsRequest\x125\n" +
+	"\x05items\x18\x01 \x03(\v2\x1f.highgopress.counter.v1.ItemRefR\x05items\"P\n" +
+	"\x13WatchCountsResponse\x129\n" +
+	"\x06counts\x18\x01 \x03(\v2!.highgopress.counter.v1.ItemCountR\x06counts\"\x9e\x01\n" +
 	"\x10IncrementRequest\x123\n" +
 	"\x04item\x18\x01 \x01(\v2\x1f.highgopress.counter.v1.ItemRefR\x04item\x12\x16\n" +
 	"\x06metric\x18\x02 \x01(\tR\x06metric\x12\x14\n" +
@@ -974,12 +1069,13 @@ const file_highgopress_counter_v1_counter_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x1c\n" +
 	"\tfollowers\x18\x02 \x01(\x03R\tfollowers\x12\x1c\n" +
 	"\tfollowing\x18\x03 \x01(\x03R\tfollowing\x12%\n" +
-	"\x0eviewer_follows\x18\x04 \x01(\bR\rviewerFollows2\x8a\x03\n" +
+	"\x0eviewer_follows\x18\x04 \x01(\bR\rviewerFollows2\xf4\x03\n" +
 	"\x0eCounterService\x12Q\n" +
 	"\x04Like\x12#.highgopress.counter.v1.LikeRequest\x1a$.highgopress.counter.v1.LikeResponse\x12W\n" +
 	"\x06Unlike\x12%.highgopress.counter.v1.UnlikeRequest\x1a&.highgopress.counter.v1.UnlikeResponse\x12e\n" +
 	"\tGetCounts\x12(.highgopress.counter.v1.GetCountsRequest\x1a).highgopress.counter.v1.GetCountsResponse\"\x03\x90\x02\x01\x12e\n" +
-	"\tIncrement\x12(.highgopress.counter.v1.IncrementRequest\x1a).highgopress.counter.v1.IncrementResponse\"\x03\x90\x02\x022\xb7\x02\n" +
+	"\tIncrement\x12(.highgopress.counter.v1.IncrementRequest\x1a).highgopress.counter.v1.IncrementResponse\"\x03\x90\x02\x02\x12h\n" +
+	"\vWatchCounts\x12*.highgopress.counter.v1.WatchCountsRequest\x1a+.highgopress.counter.v1.WatchCountsResponse0\x012\xb7\x02\n" +
 	"\rFollowService\x12W\n" +
 	"\x06Follow\x12%.highgopress.counter.v1.FollowRequest\x1a&.highgopress.counter.v1.FollowResponse\x12]\n" +
 	"\bUnfollow\x12'.highgopress.counter.v1.UnfollowRequest\x1a(.highgopress.counter.v1.UnfollowResponse\x12n\n" +
@@ -998,7 +1094,7 @@ func file_highgopress_counter_v1_counter_proto_rawDescGZIP() []byte {
 	return file_highgopress_counter_v1_counter_proto_rawDescData
 }
 
-var file_highgopress_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_highgopress_counter_v1_counter_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_highgopress_counter_v1_counter_proto_goTypes = []any{
 	(*ItemRef)(nil),              // 0: highgopress.counter.v1.ItemRef
 	(*LikeRequest)(nil),          // 1: highgopress.counter.v1.LikeRequest
@@ -1008,16 +1104,18 @@ var file_highgopress_counter_v1_counter_proto_goTypes = []any{
 	(*GetCountsRequest)(nil),     // 5: highgopress.counter.v1.GetCountsRequest
 	(*GetCountsResponse)(nil),    // 6: highgopress.counter.v1.GetCountsResponse
 	(*ItemCount)(nil),            // 7: highgopress.counter.v1.ItemCount
-	(*IncrementRequest)(nil),     // 8: highgopress.counter.v1.IncrementRequest
-	(*IncrementResponse)(nil),    // 9: highgopress.counter.v1.IncrementResponse
-	(*FollowRequest)(nil),        // 10: highgopress.counter.v1.FollowRequest
-	(*FollowResponse)(nil),       // 11: highgopress.counter.v1.FollowResponse
-	(*UnfollowRequest)(nil),      // 12: highgopress.counter.v1.UnfollowRequest
-	(*UnfollowResponse)(nil),     // 13: highgopress.counter.v1.UnfollowResponse
-	(*GetUserStatsRequest)(nil),  // 14: highgopress.counter.v1.GetUserStatsRequest
-	(*GetUserStatsResponse)(nil), // 15: highgopress.counter.v1.GetUserStatsResponse
-	(*UserStats)(nil),            // 16: highgopress.counter.v1.UserStats
-	nil,                          // 17: highgopress.counter.v1.ItemCount.MetricsEntry
+	(*WatchCountsRequest)(nil),   // 8: highgopress.counter.v1.WatchCountsRequest
+	(*WatchCountsResponse)(nil),  // 9: highgopress.counter.v1.WatchCountsResponse
+	(*IncrementRequest)(nil),     // 10: highgopress.counter.v1.IncrementRequest
+	(*IncrementResponse)(nil),    // 11: highgopress.counter.v1.IncrementResponse
+	(*FollowRequest)(nil),        // 12: highgopress.counter.v1.FollowRequest
+	(*FollowResponse)(nil),       // 13: highgopress.counter.v1.FollowResponse
+	(*UnfollowRequest)(nil),      // 14: highgopress.counter.v1.UnfollowRequest
+	(*UnfollowResponse)(nil),     // 15: highgopress.counter.v1.UnfollowResponse
+	(*GetUserStatsRequest)(nil),  // 16: highgopress.counter.v1.GetUserStatsRequest
+	(*GetUserStatsResponse)(nil), // 17: highgopress.counter.v1.GetUserStatsResponse
+	(*UserStats)(nil),            // 18: highgopress.counter.v1.UserStats
+	nil,                          // 19: highgopress.counter.v1.ItemCount.MetricsEntry
 }
 var file_highgopress_counter_v1_counter_proto_depIdxs = []int32{
 	0,  // 0: highgopress.counter.v1.LikeRequest.item:type_name -> highgopress.counter.v1.ItemRef
@@ -1025,28 +1123,32 @@ var file_highgopress_counter_v1_counter_proto_depIdxs = []int32{
 	0,  // 2: highgopress.counter.v1.GetCountsRequest.items:type_name -> highgopress.counter.v1.ItemRef
 	7,  // 3: highgopress.counter.v1.GetCountsResponse.counts:type_name -> highgopress.counter.v1.ItemCount
 	0,  // 4: highgopress.counter.v1.ItemCount.item:type_name -> highgopress.counter.v1.ItemRef
-	17, // 5: highgopress.counter.v1.ItemCount.metrics:type_name -> highgopress.counter.v1.ItemCount.MetricsEntry
-	0,  // 6: highgopress.counter.v1.IncrementRequest.item:type_name -> highgopress.counter.v1.ItemRef
-	16, // 7: highgopress.counter.v1.GetUserStatsResponse.stats:type_name -> highgopress.counter.v1.UserStats
-	1,  // 8: highgopress.counter.v1.CounterService.Like:input_type -> highgopress.counter.v1.LikeRequest
-	3,  // 9: highgopress.counter.v1.CounterService.Unlike:input_type -> highgopress.counter.v1.UnlikeRequest
-	5,  // 10: highgopress.counter.v1.CounterService.GetCounts:input_type -> highgopress.counter.v1.GetCountsRequest
-	8,  // 11: highgopress.counter.v1.CounterService.Increment:input_type -> highgopress.counter.v1.IncrementRequest
-	10, // 12: highgopress.counter.v1.FollowService.Follow:input_type -> highgopress.counter.v1.FollowRequest
-	12, // 13: highgopress.counter.v1.FollowService.Unfollow:input_type -> highgopress.counter.v1.UnfollowRequest
-	14, // 14: highgopress.counter.v1.FollowService.GetUserStats:input_type -> highgopress.counter.v1.GetUserStatsRequest
-	2,  // 15: highgopress.counter.v1.CounterService.Like:output_type -> highgopress.counter.v1.LikeResponse
-	4,  // 16: highgopress.counter.v1.CounterService.Unlike:output_type -> highgopress.counter.v1.UnlikeResponse
-	6,  // 17: highgopress.counter.v1.CounterService.GetCounts:output_type -> highgopress.counter.v1.GetCountsResponse
-	9,  // 18: highgopress.counter.v1.CounterService.Increment:output_type -> highgopress.counter.v1.IncrementResponse
-	11, // 19: highgopress.counter.v1.FollowService.Follow:output_type -> highgopress.counter.v1.FollowResponse
-	13, // 20: highgopress.counter.v1.FollowService.Unfollow:output_type -> highgopress.counter.v1.UnfollowResponse
-	15, // 21: highgopress.counter.v1.FollowService.GetUserStats:output_type -> highgopress.counter.v1.GetUserStatsResponse
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	19, // 5: highgopress.counter.v1.ItemCount.metrics:type_name -> highgopress.counter.v1.ItemCount.MetricsEntry
+	0,  // 6: highgopress.counter.v1.WatchCountsRequest.items:type_name -> highgopress.counter.v1.ItemRef
+	7,  // 7: highgopress.counter.v1.WatchCountsResponse.counts:type_name -> highgopress.counter.v1.ItemCount
+	0,  // 8: highgopress.counter.v1.IncrementRequest.item:type_name -> highgopress.counter.v1.ItemRef
+	18, // 9: highgopress.counter.v1.GetUserStatsResponse.stats:type_name -> highgopress.counter.v1.UserStats
+	1,  // 10: highgopress.counter.v1.CounterService.Like:input_type -> highgopress.counter.v1.LikeRequest
+	3,  // 11: highgopress.counter.v1.CounterService.Unlike:input_type -> highgopress.counter.v1.UnlikeRequest
+	5,  // 12: highgopress.counter.v1.CounterService.GetCounts:input_type -> highgopress.counter.v1.GetCountsRequest
+	10, // 13: highgopress.counter.v1.CounterService.Increment:input_type -> highgopress.counter.v1.IncrementRequest
+	8,  // 14: highgopress.counter.v1.CounterService.WatchCounts:input_type -> highgopress.counter.v1.WatchCountsRequest
+	12, // 15: highgopress.counter.v1.FollowService.Follow:input_type -> highgopress.counter.v1.FollowRequest
+	14, // 16: highgopress.counter.v1.FollowService.Unfollow:input_type -> highgopress.counter.v1.UnfollowRequest
+	16, // 17: highgopress.counter.v1.FollowService.GetUserStats:input_type -> highgopress.counter.v1.GetUserStatsRequest
+	2,  // 18: highgopress.counter.v1.CounterService.Like:output_type -> highgopress.counter.v1.LikeResponse
+	4,  // 19: highgopress.counter.v1.CounterService.Unlike:output_type -> highgopress.counter.v1.UnlikeResponse
+	6,  // 20: highgopress.counter.v1.CounterService.GetCounts:output_type -> highgopress.counter.v1.GetCountsResponse
+	11, // 21: highgopress.counter.v1.CounterService.Increment:output_type -> highgopress.counter.v1.IncrementResponse
+	9,  // 22: highgopress.counter.v1.CounterService.WatchCounts:output_type -> highgopress.counter.v1.WatchCountsResponse
+	13, // 23: highgopress.counter.v1.FollowService.Follow:output_type -> highgopress.counter.v1.FollowResponse
+	15, // 24: highgopress.counter.v1.FollowService.Unfollow:output_type -> highgopress.counter.v1.UnfollowResponse
+	17, // 25: highgopress.counter.v1.FollowService.GetUserStats:output_type -> highgopress.counter.v1.GetUserStatsResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_highgopress_counter_v1_counter_proto_init() }
@@ -1060,7 +1162,7 @@ func file_highgopress_counter_v1_counter_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_highgopress_counter_v1_counter_proto_rawDesc), len(file_highgopress_counter_v1_counter_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

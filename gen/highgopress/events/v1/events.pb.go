@@ -111,10 +111,15 @@ type Event struct {
 	// idempotency_key of an INCREMENT.
 	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	// API_CALL fields: procedure and result code, counted calls in delta.
-	Procedure     string `protobuf:"bytes,12,opt,name=procedure,proto3" json:"procedure,omitempty"`
-	Code          string `protobuf:"bytes,13,opt,name=code,proto3" json:"code,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Procedure string `protobuf:"bytes,12,opt,name=procedure,proto3" json:"procedure,omitempty"`
+	Code      string `protobuf:"bytes,13,opt,name=code,proto3" json:"code,omitempty"`
+	// API_CALL latency histogram of the counted calls: key b counts the calls
+	// whose latency in microseconds lies in (2^((b-1)/8), 2^(b/8)] (exponential
+	// buckets, factor 2^(1/8), as Prometheus native histograms of schema 3);
+	// key 0 holds latencies of at most 1 µs.
+	LatencyUsBuckets map[int32]int64 `protobuf:"bytes,14,rep,name=latency_us_buckets,json=latencyUsBuckets,proto3" json:"latency_us_buckets,omitempty" protobuf_key:"zigzag32,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -238,11 +243,18 @@ func (x *Event) GetCode() string {
 	return ""
 }
 
+func (x *Event) GetLatencyUsBuckets() map[int32]int64 {
+	if x != nil {
+		return x.LatencyUsBuckets
+	}
+	return nil
+}
+
 var File_highgopress_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_highgopress_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\"highgopress/events/v1/events.proto\x12\x15highgopress.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x03\n" +
+	"\"highgopress/events/v1/events.proto\x12\x15highgopress.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x04\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
@@ -257,7 +269,11 @@ const file_highgopress_events_v1_events_proto_rawDesc = "" +
 	" \x01(\x04R\aversion\x12'\n" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12\x1c\n" +
 	"\tprocedure\x18\f \x01(\tR\tprocedure\x12\x12\n" +
-	"\x04code\x18\r \x01(\tR\x04code*\x87\x01\n" +
+	"\x04code\x18\r \x01(\tR\x04code\x12`\n" +
+	"\x12latency_us_buckets\x18\x0e \x03(\v22.highgopress.events.v1.Event.LatencyUsBucketsEntryR\x10latencyUsBuckets\x1aC\n" +
+	"\x15LatencyUsBucketsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x11R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*\x87\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_LIKE\x10\x01\x12\x0f\n" +
@@ -281,20 +297,22 @@ func file_highgopress_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_highgopress_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_highgopress_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_highgopress_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_highgopress_events_v1_events_proto_goTypes = []any{
 	(Kind)(0),                     // 0: highgopress.events.v1.Kind
 	(*Event)(nil),                 // 1: highgopress.events.v1.Event
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	nil,                           // 2: highgopress.events.v1.Event.LatencyUsBucketsEntry
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_highgopress_events_v1_events_proto_depIdxs = []int32{
-	2, // 0: highgopress.events.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3, // 0: highgopress.events.v1.Event.time:type_name -> google.protobuf.Timestamp
 	0, // 1: highgopress.events.v1.Event.kind:type_name -> highgopress.events.v1.Kind
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	2, // 2: highgopress.events.v1.Event.latency_us_buckets:type_name -> highgopress.events.v1.Event.LatencyUsBucketsEntry
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_highgopress_events_v1_events_proto_init() }
@@ -308,7 +326,7 @@ func file_highgopress_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_highgopress_events_v1_events_proto_rawDesc), len(file_highgopress_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

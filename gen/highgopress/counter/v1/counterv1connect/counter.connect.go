@@ -45,6 +45,9 @@ const (
 	// CounterServiceIncrementProcedure is the fully-qualified name of the CounterService's Increment
 	// RPC.
 	CounterServiceIncrementProcedure = "/highgopress.counter.v1.CounterService/Increment"
+	// CounterServiceWatchCountsProcedure is the fully-qualified name of the CounterService's
+	// WatchCounts RPC.
+	CounterServiceWatchCountsProcedure = "/highgopress.counter.v1.CounterService/WatchCounts"
 	// FollowServiceFollowProcedure is the fully-qualified name of the FollowService's Follow RPC.
 	FollowServiceFollowProcedure = "/highgopress.counter.v1.FollowService/Follow"
 	// FollowServiceUnfollowProcedure is the fully-qualified name of the FollowService's Unfollow RPC.
@@ -67,6 +70,10 @@ type CounterServiceClient interface {
 	// A repeated idempotency_key is applied once and returns the value stored
 	// when it was first applied.
 	Increment(context.Context, *connect.Request[v1.IncrementRequest]) (*connect.Response[v1.IncrementResponse], error)
+	// WatchCounts streams the counts of up to 100 items: first every item's
+	// current counts, then the new counts of each item that changes (coalesced
+	// per item), whichever replica served the change. viewer_liked is not set.
+	WatchCounts(context.Context, *connect.Request[v1.WatchCountsRequest]) (*connect.ServerStreamForClient[v1.WatchCountsResponse], error)
 }
 
 // NewCounterServiceClient constructs a client for the highgopress.counter.v1.CounterService
@@ -106,15 +113,22 @@ func NewCounterServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		watchCounts: connect.NewClient[v1.WatchCountsRequest, v1.WatchCountsResponse](
+			httpClient,
+			baseURL+CounterServiceWatchCountsProcedure,
+			connect.WithSchema(counterServiceMethods.ByName("WatchCounts")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // counterServiceClient implements CounterServiceClient.
 type counterServiceClient struct {
-	like      *connect.Client[v1.LikeRequest, v1.LikeResponse]
-	unlike    *connect.Client[v1.UnlikeRequest, v1.UnlikeResponse]
-	getCounts *connect.Client[v1.GetCountsRequest, v1.GetCountsResponse]
-	increment *connect.Client[v1.IncrementRequest, v1.IncrementResponse]
+	like        *connect.Client[v1.LikeRequest, v1.LikeResponse]
+	unlike      *connect.Client[v1.UnlikeRequest, v1.UnlikeResponse]
+	getCounts   *connect.Client[v1.GetCountsRequest, v1.GetCountsResponse]
+	increment   *connect.Client[v1.IncrementRequest, v1.IncrementResponse]
+	watchCounts *connect.Client[v1.WatchCountsRequest, v1.WatchCountsResponse]
 }
 
 // Like calls highgopress.counter.v1.CounterService.Like.
@@ -137,6 +151,11 @@ func (c *counterServiceClient) Increment(ctx context.Context, req *connect.Reque
 	return c.increment.CallUnary(ctx, req)
 }
 
+// WatchCounts calls highgopress.counter.v1.CounterService.WatchCounts.
+func (c *counterServiceClient) WatchCounts(ctx context.Context, req *connect.Request[v1.WatchCountsRequest]) (*connect.ServerStreamForClient[v1.WatchCountsResponse], error) {
+	return c.watchCounts.CallServerStream(ctx, req)
+}
+
 // CounterServiceHandler is an implementation of the highgopress.counter.v1.CounterService service.
 type CounterServiceHandler interface {
 	// Like records that the calling user likes the item. It is idempotent: a
@@ -150,6 +169,10 @@ type CounterServiceHandler interface {
 	// A repeated idempotency_key is applied once and returns the value stored
 	// when it was first applied.
 	Increment(context.Context, *connect.Request[v1.IncrementRequest]) (*connect.Response[v1.IncrementResponse], error)
+	// WatchCounts streams the counts of up to 100 items: first every item's
+	// current counts, then the new counts of each item that changes (coalesced
+	// per item), whichever replica served the change. viewer_liked is not set.
+	WatchCounts(context.Context, *connect.Request[v1.WatchCountsRequest], *connect.ServerStream[v1.WatchCountsResponse]) error
 }
 
 // NewCounterServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -185,6 +208,12 @@ func NewCounterServiceHandler(svc CounterServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	counterServiceWatchCountsHandler := connect.NewServerStreamHandler(
+		CounterServiceWatchCountsProcedure,
+		svc.WatchCounts,
+		connect.WithSchema(counterServiceMethods.ByName("WatchCounts")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/highgopress.counter.v1.CounterService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CounterServiceLikeProcedure:
@@ -195,6 +224,8 @@ func NewCounterServiceHandler(svc CounterServiceHandler, opts ...connect.Handler
 			counterServiceGetCountsHandler.ServeHTTP(w, r)
 		case CounterServiceIncrementProcedure:
 			counterServiceIncrementHandler.ServeHTTP(w, r)
+		case CounterServiceWatchCountsProcedure:
+			counterServiceWatchCountsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -218,6 +249,10 @@ func (UnimplementedCounterServiceHandler) GetCounts(context.Context, *connect.Re
 
 func (UnimplementedCounterServiceHandler) Increment(context.Context, *connect.Request[v1.IncrementRequest]) (*connect.Response[v1.IncrementResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("highgopress.counter.v1.CounterService.Increment is not implemented"))
+}
+
+func (UnimplementedCounterServiceHandler) WatchCounts(context.Context, *connect.Request[v1.WatchCountsRequest], *connect.ServerStream[v1.WatchCountsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("highgopress.counter.v1.CounterService.WatchCounts is not implemented"))
 }
 
 // FollowServiceClient is a client for the highgopress.counter.v1.FollowService service.
