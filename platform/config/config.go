@@ -51,6 +51,19 @@ func WithDefaults(m map[string]string) *Reader {
 	}}
 }
 
+// Overlay returns a Reader that consults m before r, with no errors
+// recorded yet: how run-time overrides (platform/liveconfig) are validated by
+// the same rules as start-up.
+func (r *Reader) Overlay(m map[string]string) *Reader {
+	base := r.lookup
+	return &Reader{lookup: func(k string) (string, bool) {
+		if v, ok := m[k]; ok {
+			return v, true
+		}
+		return base(k)
+	}}
+}
+
 func (r *Reader) get(name string) (string, bool) {
 	v, ok := r.lookup(name)
 	if !ok || strings.TrimSpace(v) == "" {

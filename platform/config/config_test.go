@@ -93,3 +93,25 @@ func TestKafkaFrom(t *testing.T) {
 		t.Fatalf("DLQ override: %+v", got)
 	}
 }
+
+func TestOverlayConsultsMapFirstWithFreshErrors(t *testing.T) {
+	base := FromMap(map[string]string{"A": "1", "B": "x"})
+	base.Int("B", 0, 0, 10)
+	if base.Err() == nil {
+		t.Fatal("base should have recorded an error for B")
+	}
+	o := base.Overlay(map[string]string{"B": "7"})
+	if got := o.Int("A", 0, 0, 10); got != 1 {
+		t.Fatalf("A through the overlay = %d, want the base's 1", got)
+	}
+	if got := o.Int("B", 0, 0, 10); got != 7 {
+		t.Fatalf("B through the overlay = %d, want the override 7", got)
+	}
+	if err := o.Err(); err != nil {
+		t.Fatalf("overlay inherited errors: %v", err)
+	}
+	o.Int("C", 0, 0, 10)
+	if bad := base.Overlay(map[string]string{"A": "99"}); bad.Int("A", 0, 0, 10) != 0 || bad.Err() == nil {
+		t.Fatal("an out-of-range override must be reported")
+	}
+}
