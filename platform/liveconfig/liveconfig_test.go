@@ -72,10 +72,10 @@ func TestValidateUsesStartupRulesAndRejectsWholeDocuments(t *testing.T) {
 		t.Fatalf("valid override: %+v, %v (the environment's budget must stay)", got, err)
 	}
 	for doc, want := range map[string]Document{
-		"T_BUDGET: 0 is outside [1, 1000]":  {"T_BUDGET": "0", "T_READ_ONLY": "true"},
+		"T_BUDGET: 0 is outside [1, 1000]":      {"T_BUDGET": "0", "T_READ_ONLY": "true"},
 		`T_READ_ONLY: "maybe" is not a boolean`: {"T_READ_ONLY": "maybe"},
 		"T_ADDR: not a run-time setting of svc": {"T_ADDR": "0.0.0.0:1", "T_BUDGET": "5"},
-		"NOPE: not a run-time setting":        {"NOPE": "1"},
+		"NOPE: not a run-time setting":          {"NOPE": "1"},
 	} {
 		if _, err := s.Validate(base, want); err == nil || !strings.Contains(err.Error(), doc) {
 			t.Errorf("Validate(%v) = %v, want an error containing %q", want, err, doc)
