@@ -13,11 +13,10 @@ import (
 
 // Rules, as documented in counter.proto.
 const (
-	maxNamespace = 32
-	maxItemID    = 128
-	maxMetric    = 32
-	minIdemKey   = 8
-	maxIdemKey   = 128
+	maxItemID  = 128
+	maxMetric  = 32
+	minIdemKey = 8
+	maxIdemKey = 128
 )
 
 func invalid(field, format string, args ...any) error {
@@ -31,7 +30,6 @@ func lowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '
 // idChar is the id alphabet shared with the gateway (platform/ids).
 func idChar(c byte) bool { return ids.IsIDChar(c) }
 
-func nsChar(c byte) bool     { return lowerAlnum(c) || c == '_' || c == '-' }
 func metricChar(c byte) bool { return lowerAlnum(c) || c == '_' }
 
 // check applies the rule of one name (ids.Check): a non-ASCII character is
@@ -46,7 +44,10 @@ func check(field, v string, min, max int, ok func(byte) bool, alphabet string) e
 
 // Namespace checks an item namespace: 1-32 characters of [a-z0-9_-].
 func Namespace(field, v string) error {
-	return check(field, v, 1, maxNamespace, nsChar, "[a-z0-9_-]")
+	if err := ids.CheckNamespace(v); err != nil {
+		return invalid(field, "%s", err.Error())
+	}
+	return nil
 }
 
 // ItemID checks an item id: 1-128 characters of [A-Za-z0-9_.:-].
