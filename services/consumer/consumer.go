@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -27,12 +26,13 @@ import (
 	"github.com/highgopress/highgopress/services/consumer/sink"
 )
 
-// Dead-letter headers added to a message copied to the dead-letter topic.
+// Dead-letter headers added to a message copied to the dead-letter topic
+// (events.DeadLetter).
 const (
 	// HeaderDLQReason says why the message was dead-lettered.
-	HeaderDLQReason = "hgp-dlq-reason"
+	HeaderDLQReason = events.HeaderDLQReason
 	// HeaderDLQSource is "<topic>/<partition>/<offset>" of the original.
-	HeaderDLQSource = "hgp-dlq-source"
+	HeaderDLQSource = events.HeaderDLQSource
 )
 
 // Reader is the part of *kafka.Reader (with a GroupID) the consumer uses.
@@ -346,12 +346,7 @@ func (c *Consumer) deadLetter(ctx context.Context, bad []poison) error {
 	}
 	out := make([]kafka.Message, 0, len(bad))
 	for _, p := range bad {
-		headers := append([]kafka.Header{}, p.msg.Headers...)
-		headers = append(headers,
-			kafka.Header{Key: HeaderDLQReason, Value: []byte(p.reason)},
-			kafka.Header{Key: HeaderDLQSource, Value: []byte(p.msg.Topic + "/" + strconv.Itoa(p.msg.Partition) + "/" + strconv.FormatInt(p.msg.Offset, 10))},
-		)
-		out = append(out, kafka.Message{Key: p.msg.Key, Value: p.msg.Value, Headers: headers})
+		out = append(out, events.DeadLetter(p.msg, p.reason))
 		c.logger.Warn("message dead-lettered", "topic", p.msg.Topic, "partition", p.msg.Partition, "offset", p.msg.Offset, "reason", p.reason)
 	}
 	b := backoff.New(c.o.backoffMin, c.o.backoffMax)

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"slices"
 	"time"
 
@@ -236,44 +234,11 @@ func (s *Service) member(ctx context.Context) error {
 		// which is HGP_COUNTER_REBUILD_WAIT.
 		ReadBackoffMin: 10 * time.Millisecond,
 		ReadBackoffMax: 100 * time.Millisecond,
-		ErrorLogger:    readerErrorLogger(s.logger),
+		ErrorLogger:    events.ReaderErrorLogger(s.logger),
 	})
-	dlq := &kafka.Writer{
-		Addr:         kafka.TCP(s.cfg.Kafka.Brokers...),
-		Topic:        s.cfg.Kafka.DLQTopic,
-		Balancer:     &kafka.Hash{},
-		RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 2 * time.Millisecond,
-	}
+	dlq := events.NewDLQWriter(s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)
 	err := New(s.logger, reader, s.sink, dlq, s.opts...).Run(ctx)
 	return errors.Join(err, reader.Close(), dlq.Close())
-}
-
-// readerErrorLogger logs the kafka-go reader's errors as warnings, except
-// network timeouts: kafka-go gives a fetch only MaxWait (its broker-side
-// wait plus a quarter) to come back, so on a loaded machine an idle
-// partition's long poll times out now and then and the reader reconnects.
-// That is idle polling, not a fault: it is logged at debug level. A group
-// rebalancing (members joining at start-up, a member leaving) is how a
-// consumer group works, not a fault either: it is logged at info level.
-func readerErrorLogger(logger *slog.Logger) kafka.Logger {
-	return kafka.LoggerFunc(func(msg string, args ...any) {
-		level := slog.LevelWarn
-		for _, a := range args {
-			err, ok := a.(error)
-			if !ok {
-				continue
-			}
-			var ne net.Error
-			switch {
-			case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded):
-				level = slog.LevelDebug
-			case errors.Is(err, kafka.RebalanceInProgress):
-				level = slog.LevelInfo
-			}
-		}
-		logger.Log(context.Background(), level, "kafka reader: "+fmt.Sprintf(msg, args...))
-	})
 }
 
 // Close closes the MySQL pool (after Run returned).

@@ -1,4 +1,4 @@
-package consumer
+package events_test
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/highgopress/highgopress/platform/events"
 )
 
 // TestReaderIdlePollTimeoutIsNotAWarning: the kafka-go reader reports a
@@ -36,7 +38,7 @@ func TestReaderIdlePollTimeoutIsNotAWarning(t *testing.T) {
 	}
 
 	var out bytes.Buffer
-	log := readerErrorLogger(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	log := events.ReaderErrorLogger(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	const format = "the kafka reader got an unknown error reading partition %d of %s at offset %d: %s"
 	log.Printf(format, 1, "user-actions", 0, timeout)
 	if out.Len() != 0 {
