@@ -77,6 +77,11 @@ type Config struct {
 	// (HGP_GATEWAY_CONSUL_TAG; empty: every instance).
 	ConsulTag string
 
+	// ReadOnly is the degrade switch (HGP_GATEWAY_READ_ONLY): writes answer
+	// unavailable, reads keep working. It can change at run time through the
+	// configuration centre (see Live).
+	ReadOnly bool
+
 	// RateLimit enables rate limiting (HGP_RATE_ENABLED; default on when
 	// HGP_REDIS_ADDR is set) with the budgets of Rate (HGP_RATE_*).
 	RateLimit bool
@@ -115,6 +120,7 @@ func readConfig(r *config.Reader, needURLs bool) Config {
 		CORSOrigins:       r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
 		Consul:            discovery.ConfigFrom(r),
 		ConsulTag:         r.String("HGP_GATEWAY_CONSUL_TAG", ""),
+		ReadOnly:          r.Bool("HGP_GATEWAY_READ_ONLY", false),
 		Redis:             config.RedisFrom(r, ""),
 		APIStats:          apistats.ConfigFrom(r),
 		Kafka:             config.KafkaFrom(r),

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -30,6 +31,7 @@ import (
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
+	"github.com/highgopress/highgopress/platform/liveconfig"
 	"github.com/highgopress/highgopress/platform/server"
 	"github.com/highgopress/highgopress/services/gateway/apistats"
 	"github.com/highgopress/highgopress/services/gateway/apistats/kafkasink"
@@ -67,9 +69,11 @@ type Gateway struct {
 	admit       Admission
 	server      *server.Server
 
-	consul    *backends.Consul   // nil unless routing through Consul
-	limiter   *ratelimit.Limiter // nil when rate limiting is off
-	rdb       *redis.Client      // the limiter's Redis client, if any
+	consul    *backends.Consul          // nil unless routing through Consul
+	live      *liveconfig.Watcher[Live] // nil without Consul
+	readOnly  atomic.Bool               // degrade switch (Live.ReadOnly)
+	limiter   *ratelimit.Limiter        // nil when rate limiting is off
+	rdb       *redis.Client             // the limiter's Redis client, if any
 	recorder  *apistats.Recorder
 	sinkClose func() error
 	workers   []func(context.Context) error
@@ -141,6 +145,9 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 			return nil, err
 		}
 	}
+	if err := g.watchLive(cfg); err != nil {
+		return nil, err
+	}
 	g.admit = o.admit
 
 	readHeader := cfg.ReadHeaderTimeout
@@ -170,6 +177,7 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 		server.WithMiddleware(func(h http.Handler) http.Handler { return withCORS(cfg.CORSOrigins, h) }))
 	g.server = server.New(logger, o.routes.Services(), sopts...)
 	g.server.Handle("/", g)
+	g.mountWebUI()
 	g.readTimeout = g.server.HTTPServer().ReadTimeout
 	return g, nil
 }

@@ -90,6 +90,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if rt.Class == route.Write && g.readOnly.Load() {
+		g.fail(w, r, connect.CodeUnavailable, "the service is in read-only mode for maintenance: writes are refused for now, reads work; retry later")
+		return
+	}
+
 	if g.admit != nil && !g.admit(w, r, rt, actor) {
 		return
 	}

@@ -64,3 +64,13 @@ func (c *blockCache) put(key string, until, now time.Time) {
 		s.nextSweep = now.Add(10 * time.Second)
 	}
 }
+
+// clear forgets every blocked key.
+func (c *blockCache) clear() {
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		s.until = nil
+		s.mu.Unlock()
+	}
+}

@@ -56,26 +56,41 @@ func DefaultConfig() Config {
 // recorded on r, naming the variable.
 func ConfigFrom(r *config.Reader) Config {
 	def := DefaultConfig()
+	p := PolicyFrom(r)
 	c := Config{
-		WriteUser:    r.String("HGP_RATE_WRITE_USER", def.WriteUser),
-		ReadUser:     r.String("HGP_RATE_READ_USER", def.ReadUser),
-		WriteIP:      r.String("HGP_RATE_WRITE_IP", def.WriteIP),
-		ReadIP:       r.String("HGP_RATE_READ_IP", def.ReadIP),
-		RedisDown:    Mode(r.Enum("HGP_RATE_REDIS_DOWN", string(def.RedisDown), string(FailOpen), string(FailClosed))),
+		WriteUser:    p.WriteUser,
+		ReadUser:     p.ReadUser,
+		WriteIP:      p.WriteIP,
+		ReadIP:       p.ReadIP,
+		RedisDown:    p.RedisDown,
 		RedisTimeout: r.Duration("HGP_RATE_REDIS_TIMEOUT", def.RedisTimeout, time.Millisecond, 10*time.Second),
-	}
-	for name, v := range map[string]string{
-		"HGP_RATE_WRITE_USER": c.WriteUser, "HGP_RATE_READ_USER": c.ReadUser,
-		"HGP_RATE_WRITE_IP": c.WriteIP, "HGP_RATE_READ_IP": c.ReadIP,
-	} {
-		if _, err := parseRate(v); err != nil {
-			r.Check(name, err)
-		}
 	}
 	proxies, err := ParseTrustedProxies(r.List("HGP_RATE_TRUSTED_PROXIES", nil))
 	r.Check("HGP_RATE_TRUSTED_PROXIES", err)
 	c.TrustedProxies = proxies
 	return c
+}
+
+// PolicyFrom reads the run-time part of Config (the four budgets and the
+// Redis-down mode) from r, by the rules of ConfigFrom.
+func PolicyFrom(r *config.Reader) Policy {
+	def := DefaultConfig()
+	p := Policy{
+		WriteUser: r.String("HGP_RATE_WRITE_USER", def.WriteUser),
+		ReadUser:  r.String("HGP_RATE_READ_USER", def.ReadUser),
+		WriteIP:   r.String("HGP_RATE_WRITE_IP", def.WriteIP),
+		ReadIP:    r.String("HGP_RATE_READ_IP", def.ReadIP),
+		RedisDown: Mode(r.Enum("HGP_RATE_REDIS_DOWN", string(def.RedisDown), string(FailOpen), string(FailClosed))),
+	}
+	for _, v := range []struct{ name, rate string }{
+		{"HGP_RATE_WRITE_USER", p.WriteUser}, {"HGP_RATE_READ_USER", p.ReadUser},
+		{"HGP_RATE_WRITE_IP", p.WriteIP}, {"HGP_RATE_READ_IP", p.ReadIP},
+	} {
+		if _, err := parseRate(v.rate); err != nil {
+			r.Check(v.name, err)
+		}
+	}
+	return p
 }
 
 // parseRate parses "100-S"; "off", "0" and "" give a zero Rate (disabled).

@@ -84,6 +84,52 @@ type budget struct {
 
 func (b *budget) enabled() bool { return b != nil && b.rate.Limit > 0 }
 
+// policy is what can change at run time.
+type policy struct {
+	user, ip  [3]*budget // indexed by Class
+	redisDown Mode
+	source    Policy
+}
+
+// Policy is the run-time part of Config: the four budgets and the Redis-down
+// mode.
+type Policy struct {
+	WriteUser, ReadUser, WriteIP, ReadIP string
+	RedisDown                            Mode
+}
+
+// Policy returns cfg's run-time part.
+func (c Config) Policy() Policy {
+	return Policy{WriteUser: c.WriteUser, ReadUser: c.ReadUser, WriteIP: c.WriteIP, ReadIP: c.ReadIP, RedisDown: c.RedisDown}
+}
+
+func newPolicy(p Policy) (*policy, error) {
+	if p.RedisDown == "" {
+		p.RedisDown = FailOpen
+	}
+	if p.RedisDown != FailOpen && p.RedisDown != FailClosed {
+		return nil, fmt.Errorf("ratelimit: redis-down mode %q: want open or closed", p.RedisDown)
+	}
+	out := &policy{redisDown: p.RedisDown, source: p}
+	for _, b := range []struct {
+		dst  **budget
+		name string
+		rate string
+	}{
+		{&out.user[Write], "user:w", p.WriteUser},
+		{&out.user[Read], "user:r", p.ReadUser},
+		{&out.ip[Write], "ip:w", p.WriteIP},
+		{&out.ip[Read], "ip:r", p.ReadIP},
+	} {
+		r, err := parseRate(b.rate)
+		if err != nil {
+			return nil, fmt.Errorf("ratelimit: %s: %w", b.name, err)
+		}
+		*b.dst = &budget{name: b.name, rate: r}
+	}
+	return out, nil
+}
+
 // Limiter enforces the configured budgets. It is safe for concurrent use.
 type Limiter struct {
 	logger *slog.Logger
@@ -91,8 +137,9 @@ type Limiter struct {
 	opts   options
 	errw   *connect.ErrorWriter
 
-	user [3]*budget // indexed by Class
-	ip   [3]*budget
+	// policy holds the budgets and the Redis-down mode; SetPolicy swaps it
+	// at run time (configuration centre).
+	policy atomic.Pointer[policy]
 
 	rdb    redis.UniversalClient
 	piped  pipelinedClient               // rdb with shared pipelines for the budget scripts
@@ -121,12 +168,11 @@ func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Opt
 	if isNilClient(rdb) {
 		rdb = nil
 	}
-	if cfg.RedisDown == "" {
-		cfg.RedisDown = FailOpen
+	pol, err := newPolicy(cfg.Policy())
+	if err != nil {
+		return nil, err
 	}
-	if cfg.RedisDown != FailOpen && cfg.RedisDown != FailClosed {
-		return nil, fmt.Errorf("ratelimit: redis-down mode %q: want open or closed", cfg.RedisDown)
-	}
+	cfg.RedisDown = pol.redisDown
 	if cfg.RedisTimeout <= 0 {
 		cfg.RedisTimeout = 100 * time.Millisecond
 	}
@@ -140,22 +186,7 @@ func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Opt
 			Prefix: o.prefix, CleanUpInterval: limiter.DefaultCleanUpInterval,
 		}),
 	}
-	for _, b := range []struct {
-		dst  **budget
-		name string
-		rate string
-	}{
-		{&l.user[Write], "user:w", cfg.WriteUser},
-		{&l.user[Read], "user:r", cfg.ReadUser},
-		{&l.ip[Write], "ip:w", cfg.WriteIP},
-		{&l.ip[Read], "ip:r", cfg.ReadIP},
-	} {
-		r, err := parseRate(b.rate)
-		if err != nil {
-			return nil, fmt.Errorf("ratelimit: %s: %w", b.name, err)
-		}
-		*b.dst = &budget{name: b.name, rate: r}
-	}
+	l.policy.Store(pol)
 	if rdb != nil {
 		l.piped = newPipelinedClient(rdb)
 		ctx, cancel := context.WithTimeout(context.Background(), max(cfg.RedisTimeout, time.Second))
@@ -170,6 +201,27 @@ func New(logger *slog.Logger, rdb redis.UniversalClient, cfg Config, opts ...Opt
 		"trusted_proxies", len(cfg.TrustedProxies))
 	return l, nil
 }
+
+// SetPolicy replaces the budgets and the Redis-down mode at run time; the
+// next check uses them. Counts already spent in the current windows stay
+// (a lowered budget applies at once), budgets remembered as exhausted are
+// forgotten (a raised one applies at once too).
+func (l *Limiter) SetPolicy(p Policy) error {
+	pol, err := newPolicy(p)
+	if err != nil {
+		return err
+	}
+	old := l.policy.Swap(pol)
+	l.blocked.clear()
+	if old == nil || old.source != pol.source {
+		l.logger.Info("rate limiter policy changed", "write_user", p.WriteUser, "read_user", p.ReadUser,
+			"write_ip", p.WriteIP, "read_ip", p.ReadIP, "redis_down", string(pol.redisDown))
+	}
+	return nil
+}
+
+// Policy returns the policy in force.
+func (l *Limiter) Policy() Policy { return l.policy.Load().source }
 
 // Close stops the shared pipelines after the budget takes in flight ran. It
 // does not close the Redis client. Call it after the server stopped.
@@ -295,11 +347,12 @@ func (l *Limiter) Check(ctx context.Context, class Class, ipKey, subject string)
 		class = Write
 	}
 	var ipB, userB *budget
-	if ipKey != "" && l.ip[class].enabled() {
-		ipB = l.ip[class]
+	pol := l.policy.Load()
+	if ipKey != "" && pol.ip[class].enabled() {
+		ipB = pol.ip[class]
 	}
-	if subject != "" && l.user[class].enabled() {
-		userB = l.user[class]
+	if subject != "" && pol.user[class].enabled() {
+		userB = pol.user[class]
 	}
 	switch {
 	case ipB == nil && userB == nil:
@@ -376,7 +429,7 @@ func (l *Limiter) take(ctx context.Context, b *budget, id string) (Decision, err
 		}
 		l.markDown(err)
 	}
-	if l.rdb != nil && l.cfg.RedisDown == FailClosed {
+	if l.rdb != nil && l.policy.Load().redisDown == FailClosed {
 		l.failedClosed.Add(1)
 		return Decision{}, ErrRedisUnavailable
 	}
@@ -451,7 +504,7 @@ func (l *Limiter) markDown(err error) {
 		}
 		if l.downUntil.CompareAndSwap(0, next) {
 			behaviour := "failing open to the in-process limiter"
-			if l.cfg.RedisDown == FailClosed {
+			if l.policy.Load().redisDown == FailClosed {
 				behaviour = "failing closed: requests get Unavailable"
 			}
 			l.logger.Error("rate limiter: redis unreachable, "+behaviour, "err", err, "probe_every", l.opts.probe)
