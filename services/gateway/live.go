@@ -91,3 +91,23 @@ func (g *Gateway) watchLive(cfg Config) error {
 	g.workers = append(g.workers, func(ctx context.Context) error { return w.Run(ctx) })
 	return nil
 }
+
+// LiveStatus is the configuration centre's view of one gateway.
+type LiveStatus struct {
+	Settings Live
+	Version  liveconfig.Version
+	// Rejected counts documents refused by validation; LastRejection says why.
+	Rejected      uint64
+	LastRejection string
+}
+
+// LiveStatus returns the run-time settings in force and where they came
+// from; without Consul, the start-up settings and version "env".
+func (g *Gateway) LiveStatus() LiveStatus {
+	if g.live == nil {
+		return LiveStatus{Settings: Live{ReadOnly: g.readOnly.Load()}}
+	}
+	s, v := g.live.Current()
+	n, msg := g.live.Rejected()
+	return LiveStatus{Settings: s, Version: v, Rejected: n, LastRejection: msg}
+}
