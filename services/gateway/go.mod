@@ -11,6 +11,7 @@ require (
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/highgopress/highgopress/gen v0.0.0
 	github.com/highgopress/highgopress/platform v0.0.0
+	github.com/highgopress/highgopress/web v0.0.0
 	github.com/redis/go-redis/v9 v9.18.0
 	github.com/rs/cors v1.11.1
 	github.com/segmentio/kafka-go v0.4.51
@@ -55,4 +56,5 @@ require (
 replace (
 	github.com/highgopress/highgopress/gen => ../../gen
 	github.com/highgopress/highgopress/platform => ../../platform
+	github.com/highgopress/highgopress/web => ../../web
 )
