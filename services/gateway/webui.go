@@ -38,7 +38,7 @@ var webContentTypes = map[string]string{
 var hashedAsset = regexp.MustCompile(`^[A-Za-z0-9_.]+-[A-Z0-9]{8,}\.[a-z]+$`)
 
 const (
-	cacheImmutable = "public, max-age=31536000, immutable"
+	cacheImmutable  = "public, max-age=31536000, immutable"
 	cacheRevalidate = "no-cache"
 )
 
