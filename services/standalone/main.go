@@ -43,6 +43,8 @@ func banner(w io.Writer, r Ready) {
 	fmt.Fprintf(w, `
 HighGoPress is running (standalone mode, embedded middleware).
 
+  page:      %[1]s/#token=%[3]s
+             (the live page, signed in as the dev user)
   gateway:   %[1]s   (Connect, gRPC and gRPC-Web)
   dev user:  %[2]s
   token:     %[3]s
