@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/platform/telemetry"
 )
 
 // Component is one running service: a server on an address and optional
@@ -49,9 +51,33 @@ type BuildFunc func(ctx context.Context, logger *slog.Logger, cfg *config.Reader
 func Start(name string) (context.Context, *slog.Logger, *config.Reader, context.CancelFunc) {
 	cfg := config.FromEnv()
 	level := cfg.Enum("HGP_LOG_LEVEL", "info", "debug", "info", "warn", "error")
-	logger := logging.NewWriter(os.Stderr, name, level)
+	logger := telemetry.WithTraceIDs(logging.NewWriter(os.Stderr, name, level))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	return ctx, logger, cfg, stop
+	shutdown := startTracing(ctx, logger, name, cfg)
+	return ctx, logger, cfg, func() {
+		stop()
+		shutdown()
+	}
+}
+
+// startTracing configures OpenTelemetry from the OTEL_* variables (off
+// unless an exporter is named; a bad value is a configuration error on
+// cfg) and returns what flushes the spans at exit.
+func startTracing(ctx context.Context, logger *slog.Logger, name string, cfg *config.Reader) func() {
+	tc, err := telemetry.ConfigFrom(func(k string) string { return cfg.String(k, "") })
+	cfg.Check("OTEL_*", err)
+	if err != nil {
+		return func() {}
+	}
+	shutdown, err := telemetry.Setup(ctx, logger, name, tc)
+	cfg.Check("OTEL_EXPORTER_OTLP_ENDPOINT", err)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			logger.Warn("flushing spans", "err", err)
+		}
+	}
 }
 
 // Main runs one service as a process: it is what every cmd/<service> calls.

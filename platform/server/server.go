@@ -1,6 +1,7 @@
 // Package server runs one service's HTTP server: Connect, gRPC and gRPC-Web
 // from a single h2c handler, with gRPC health checking, server reflection,
-// explicit timeouts and graceful shutdown.
+// explicit timeouts and graceful shutdown. Every server with services
+// measures and traces its RPCs (platform/telemetry.Middleware, outermost).
 package server
 
 import (
@@ -13,6 +14,8 @@ import (
 
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+
+	"github.com/highgopress/highgopress/platform/telemetry"
 )
 
 type httpHandler = http.Handler
@@ -24,6 +27,8 @@ type Server struct {
 	mux      *http.ServeMux
 	health   *grpchealth.StaticChecker
 	services []string
+	// rpc is the RED metrics and tracing middleware (servers with services).
+	rpc func(http.Handler) http.Handler
 }
 
 // New returns a Server that reports services as healthy and reflects them.
@@ -42,6 +47,7 @@ func New(logger *slog.Logger, services []string, opts ...Option) *Server {
 	}
 	s.mux.Handle(grpchealth.NewHandler(s.health))
 	if len(services) > 0 {
+		s.rpc = telemetry.Middleware(services)
 		reflector := grpcreflect.NewStaticReflector(services...)
 		s.mux.Handle(grpcreflect.NewHandlerV1(reflector))
 		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
@@ -57,6 +63,9 @@ func (s *Server) Handler() http.Handler {
 	var h http.Handler = s.mux
 	for _, w := range s.opts.wrap {
 		h = w(h)
+	}
+	if s.rpc != nil {
+		h = s.rpc(h) // outermost: rejections by any middleware are measured too
 	}
 	return h
 }
