@@ -220,7 +220,9 @@ type poison struct {
 func (c *Consumer) handle(ctx context.Context, p prepared) error {
 	start := time.Now()
 	batch, bad := p.batch, p.bad
-	res, marked, err := c.apply(ctx, p.events, p.msgs, p.marks, &bad)
+	actx, endSpan := startApply(ctx, batch)
+	res, marked, err := c.apply(actx, p.events, p.msgs, p.marks, &bad)
+	endSpan(err)
 	if err != nil {
 		return err
 	}

@@ -99,17 +99,26 @@ var (
 )
 
 func (s budgetedStore) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
-	return call1(ctx, s.b, func(ctx context.Context) (domain.LikeResult, error) { return s.s.SetLike(ctx, user, item, like) })
+	ctx, done := observeWrite(ctx, pick(like, "like", "unlike"))
+	r, err := call1(ctx, s.b, func(ctx context.Context) (domain.LikeResult, error) { return s.s.SetLike(ctx, user, item, like) })
+	done(r.Changed, err)
+	return r, err
 }
 
 func (s budgetedStore) Increment(ctx context.Context, user string, in domain.Increment) (int64, error) {
-	return call1(ctx, s.b, func(ctx context.Context) (int64, error) { return s.s.Increment(ctx, user, in) })
+	ctx, done := observeWrite(ctx, "increment")
+	v, err := call1(ctx, s.b, func(ctx context.Context) (int64, error) { return s.s.Increment(ctx, user, in) })
+	done(true, err)
+	return v, err
 }
 
 func (s budgetedStore) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
-	return call1(ctx, s.b, func(ctx context.Context) (domain.FollowResult, error) {
+	ctx, done := observeWrite(ctx, pick(follow, "follow", "unfollow"))
+	r, err := call1(ctx, s.b, func(ctx context.Context) (domain.FollowResult, error) {
 		return s.s.SetFollow(ctx, user, target, follow)
 	})
+	done(r.Changed, err)
+	return r, err
 }
 
 func (s budgetedStore) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer string, check []domain.ItemRef) ([]domain.ItemCounts, []bool, error) {

@@ -393,18 +393,22 @@ func (r *Relay) process(ctx context.Context, entries []redis.XMessage) error {
 		return nil
 	}
 	b := r.newBackoff()
+	pctx, endSpan := startProduce(ctx, r.w, msgs)
 	for {
 		start := time.Now()
-		err := r.w.WriteMessages(ctx, msgs...)
+		err := r.w.WriteMessages(pctx, msgs...)
 		if err == nil {
+			endSpan(nil)
 			r.m.writeTime.Observe(time.Since(start).Seconds())
 			break
 		}
 		if ctx.Err() != nil {
+			endSpan(err)
 			return ctx.Err() // entries stay pending; the next start relays them again
 		}
 		r.fail("kafka_write", err)
 		if !b.Wait(ctx) {
+			endSpan(err)
 			return ctx.Err()
 		}
 	}
