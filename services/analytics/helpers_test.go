@@ -1,0 +1,19 @@
+package analytics_test
+
+import (
+	"testing"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+)
+
+func connectRequest[T any](m *T) *connect.Request[T] { return connect.NewRequest(m) }
+
+func mustMarshal(t *testing.T, m proto.Message) []byte {
+	t.Helper()
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
