@@ -35,15 +35,26 @@ var ErrInvalid = errors.New("invalid internal identity header")
 // Signer signs and verifies the identity header.
 type Signer struct {
 	secret []byte
-	now    func() time.Time
+	// previous secrets are still accepted by Verify (never used to sign):
+	// how the secret is rotated without downtime (docs/operations.md).
+	previous [][]byte
+	now      func() time.Time
 }
 
-// NewSigner returns a Signer for a shared secret of at least MinSecretLen bytes.
-func NewSigner(secret []byte) (*Signer, error) {
+// NewSigner returns a Signer for a shared secret of at least MinSecretLen
+// bytes. Verify also accepts headers signed with any of previous.
+func NewSigner(secret []byte, previous ...[]byte) (*Signer, error) {
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("identity secret must be at least %d bytes, got %d", MinSecretLen, len(secret))
 	}
-	return &Signer{secret: append([]byte(nil), secret...), now: time.Now}, nil
+	s := &Signer{secret: append([]byte(nil), secret...), now: time.Now}
+	for i, p := range previous {
+		if len(p) < MinSecretLen {
+			return nil, fmt.Errorf("previous identity secret %d must be at least %d bytes, got %d", i+1, MinSecretLen, len(p))
+		}
+		s.previous = append(s.previous, append([]byte(nil), p...))
+	}
+	return s, nil
 }
 
 // Sign returns the header value naming user for one call of procedure
@@ -51,7 +62,7 @@ func NewSigner(secret []byte) (*Signer, error) {
 // MaxSkew.
 func (s *Signer) Sign(user, procedure string) string {
 	ts := strconv.FormatInt(s.now().Unix(), 10)
-	return "v2:" + ts + ":" + s.mac(ts, procedure, user) + ":" + user
+	return "v2:" + ts + ":" + mac(s.secret, ts, procedure, user) + ":" + user
 }
 
 // Verify returns the user named by a header value signed for procedure.
@@ -61,7 +72,11 @@ func (s *Signer) Verify(value, procedure string) (string, error) {
 		return "", fmt.Errorf("%w: malformed", ErrInvalid)
 	}
 	ts, sig, user := parts[1], parts[2], parts[3]
-	if !hmac.Equal([]byte(sig), []byte(s.mac(ts, procedure, user))) {
+	ok := hmac.Equal([]byte(sig), []byte(mac(s.secret, ts, procedure, user)))
+	for _, p := range s.previous {
+		ok = ok || hmac.Equal([]byte(sig), []byte(mac(p, ts, procedure, user)))
+	}
+	if !ok {
 		return "", fmt.Errorf("%w: bad signature", ErrInvalid)
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
@@ -74,8 +89,8 @@ func (s *Signer) Verify(value, procedure string) (string, error) {
 	return user, nil
 }
 
-func (s *Signer) mac(ts, procedure, user string) string {
-	m := hmac.New(sha256.New, s.secret)
+func mac(secret []byte, ts, procedure, user string) string {
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("v2\x00" + ts + "\x00" + procedure + "\x00" + user))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

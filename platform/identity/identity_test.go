@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/highgopress/highgopress/platform/config"
 )
 
 func newSigner(t *testing.T, secret string) *Signer {
@@ -93,5 +95,55 @@ func TestInterceptor(t *testing.T) {
 	_, err := call(context.Background(), fakeReq{h: h})
 	if connect.CodeOf(err) != connect.CodeUnauthenticated || seenOK {
 		t.Fatalf("signed for another procedure: code=%v reached handler=%v", connect.CodeOf(err), seenOK)
+	}
+}
+
+func TestRotationAcceptsPreviousSecrets(t *testing.T) {
+	oldS := []byte(strings.Repeat("o", MinSecretLen))
+	newS := []byte(strings.Repeat("n", MinSecretLen))
+	otherS := []byte(strings.Repeat("x", MinSecretLen))
+	const proc = "/highgopress.counter.v1.CounterService/Like"
+	oldGateway, _ := NewSigner(oldS)
+	newGateway, _ := NewSigner(newS)
+	stranger, _ := NewSigner(otherS)
+	// Step 1: backends accept the new secret too, still signing nothing.
+	backend, err := NewSigner(oldS, newS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, g := range map[string]*Signer{"old gateway": oldGateway, "new gateway": newGateway} {
+		if u, err := backend.Verify(g.Sign("alice", proc), proc); err != nil || u != "alice" {
+			t.Fatalf("%s during rotation: %q, %v", name, u, err)
+		}
+	}
+	if _, err := backend.Verify(stranger.Sign("alice", proc), proc); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a third secret was accepted: %v", err)
+	}
+	// Step 3: the old secret is dropped.
+	after, _ := NewSigner(newS)
+	if _, err := after.Verify(oldGateway.Sign("alice", proc), proc); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("old secret still accepted after rotation: %v", err)
+	}
+	if _, err := NewSigner(newS, []byte("short")); err == nil {
+		t.Fatal("a short previous secret was accepted")
+	}
+}
+
+func TestSecretsFrom(t *testing.T) {
+	long := strings.Repeat("s", MinSecretLen)
+	r := config.FromMap(map[string]string{"HGP_IDENTITY_SECRET": long, "HGP_IDENTITY_SECRET_PREVIOUS": long + "1, " + long + "2"})
+	s, prev := SecretsFrom(r)
+	if r.Err() != nil || string(s) != long || len(prev) != 2 || string(prev[1]) != long+"2" {
+		t.Fatalf("SecretsFrom = %q %q %v", s, prev, r.Err())
+	}
+	r = config.FromMap(map[string]string{"HGP_IDENTITY_SECRET": "short", "HGP_IDENTITY_SECRET_PREVIOUS": "tiny"})
+	SecretsFrom(r)
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "HGP_IDENTITY_SECRET:") || !strings.Contains(err.Error(), "HGP_IDENTITY_SECRET_PREVIOUS") {
+		t.Fatalf("short secrets: %v", err)
+	}
+	r = config.FromMap(nil)
+	SecretsFrom(r)
+	if r.Err() == nil {
+		t.Fatal("a missing secret was accepted")
 	}
 }
