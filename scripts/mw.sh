@@ -18,12 +18,13 @@
 #   scripts/mw.sh kafka-topic <topic> <partitions>   create a topic (if it does not exist)
 #   scripts/mw.sh kafka-topics <args...>             run Kafka's TopicCommand (--bootstrap-server is added)
 #
-# Names: redis mariadb kafka consul prometheus (or `all` where it makes sense).
+# Names: redis mariadb kafka consul prometheus jaeger (or `all` where it makes sense).
 # `start`, `stop`, `restart` refresh $ROOT/.run/env (source it to get the HGP_TEST_* variables).
 #
 # Ports are fixed so that tests and humans can find the servers; each can be overridden:
 #   HGP_MW_REDIS_PORT=16379  HGP_MW_MARIADB_PORT=13306  HGP_MW_KAFKA_PORT=19092
 #   HGP_MW_KAFKA_CONTROLLER_PORT=19093  HGP_MW_CONSUL_HTTP_PORT=18500  HGP_MW_PROMETHEUS_PORT=19090
+#   HGP_MW_JAEGER_PORT=14318 (OTLP/HTTP)  HGP_MW_JAEGER_QUERY_PORT=16686
 # Other knobs: HGP_MW_RUN (state dir, default $ROOT/.run), HGP_MW_CACHE (downloads and
 # builds shared by every clone, default ~/.cache/highgopress), HGP_MW_KAFKA_VERSION,
 # HGP_MW_KAFKA_HEAP, HGP_MW_BIN_CONSUL (use this consul binary instead of building one),
@@ -38,6 +39,7 @@ CACHE="${HGP_MW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/highgopress}"
 KAFKA_VERSION=${HGP_MW_KAFKA_VERSION:-4.4.0}
 KAFKA_HOME="$CACHE/kafka-$KAFKA_VERSION"
 CONSUL_BIN=${HGP_MW_BIN_CONSUL:-$CACHE/bin/consul}
+JAEGER_BIN=${HGP_MW_BIN_JAEGER:-$CACHE/bin/jaeger}
 
 log() { printf '[mw %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -139,6 +141,7 @@ apt_packages_of() {
     kafka) echo procps iproute2 ;;
     consul) echo curl procps iproute2 ;;
     prometheus) echo prometheus curl procps iproute2 ;;
+    jaeger) echo curl procps iproute2 ;;
   esac
 }
 
@@ -192,6 +195,31 @@ consul_install() {
   log "consul: built $("$CONSUL_BIN" version | head -1) in $(since "$t0")"
 }
 
+# jaeger_install: Jaeger v2 built from its Go module in scripts/mw/jaeger (its own
+# go.mod: its dependency versions must not mix with the project's), once per machine.
+jaeger_install() {
+  if [ -n "${HGP_MW_BIN_JAEGER:-}" ]; then
+    [ -x "$HGP_MW_BIN_JAEGER" ] || die "HGP_MW_BIN_JAEGER=$HGP_MW_BIN_JAEGER is not an executable"
+    return 0
+  fi
+  local mod="$ROOT/scripts/mw/jaeger" stamp="$CACHE/bin/.jaeger.stamp" want
+  want=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)
+  if [ -x "$JAEGER_BIN" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+  command -v go > /dev/null || die "jaeger: the go toolchain is needed to build jaeger"
+  local t0 src="$CACHE/jaeger-src"; t0=$(now_us)
+  log "jaeger: building jaeger from the Go module proxy (a few minutes when cold)"
+  mkdir -p "$src" "$CACHE/bin"
+  cp "$mod/go.mod" "$mod/go.sum" "$src/"
+  if ! (cd "$src" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
+        go build -trimpath -o "$JAEGER_BIN.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) > "$CACHE/jaeger-build.log" 2>&1; then
+    tail -n 30 "$CACHE/jaeger-build.log" >&2
+    die "jaeger: go build failed (log $CACHE/jaeger-build.log)"
+  fi
+  mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+  echo "$want" > "$stamp"
+  log "jaeger: built in $(since "$t0")"
+}
+
 install_names() { # names...
   local n pkgs=()
   mkdir -p "$CACHE"
@@ -201,7 +229,7 @@ install_names() { # names...
   done
   [ ${#pkgs[@]} -gt 0 ] && apt_install "${pkgs[@]}"
   for n in "$@"; do
-    case $n in kafka) kafka_install ;; consul) consul_install ;; esac
+    case $n in kafka) kafka_install ;; consul) consul_install ;; jaeger) jaeger_install ;; esac
   done
 }
 

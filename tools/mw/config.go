@@ -39,11 +39,14 @@ type Config struct {
 	ConsulSerfWANPort   int // HGP_MW_CONSUL_SERF_WAN_PORT (18302)
 	ConsulGRPCPort      int // HGP_MW_CONSUL_GRPC_PORT (18502)
 	PrometheusPort      int // HGP_MW_PROMETHEUS_PORT (19090)
+	JaegerPort          int // HGP_MW_JAEGER_PORT (14318, OTLP/HTTP; OTLP/gRPC one below)
+	JaegerQueryPort     int // HGP_MW_JAEGER_QUERY_PORT (16686; gRPC one below, health +3)
 
 	KafkaVersion string   // HGP_MW_KAFKA_VERSION (4.4.0)
 	KafkaHome    string   // <cache>/kafka-<version> (jars in libs/, installed by scripts/mw.sh)
 	KafkaHeap    []string // HGP_MW_KAFKA_HEAP (-Xms256m -Xmx512m)
 	ConsulBin    string   // HGP_MW_BIN_CONSUL, default <cache>/bin/consul
+	JaegerBin    string   // HGP_MW_BIN_JAEGER, default <cache>/bin/jaeger
 
 	// PrometheusConfig is PROMETHEUS_CONFIG: a prometheus.yml to run
 	// instead of the generated one (checked when prometheus is used).
@@ -112,11 +115,14 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 	c.ConsulSerfWANPort = port("HGP_MW_CONSUL_SERF_WAN_PORT", 18302)
 	c.ConsulGRPCPort = port("HGP_MW_CONSUL_GRPC_PORT", 18502)
 	c.PrometheusPort = port("HGP_MW_PROMETHEUS_PORT", 19090)
+	c.JaegerPort = port("HGP_MW_JAEGER_PORT", 14318)
+	c.JaegerQueryPort = port("HGP_MW_JAEGER_QUERY_PORT", 16686)
 
 	c.KafkaVersion = str("HGP_MW_KAFKA_VERSION", "4.4.0")
 	c.KafkaHome = filepath.Join(c.Cache, "kafka-"+c.KafkaVersion)
 	c.KafkaHeap = strings.Fields(str("HGP_MW_KAFKA_HEAP", "-Xms256m -Xmx512m"))
 	c.ConsulBin = str("HGP_MW_BIN_CONSUL", filepath.Join(c.Cache, "bin", "consul"))
+	c.JaegerBin = str("HGP_MW_BIN_JAEGER", filepath.Join(c.Cache, "bin", "jaeger"))
 
 	c.PrometheusConfig = str("PROMETHEUS_CONFIG", "")
 	c.StartTimeout = seconds("HGP_MW_START_TIMEOUT")

@@ -23,6 +23,7 @@ func TestConfigDefaultsAreTheScriptsPorts(t *testing.T) {
 		RedisPort: 16379, MariaDBPort: 13306, KafkaPort: 19092, KafkaControllerPort: 19093,
 		ConsulHTTPPort: 18500, ConsulDNSPort: 18600, ConsulServerPort: 18300, ConsulSerfLANPort: 18301,
 		ConsulSerfWANPort: 18302, ConsulGRPCPort: 18502, PrometheusPort: 19090,
+		JaegerPort: 14318, JaegerQueryPort: 16686, JaegerBin: "/home/u/.cache/highgopress/bin/jaeger",
 		KafkaVersion: "4.4.0", KafkaHome: "/home/u/.cache/highgopress/kafka-4.4.0",
 		KafkaHeap: []string{"-Xms256m", "-Xmx512m"}, ConsulBin: "/home/u/.cache/highgopress/bin/consul",
 	}
@@ -103,9 +104,9 @@ func TestExpandNames(t *testing.T) {
 		err  string
 	}{
 		{args: []string{"kafka", "redis", "kafka"}, want: "kafka redis"},
-		{args: []string{"redis", "all"}, want: "redis mariadb kafka consul prometheus"},
-		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus or all)"},
-		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus or all)"},
+		{args: []string{"redis", "all"}, want: "redis mariadb kafka consul prometheus jaeger"},
+		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus jaeger or all)"},
+		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus jaeger or all)"},
 	} {
 		list, err := expandNames(tc.args)
 		if tc.err != "" {

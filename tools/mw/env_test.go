@@ -63,7 +63,10 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 		"export HGP_TEST_CONSUL_ADDR='127.0.0.1:18500'\n" +
 		"export HGP_MW_BIN_CONSUL='/home/u/.cache/highgopress/bin/consul'\n" +
 		"export HGP_TEST_PROMETHEUS_URL='http://127.0.0.1:19090'\n" +
-		"export HGP_MW_PROMETHEUS_CONFIG='/'\n"
+		"export HGP_MW_PROMETHEUS_CONFIG='/'\n" +
+		"export HGP_TEST_PROMETHEUS_TARGETS='" + run + "/prometheus/targets'\n" +
+		"export HGP_TEST_JAEGER_OTLP_ENDPOINT='http://127.0.0.1:14318'\n" +
+		"export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n"
 	if text != want {
 		t.Errorf("all running:\n%s\nwant\n%s", text, want)
 	}
@@ -80,7 +83,7 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 	if err := m.writeEnv(); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_MW_PROMETHEUS_CONFIG='/'\n") {
+	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n") {
 		t.Errorf("env file:\n%s", b)
 	}
 	if left, _ := filepath.Glob(filepath.Join(run, "env.tmp.*")); len(left) != 0 {
