@@ -483,6 +483,7 @@ func (r *Relay) sampleDepth(ctx context.Context) {
 		return
 	}
 	r.m.depth.Set(float64(n))
+	r.sampleOldest(ctx)
 }
 
 func (r *Relay) fail(op string, err error) {
