@@ -169,6 +169,16 @@ func readConfig(r *config.Reader, needURLs bool) Config {
 		}
 		c.Auth.HS256Secret = []byte(hs)
 	}
+	for i, p := range r.List("HGP_JWT_HS256_PREVIOUS_SECRETS", nil) {
+		if len(p) < auth.MinHS256SecretLen {
+			r.Check("HGP_JWT_HS256_PREVIOUS_SECRETS", fmt.Errorf("secret %d must be at least %d bytes, got %d", i+1, auth.MinHS256SecretLen, len(p)))
+			continue
+		}
+		c.Auth.HS256Previous = append(c.Auth.HS256Previous, []byte(p))
+	}
+	if len(c.Auth.HS256Previous) > 0 && c.Auth.HS256Secret == nil {
+		r.Check("HGP_JWT_HS256_PREVIOUS_SECRETS", errors.New("needs HGP_JWT_HS256_SECRET (the secret new tokens are signed with)"))
+	}
 	if paths := r.List("HGP_JWT_RS256_PUBLIC_KEYS", nil); len(paths) > 0 {
 		keys, err := auth.LoadRSAPublicKeys(paths)
 		r.Check("HGP_JWT_RS256_PUBLIC_KEYS", err)

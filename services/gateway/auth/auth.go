@@ -92,6 +92,9 @@ func Reason(err error) error {
 type Config struct {
 	// HS256Secret enables HS256 with this shared secret.
 	HS256Secret []byte
+	// HS256Previous are secrets still accepted while HS256Secret is rotated
+	// (tokens signed with any of them verify); they need HS256Secret.
+	HS256Previous [][]byte
 	// RS256Keys enables RS256; a token verifies if any key verifies it.
 	RS256Keys []*rsa.PublicKey
 	// Issuer is the required iss claim.
@@ -114,7 +117,7 @@ type Claims struct {
 type Verifier struct {
 	parser  *jwt.Parser
 	methods []string
-	hs      []byte
+	hs      jwt.VerificationKeySet // HS256Secret first, then HS256Previous
 	rs      jwt.VerificationKeySet
 	now     func() time.Time
 	cache   *verifiedTokens
@@ -134,8 +137,16 @@ func NewVerifier(cfg Config, opts ...Option) (*Verifier, error) {
 		if len(cfg.HS256Secret) < MinHS256SecretLen {
 			return nil, fmt.Errorf("HS256 secret must be at least %d bytes, got %d", MinHS256SecretLen, len(cfg.HS256Secret))
 		}
-		v.hs = append([]byte(nil), cfg.HS256Secret...)
+		v.hs.Keys = append(v.hs.Keys, append([]byte(nil), cfg.HS256Secret...))
+		for i, p := range cfg.HS256Previous {
+			if len(p) < MinHS256SecretLen {
+				return nil, fmt.Errorf("previous HS256 secret %d must be at least %d bytes, got %d", i+1, MinHS256SecretLen, len(p))
+			}
+			v.hs.Keys = append(v.hs.Keys, append([]byte(nil), p...))
+		}
 		v.methods = append(v.methods, jwt.SigningMethodHS256.Alg())
+	} else if len(cfg.HS256Previous) > 0 {
+		return nil, errors.New("previous HS256 secrets need a current HS256 secret")
 	}
 	if len(cfg.RS256Keys) > 0 {
 		for i, k := range cfg.RS256Keys {
@@ -183,7 +194,7 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 	// key to the method type keeps an RSA key from ever reaching HMAC.
 	switch t.Method.(type) {
 	case *jwt.SigningMethodHMAC:
-		if v.hs != nil {
+		if len(v.hs.Keys) > 0 {
 			return v.hs, nil
 		}
 	case *jwt.SigningMethodRSA:

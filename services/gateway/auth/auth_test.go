@@ -297,3 +297,35 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+// TestHS256Rotation: during a rotation tokens signed with the new secret
+// and with the previous ones verify; a token of any other secret does not,
+// and once the previous secret is dropped its tokens stop verifying.
+func TestHS256Rotation(t *testing.T) {
+	newSecret := []byte(strings.Repeat("n", 32))
+	other := []byte(strings.Repeat("o", 32))
+	during := verifier(t, auth.Config{HS256Secret: newSecret, HS256Previous: [][]byte{secret}})
+	after := verifier(t, auth.Config{HS256Secret: newSecret})
+	oldTok, _ := auth.Issue(secret, "old", time.Minute, "iss", "aud")
+	newTok, _ := auth.Issue(newSecret, "new", time.Minute, "iss", "aud")
+	otherTok, _ := auth.Issue(other, "x", time.Minute, "iss", "aud")
+	for _, tc := range []struct {
+		v    *auth.Verifier
+		tok  string
+		want error
+	}{
+		{during, oldTok, nil}, {during, newTok, nil}, {during, otherTok, auth.ErrSignature},
+		{after, newTok, nil}, {after, oldTok, auth.ErrSignature},
+	} {
+		_, err := tc.v.Verify(tc.tok)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("Verify: %v, want %v", err, tc.want)
+		}
+	}
+	if _, err := auth.NewVerifier(auth.Config{HS256Previous: [][]byte{secret}, Issuer: "i", Audience: "a"}); err == nil {
+		t.Error("previous secrets without a current one were accepted")
+	}
+	if _, err := auth.NewVerifier(auth.Config{HS256Secret: newSecret, HS256Previous: [][]byte{[]byte("short")}, Issuer: "i", Audience: "a"}); err == nil {
+		t.Error("a short previous secret was accepted")
+	}
+}
