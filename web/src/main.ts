@@ -329,6 +329,9 @@ async function refreshCounts(): Promise<void> {
     if (ns === state.namespace) {
       applyCounts(res.counts, state.session !== undefined);
     }
+    if (polling) {
+      showPolling();
+    }
   } catch (err) {
     const p = describe(err, "loading the counts");
     countsStatus.dataset["state"] = p.kind;
@@ -357,6 +360,7 @@ function watchCounts(): void {
   countsKey = key;
   countsLive?.stop();
   pollAbort?.abort();
+  polling = false;
   countsLive = undefined;
   if (ids.length === 0) {
     setText(countsStatus, "");
@@ -373,8 +377,7 @@ function watchCounts(): void {
         // No WatchCounts on this server: poll instead, stop asking.
         countsLive?.stop();
         startPolling();
-        countsStatus.dataset["state"] = "polling";
-        setText(countsStatus, `Counts refresh every ${countsPollMs} ms (this server has no live counts).`);
+        showPolling();
         return;
       }
       if (s.state === "live") {
@@ -386,10 +389,18 @@ function watchCounts(): void {
   });
 }
 
+let polling = false;
+
+function showPolling(): void {
+  countsStatus.dataset["state"] = "polling";
+  setText(countsStatus, `Counts refresh every ${countsPollMs} ms (this server has no live counts).`);
+}
+
 function startPolling(): void {
   pollAbort?.abort();
   const ctl = new AbortController();
   pollAbort = ctl;
+  polling = true;
   void (async () => {
     while (!ctl.signal.aborted) {
       await refreshCounts();

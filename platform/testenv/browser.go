@@ -1,0 +1,159 @@
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// DefaultChromium is where Debian's chromium package puts the browser
+// binary (the /usr/bin/chromium wrapper adds only noise). HGP_CHROMIUM
+// overrides it.
+const DefaultChromium = "/usr/lib/chromium/chromium"
+
+// BrowserTools returns the paths of node, npm and Chromium. When one is
+// missing the test fails under HGP_INTEGRATION=require and is skipped
+// otherwise. Browsers are never downloaded: Chromium comes from the system
+// (apt-get install chromium).
+func BrowserTools(t testing.TB) (node, npm, chromium string) {
+	t.Helper()
+	chromium = os.Getenv("HGP_CHROMIUM")
+	if chromium == "" {
+		chromium = DefaultChromium
+	}
+	var missing []string
+	node, errNode := exec.LookPath("node")
+	if errNode != nil {
+		missing = append(missing, "node")
+	}
+	npm, errNpm := exec.LookPath("npm")
+	if errNpm != nil {
+		missing = append(missing, "npm")
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		missing = append(missing, "chromium ("+chromium+")")
+	}
+	if len(missing) > 0 {
+		msg := "browser test needs " + strings.Join(missing, ", ") + " (Debian: apt-get install -y --no-install-recommends nodejs npm chromium)"
+		if os.Getenv("HGP_INTEGRATION") == "require" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return node, npm, chromium
+}
+
+// WebDeps makes sure web/node_modules holds the packages pinned by
+// web/package-lock.json (npm ci when the installed tree is not that one)
+// and returns the web directory.
+func WebDeps(t testing.TB, npm, webDir string) string {
+	t.Helper()
+	dir, err := filepath.Abs(webDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
+	if err != nil {
+		t.Fatalf("web lock file: %v", err)
+	}
+	// npm writes node_modules/.package-lock.json on install; its packages
+	// equal the lock file's when the tree is current.
+	if got, err := os.ReadFile(filepath.Join(dir, "node_modules", ".package-lock.json")); err == nil && samePackages(got, want) {
+		return dir
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--prefer-offline")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
+	}
+	return dir
+}
+
+func samePackages(installed, lock []byte) bool {
+	type tree struct {
+		Packages map[string]struct {
+			Version string `json:"version"`
+		} `json:"packages"`
+	}
+	var a, b tree
+	if json.Unmarshal(installed, &a) != nil || json.Unmarshal(lock, &b) != nil {
+		return false
+	}
+	n := 0
+	for name, p := range b.Packages {
+		if name == "" {
+			continue
+		}
+		n++
+		if a.Packages[name].Version != p.Version {
+			return false
+		}
+	}
+	return n > 0
+}
+
+// BrowserRun runs a node script of web/ (for example test/browser.mjs)
+// with env added to the environment. A line the script prints on stdout
+// that names a key of control runs that function, and the string it
+// returns is written to the script's stdin as one line (how the script
+// asks the test to stop or start a server). A line "done <result>" gives
+// the result returned. The script's stderr is logged. The test fails when
+// the script exits non-zero, gives no result or runs longer than limit.
+func BrowserRun(t testing.TB, node, webDir, script string, env []string, limit time.Duration, control map[string]func() string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = webDir
+	cmd.Env = append(os.Environ(), env...)
+	stderr := &SyncBuffer{}
+	cmd.Stderr = stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", script, err)
+	}
+	var result string
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if rest, ok := strings.CutPrefix(line, "done "); ok {
+			result = rest
+			continue
+		}
+		f, ok := control[line]
+		if !ok {
+			t.Logf("%s: %s", script, line)
+			continue
+		}
+		answer := f()
+		if _, err := stdin.Write([]byte(answer + "\n")); err != nil {
+			t.Errorf("answer %q to %s: %v", answer, script, err)
+		}
+	}
+	_ = stdin.Close()
+	err = cmd.Wait()
+	t.Logf("%s output:\n%s", script, stderr.String())
+	if err != nil {
+		t.Fatalf("%s failed: %v (context: %v)", script, err, ctx.Err())
+	}
+	if result == "" {
+		t.Fatalf("%s ended without a result", script)
+	}
+	return result
+}
