@@ -11,6 +11,7 @@ import (
 
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/liveconfig"
+	"github.com/highgopress/highgopress/services/analytics"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/gateway"
@@ -29,6 +30,7 @@ var tasks = map[string]struct {
 }{
 	"reconcile": {"counter", "reconcile", "compare the counter's Redis with MySQL once and repair the drift (HGP_REDIS_*, HGP_MYSQL_DSN, HGP_KAFKA_BROKERS)", counter.Reconcile},
 	"migrate":   {"consumer", "migrate", "apply the MySQL schema migrations (HGP_MYSQL_DSN)", consumer.Migrate},
+	"rebuild":   {"analytics", "rebuild", "recompute the analytics windows from Kafka's earliest offset (HGP_REDIS_*, HGP_KAFKA_*)", analytics.Rebuild},
 }
 
 const usage = `hgpctl operates a HighGoPress deployment.

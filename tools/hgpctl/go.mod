@@ -5,6 +5,7 @@ go 1.26.7
 require (
 	github.com/hashicorp/consul/api v1.34.5
 	github.com/highgopress/highgopress/platform v0.0.0
+	github.com/highgopress/highgopress/services/analytics v0.0.0
 	github.com/highgopress/highgopress/services/consumer v0.0.0
 	github.com/highgopress/highgopress/services/counter v0.0.0
 	github.com/highgopress/highgopress/services/gateway v0.0.0
@@ -81,6 +82,7 @@ require (
 replace (
 	github.com/highgopress/highgopress/gen => ../../gen
 	github.com/highgopress/highgopress/platform => ../../platform
+	github.com/highgopress/highgopress/services/analytics => ../../services/analytics
 	github.com/highgopress/highgopress/services/consumer => ../../services/consumer
 	github.com/highgopress/highgopress/services/counter => ../../services/counter
 	github.com/highgopress/highgopress/services/gateway => ../../services/gateway
