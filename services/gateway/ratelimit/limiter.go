@@ -301,6 +301,7 @@ func (l *Limiter) AllowUser(w http.ResponseWriter, r *http.Request, class Class,
 // respond sets headers and writes the rejection; it reports whether the
 // request may proceed.
 func (l *Limiter) respond(w http.ResponseWriter, r *http.Request, d Decision, err error) bool {
+	observe(d, err)
 	if err != nil {
 		code := connect.CodeUnavailable
 		msg := "rate limiter unavailable, try again later"
@@ -431,6 +432,7 @@ func (l *Limiter) take(ctx context.Context, b *budget, id string) (Decision, err
 	}
 	if l.rdb != nil && l.policy.Load().redisDown == FailClosed {
 		l.failedClosed.Add(1)
+		redisDown.WithLabelValues("fail_closed").Inc()
 		return Decision{}, ErrRedisUnavailable
 	}
 	lc, err := l.local.Get(ctx, key, b.rate)
@@ -439,6 +441,7 @@ func (l *Limiter) take(ctx context.Context, b *budget, id string) (Decision, err
 	}
 	if l.rdb != nil {
 		l.localDecisions.Add(1)
+		redisDown.WithLabelValues("fail_open").Inc()
 	}
 	return l.decision(b, lc), nil
 }
