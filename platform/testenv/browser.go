@@ -3,7 +3,10 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -156,4 +159,65 @@ func BrowserRun(t testing.TB, node, webDir, script string, env []string, limit t
 		t.Fatalf("%s ended without a result", script)
 	}
 	return result
+}
+
+// WebScenario is what web/test/browser.mjs reads from HGP_WEB_TEST (see
+// that file).
+type WebScenario struct {
+	Base        string            `json:"base"`
+	Tokens      map[string]string `json:"tokens"`
+	DevUser     string            `json:"devUser"`
+	Namespace   string            `json:"namespace"`
+	CORSPage    string            `json:"corsPage,omitempty"`
+	ForeignPage string            `json:"foreignPage,omitempty"`
+	Shots       string            `json:"shots"`
+	Restart     bool              `json:"restart"`
+	RequireLive bool              `json:"requireLive"`
+}
+
+// BrowserScenario runs web/test/browser.mjs with sc in Chromium; control
+// answers its "stop" and "start" requests (see BrowserRun).
+func BrowserScenario(t testing.TB, node, chromium, webDir string, sc WebScenario, control map[string]func() string) string {
+	t.Helper()
+	raw, err := json.Marshal(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return BrowserRun(t, node, webDir, "test/browser.mjs",
+		[]string{"HGP_WEB_TEST=" + string(raw), "HGP_CHROMIUM=" + chromium}, 5*time.Minute, control)
+}
+
+// PageServer serves the built page (web/dist) from an origin of its own,
+// its <meta name="hgp-api-base"> pointing at gatewayURL: a site hosting
+// the page elsewhere than the gateway.
+func PageServer(t testing.TB, distDir, gatewayURL string) *httptest.Server {
+	t.Helper()
+	index, err := os.ReadFile(filepath.Join(distDir, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const meta = `<meta name="hgp-api-base" content="">`
+	if !strings.Contains(string(index), meta) {
+		t.Fatalf("%s/index.html has no %s", distDir, meta)
+	}
+	page := strings.Replace(string(index), meta, `<meta name="hgp-api-base" content="`+gatewayURL+`">`, 1)
+	files := http.FileServer(http.Dir(distDir))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write([]byte(page))
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// ForgedJWT is a well-formed HS256 JWT with subject sub that no gateway
+// accepts (its signature is not one).
+func ForgedJWT(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	claims, _ := json.Marshal(map[string]string{"sub": sub})
+	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc(claims) + "." + enc([]byte("not a signature"))
 }

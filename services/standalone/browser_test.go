@@ -2,13 +2,8 @@ package main
 
 import (
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,56 +13,6 @@ import (
 	"github.com/highgopress/highgopress/services/gateway"
 	"github.com/highgopress/highgopress/services/gateway/auth"
 )
-
-// webScenario is the configuration web/test/browser.mjs reads from
-// HGP_WEB_TEST.
-type webScenario struct {
-	Base        string            `json:"base"`
-	Tokens      map[string]string `json:"tokens"`
-	DevUser     string            `json:"devUser"`
-	Namespace   string            `json:"namespace"`
-	CORSPage    string            `json:"corsPage,omitempty"`
-	ForeignPage string            `json:"foreignPage,omitempty"`
-	Shots       string            `json:"shots"`
-	Restart     bool              `json:"restart"`
-	RequireLive bool              `json:"requireLive"`
-}
-
-// pageServer serves the built page (web/dist) from its own origin, its
-// <meta name="hgp-api-base"> pointing at gatewayURL: a site hosting the
-// page elsewhere than the gateway.
-func pageServer(t *testing.T, distDir, gatewayURL string) *httptest.Server {
-	t.Helper()
-	index, err := os.ReadFile(filepath.Join(distDir, "index.html"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	const meta = `<meta name="hgp-api-base" content="">`
-	if !strings.Contains(string(index), meta) {
-		t.Fatalf("web/dist/index.html has no %s", meta)
-	}
-	page := strings.Replace(string(index), meta, `<meta name="hgp-api-base" content="`+gatewayURL+`">`, 1)
-	files := http.FileServer(http.Dir(distDir))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/" {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = w.Write([]byte(page))
-			return
-		}
-		files.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
-}
-
-// forgedToken is a well-formed JWT the gateway refuses (bad signature)
-// whose subject is markup.
-func forgedToken() string {
-	enc := base64.RawURLEncoding.EncodeToString
-	return enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." +
-		enc([]byte(`{"sub":"<img src=x onerror=\"window.__xss=2\">","iss":"highgopress","aud":"highgopress-api"}`)) + "." +
-		enc([]byte("not a signature"))
-}
 
 // TestBrowserPage drives the page in a real Chromium against the standalone
 // binary (web/test/browser.mjs): sign-in, likes with live counts and
@@ -96,8 +41,8 @@ func TestBrowserPage(t *testing.T) {
 	// The gateway's address is fixed so the restarted server answers the
 	// page at the same place; the JWT secret too, so the token stays valid.
 	gatewayURL := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
-	listed := pageServer(t, filepath.Join(webDir, "dist"), gatewayURL)
-	foreign := pageServer(t, filepath.Join(webDir, "dist"), gatewayURL)
+	listed := testenv.PageServer(t, filepath.Join(webDir, "dist"), gatewayURL)
+	foreign := testenv.PageServer(t, filepath.Join(webDir, "dist"), gatewayURL)
 	env := []string{
 		"HGP_GATEWAY_ADDR=" + strings.TrimPrefix(gatewayURL, "http://"),
 		"HGP_JWT_HS256_SECRET=" + secret,
@@ -117,10 +62,10 @@ func TestBrowserPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := webScenario{
+	sc := testenv.WebScenario{
 		Base: gatewayURL,
 		Tokens: map[string]string{
-			"dev": proc.Token, "other": issue("web-other"), "third": issue("web-third"), "fourth": issue("web-fourth"), "forged": forgedToken(),
+			"dev": proc.Token, "other": issue("web-other"), "third": issue("web-third"), "fourth": issue("web-fourth"), "forged": testenv.ForgedJWT(`<img src=x onerror="window.__xss=2">`),
 		},
 		DevUser:     DevUser,
 		Namespace:   fmt.Sprintf("web%d", time.Now().UnixNano()%1e9),
@@ -129,12 +74,7 @@ func TestBrowserPage(t *testing.T) {
 		Shots:       shots,
 		Restart:     true,
 	}
-	raw, err := json.Marshal(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	result := testenv.BrowserRun(t, node, webDir, "test/browser.mjs",
-		[]string{"HGP_WEB_TEST=" + string(raw), "HGP_CHROMIUM=" + chromium}, 5*time.Minute,
+	result := testenv.BrowserScenario(t, node, chromium, webDir, sc,
 		map[string]func() string{
 			"stop": func() string { proc.Stop(t); return "stopped" },
 			"start": func() string {
