@@ -5,6 +5,9 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/highgopress/highgopress/services/analytics"
+	"github.com/highgopress/highgopress/services/analytics/watch"
 )
 
 func connectRequest[T any](m *T) *connect.Request[T] { return connect.NewRequest(m) }
@@ -16,4 +19,8 @@ func mustMarshal(t *testing.T, m proto.Message) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func analyticsWatch(opts ...watch.Option) analytics.Option {
+	return analytics.WithWatchOptions(opts...)
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/segmentio/kafka-go"
 
 	analyticsv1 "github.com/highgopress/highgopress/gen/highgopress/analytics/v1"
@@ -31,6 +32,7 @@ const ns = "article"
 
 type env struct {
 	a       *analytics.Analytics
+	rdb     *redis.Client
 	prefix  string
 	brokers []string
 	topic   string
@@ -44,9 +46,18 @@ type env struct {
 // consumes a fresh topic in a fresh group, served on loopback.
 func start(t *testing.T, opts ...analytics.Option) *env {
 	t.Helper()
+	return startWith(t, true, opts...)
+}
+
+// startWith is start, consuming Kafka only when ingest is true.
+func startWith(t *testing.T, ingest bool, opts ...analytics.Option) *env {
+	t.Helper()
 	rdb, prefix := antest.Redis(t)
-	brokers := []string{testenv.KafkaBrokers(t)}
-	e := &env{prefix: prefix, brokers: brokers, topic: pipetest.Topic(t, brokers, 3), dlq: pipetest.Topic(t, brokers, 1), group: "hgp-t-an-" + antest.Suffix()}
+	e := &env{prefix: prefix, rdb: rdb}
+	if ingest {
+		e.brokers = []string{testenv.KafkaBrokers(t)}
+		e.topic, e.dlq, e.group = pipetest.Topic(t, e.brokers, 3), pipetest.Topic(t, e.brokers, 1), "hgp-t-an-"+antest.Suffix()
+	}
 	opts = append([]analytics.Option{
 		analytics.WithRegisterer(nil),
 		analytics.WithStoreOptions(redisstore.WithPrefix(prefix), redisstore.WithFreshness(0)),
@@ -61,10 +72,12 @@ func start(t *testing.T, opts ...analytics.Option) *env {
 	}
 	e.a = a
 	testenv.Background(t, a.Listen)
-	testenv.Background(t, a.Ingest(analytics.IngestConfig{
-		Kafka: config.Kafka{Brokers: brokers, Topic: e.topic, DLQTopic: e.dlq}, Group: e.group,
-		SessionTimeout: 6 * time.Second, BatchMax: 500, BatchWait: 10 * time.Millisecond,
-	}))
+	if ingest {
+		testenv.Background(t, a.Ingest(analytics.IngestConfig{
+			Kafka: config.Kafka{Brokers: e.brokers, Topic: e.topic, DLQTopic: e.dlq}, Group: e.group,
+			SessionTimeout: 6 * time.Second, BatchMax: 500, BatchWait: 10 * time.Millisecond,
+		}))
+	}
 	t.Cleanup(func() { _ = a.Close() })
 	e.url, e.client = rpctest.Serve(t, a.Handler())
 	return e
