@@ -20,16 +20,26 @@ import (
 // overrides it.
 const DefaultChromium = "/usr/lib/chromium/chromium"
 
+// NodeTools returns the paths of node and npm. When one is missing the
+// test fails under HGP_INTEGRATION=require and is skipped otherwise.
+func NodeTools(t testing.TB) (node, npm string) {
+	t.Helper()
+	node, _, npm = tools(t, false)
+	return node, npm
+}
+
 // BrowserTools returns the paths of node, npm and Chromium. When one is
 // missing the test fails under HGP_INTEGRATION=require and is skipped
 // otherwise. Browsers are never downloaded: Chromium comes from the system
-// (apt-get install chromium).
+// (apt-get install chromium; HGP_CHROMIUM overrides DefaultChromium).
 func BrowserTools(t testing.TB) (node, npm, chromium string) {
 	t.Helper()
-	chromium = os.Getenv("HGP_CHROMIUM")
-	if chromium == "" {
-		chromium = DefaultChromium
-	}
+	node, chromium, npm = tools(t, true)
+	return node, npm, chromium
+}
+
+func tools(t testing.TB, browser bool) (node, chromium, npm string) {
+	t.Helper()
 	var missing []string
 	node, errNode := exec.LookPath("node")
 	if errNode != nil {
@@ -39,17 +49,23 @@ func BrowserTools(t testing.TB) (node, npm, chromium string) {
 	if errNpm != nil {
 		missing = append(missing, "npm")
 	}
-	if _, err := os.Stat(chromium); err != nil {
-		missing = append(missing, "chromium ("+chromium+")")
+	if browser {
+		chromium = os.Getenv("HGP_CHROMIUM")
+		if chromium == "" {
+			chromium = DefaultChromium
+		}
+		if _, err := os.Stat(chromium); err != nil {
+			missing = append(missing, "chromium ("+chromium+")")
+		}
 	}
 	if len(missing) > 0 {
-		msg := "browser test needs " + strings.Join(missing, ", ") + " (Debian: apt-get install -y --no-install-recommends nodejs npm chromium)"
+		msg := "needs " + strings.Join(missing, ", ") + " (Debian: apt-get install -y --no-install-recommends nodejs npm chromium)"
 		if os.Getenv("HGP_INTEGRATION") == "require" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	return node, npm, chromium
+	return node, chromium, npm
 }
 
 // WebDeps makes sure web/node_modules holds the packages pinned by
