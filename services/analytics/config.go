@@ -32,6 +32,7 @@ type Config struct {
 	BatchMax       int           // HGP_ANALYTICS_BATCH_MAX
 	BatchWait      time.Duration // HGP_ANALYTICS_BATCH_WAIT
 
+	KeyPrefix   string        // HGP_ANALYTICS_KEY_PREFIX
 	SnapshotTTL time.Duration // HGP_ANALYTICS_SNAPSHOT_TTL
 	Freshness   time.Duration // HGP_ANALYTICS_FRESHNESS
 
@@ -56,6 +57,7 @@ func ConfigFrom(r *config.Reader) Config {
 		BatchMax:       r.Int("HGP_ANALYTICS_BATCH_MAX", 2000, 1, 100000),
 		BatchWait:      r.Duration("HGP_ANALYTICS_BATCH_WAIT", 20*time.Millisecond, time.Millisecond, time.Minute),
 
+		KeyPrefix:   r.String("HGP_ANALYTICS_KEY_PREFIX", redisstore.DefaultPrefix),
 		SnapshotTTL: r.Duration("HGP_ANALYTICS_SNAPSHOT_TTL", redisstore.DefaultSnapshotTTL, time.Second, 24*time.Hour),
 		Freshness:   r.Duration("HGP_ANALYTICS_FRESHNESS", redisstore.DefaultFreshness, 0, time.Minute),
 
@@ -73,7 +75,7 @@ const DefaultSendTimeout = 10 * time.Second
 
 func (c Config) options() []Option {
 	return []Option{
-		WithStoreOptions(redisstore.WithSnapshotTTL(c.SnapshotTTL), redisstore.WithFreshness(c.Freshness)),
+		WithStoreOptions(redisstore.WithPrefix(c.KeyPrefix), redisstore.WithSnapshotTTL(c.SnapshotTTL), redisstore.WithFreshness(c.Freshness)),
 		WithWatchOptions(watch.WithLimits(c.WatchPerClient, c.WatchMax), watch.WithBuffer(c.WatchBuffer),
 			watch.WithInterval(c.WatchInterval), watch.WithPoll(c.WatchPoll)),
 		WithSendTimeout(c.WatchSendTimeout),

@@ -34,7 +34,7 @@ func Rebuild(ctx context.Context, logger *slog.Logger, r *config.Reader) error {
 	if err != nil {
 		return err
 	}
-	store := redisstore.New(logger, rdb)
+	store := redisstore.New(logger, rdb, redisstore.WithPrefix(cfg.KeyPrefix))
 	if err := store.LoadScripts(ctx); err != nil {
 		return err
 	}
