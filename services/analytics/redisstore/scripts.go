@@ -3,7 +3,8 @@ package redisstore
 import "github.com/redis/go-redis/v9"
 
 // applyScript applies one batch of events atomically (see Store.Apply for
-// the rules).
+// the rules). Score moves are summed per (set, item) first, so a hot item
+// costs one ZINCRBY per set and batch.
 //
 //	ARGV[1] likes, ARGV[2] API calls, ARGV[3] change channel, ARGV[4] gen key prefix
 //	per like (9):  pairKey user newState version allKey item minuteKey hourKey ns
@@ -22,9 +23,11 @@ local genp = ARGV[4]
 local i = 5
 local trans, ignored, api, dup = 0, 0, 0, 0
 local changed = {}
+local agg = {}
 local function bump(key, item, d)
-  local s = redis.call('ZINCRBY', key, d, item)
-  if tonumber(s) == 0 then redis.call('ZREM', key, item) end
+  local t = agg[key]
+  if not t then t = {}; agg[key] = t end
+  t[item] = (t[item] or 0) + d
 end
 for _ = 1, nl do
   local pk, user, nv, ver = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
@@ -47,6 +50,14 @@ for _ = 1, nl do
       if hk ~= '' then bump(hk, item, d) end
       trans = trans + 1
       changed[ns] = true
+    end
+  end
+end
+for key, t in pairs(agg) do
+  for item, d in pairs(t) do
+    if d ~= 0 then
+      local sc = redis.call('ZINCRBY', key, d, item)
+      if tonumber(sc) == 0 then redis.call('ZREM', key, item) end
     end
   end
 end
