@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -27,6 +28,8 @@ func BenchmarkMiddleware(b *testing.B) {
 	})
 	run := func(b *testing.B, h http.Handler) {
 		b.ReportAllocs()
+		before := cpuTime()
+		defer func() { b.ReportMetric(float64(cpuTime()-before)/float64(b.N), "cpu-ns/op") }()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				req := httptest.NewRequest(http.MethodPost, likePath, strings.NewReader(`{}`))
@@ -59,4 +62,11 @@ func BenchmarkMiddleware(b *testing.B) {
 			run(b, wrapped)
 		})
 	}
+}
+
+// cpuTime is the process's user+system CPU time in nanoseconds.
+func cpuTime() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
