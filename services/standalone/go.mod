@@ -10,6 +10,7 @@ require (
 	github.com/go-sql-driver/mysql v1.10.1
 	github.com/highgopress/highgopress/gen v0.0.0
 	github.com/highgopress/highgopress/platform v0.0.0
+	github.com/highgopress/highgopress/services/analytics v0.0.0
 	github.com/highgopress/highgopress/services/consumer v0.0.0
 	github.com/highgopress/highgopress/services/counter v0.0.0
 	github.com/highgopress/highgopress/services/gateway v0.0.0
@@ -87,6 +88,7 @@ require (
 replace (
 	github.com/highgopress/highgopress/gen => ../../gen
 	github.com/highgopress/highgopress/platform => ../../platform
+	github.com/highgopress/highgopress/services/analytics => ../analytics
 	github.com/highgopress/highgopress/services/consumer => ../consumer
 	github.com/highgopress/highgopress/services/counter => ../counter
 	github.com/highgopress/highgopress/services/gateway => ../gateway

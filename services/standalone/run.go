@@ -13,6 +13,7 @@ import (
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/server"
+	"github.com/highgopress/highgopress/services/analytics"
 	"github.com/highgopress/highgopress/services/consumer"
 	"github.com/highgopress/highgopress/services/counter"
 	"github.com/highgopress/highgopress/services/gateway"
@@ -53,6 +54,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 		"HGP_KAFKA_BROKERS":    mw.KafkaBrokers,
 		"HGP_MYSQL_DSN":        mw.MySQLDSN,
 		"HGP_CONSUMER_ADDR":    "127.0.0.1:0",
+		"HGP_ANALYTICS_ADDR":   "127.0.0.1:0",
 		"HGP_IDENTITY_SECRET":  identitySecret,
 		"HGP_JWT_HS256_SECRET": jwtSecret,
 		"HGP_GATEWAY_ADDR":     gateway.DefaultAddr,
@@ -88,6 +90,12 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	built.Add(consumerComp.Close)
 
+	analyticsComp, err := analytics.Build(ctx, logger.With("component", "analytics"), cfg)
+	if err != nil {
+		return fail(fmt.Errorf("analytics: %w", err))
+	}
+	built.Add(analyticsComp.Close)
+
 	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
 	if err == nil {
 		err = cfg.Err()
@@ -119,7 +127,7 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	if ready != nil {
 		ready(r)
 	}
-	return bootstrap.Run(ctx, logger, counterComp, consumerComp, gatewayComp)
+	return bootstrap.Run(ctx, logger, counterComp, consumerComp, analyticsComp, gatewayComp)
 }
 
 func randomSecret() (string, error) {
