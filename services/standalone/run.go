@@ -54,7 +54,6 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 		"HGP_KAFKA_BROKERS":    mw.KafkaBrokers,
 		"HGP_MYSQL_DSN":        mw.MySQLDSN,
 		"HGP_CONSUMER_ADDR":    "127.0.0.1:0",
-		"HGP_ANALYTICS_ADDR":   "127.0.0.1:0",
 		"HGP_IDENTITY_SECRET":  identitySecret,
 		"HGP_JWT_HS256_SECRET": jwtSecret,
 		"HGP_GATEWAY_ADDR":     gateway.DefaultAddr,
@@ -90,10 +89,17 @@ func run(ctx context.Context, logger *slog.Logger, out io.Writer, ready func(Rea
 	}
 	built.Add(consumerComp.Close)
 
+	analyticsLn, err := server.Listen(cfg.String("HGP_ANALYTICS_ADDR", "127.0.0.1:0"))
+	if err != nil {
+		return fail(err)
+	}
+	built.Add(analyticsLn.Close)
+	defaults["HGP_GATEWAY_ANALYTICS_URLS"] = "http://" + analyticsLn.Addr().String()
 	analyticsComp, err := analytics.Build(ctx, logger.With("component", "analytics"), cfg)
 	if err != nil {
 		return fail(fmt.Errorf("analytics: %w", err))
 	}
+	analyticsComp.Listener = analyticsLn
 	built.Add(analyticsComp.Close)
 
 	gatewayComp, err := gateway.Build(ctx, logger.With("component", "gateway"), cfg)
