@@ -109,7 +109,7 @@ async function dev() {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method === "GET" && (path === "/" || path === "/index.html")) {
       res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache" });
-      res.end(page("assets/main.js", "assets/main.css"));
+      res.end(page("assets/main.js", "assets/style.css"));
       return;
     }
     const target = path.startsWith("/assets/") ? { hostname: "127.0.0.1", port: assets.port } : { hostname: gateway.hostname, port: gateway.port || 80 };
