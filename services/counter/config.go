@@ -13,6 +13,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
+	"github.com/highgopress/highgopress/services/counter/watch"
 )
 
 // DefaultAddr is the counter's listen address (HGP_COUNTER_ADDR).
@@ -57,6 +58,12 @@ type Config struct {
 	OutboxMaxLen      int64         // HGP_COUNTER_OUTBOX_MAXLEN
 	RequireNoEviction bool          // HGP_COUNTER_REQUIRE_NOEVICTION
 
+	// WatchCounts: coalescing interval, caps, slow-watcher bound.
+	WatchInterval     time.Duration // HGP_COUNTER_WATCH_INTERVAL
+	WatchMaxStreams   int           // HGP_COUNTER_WATCH_MAX_STREAMS
+	WatchMaxPerClient int           // HGP_COUNTER_WATCH_MAX_PER_CLIENT
+	WatchSendTimeout  time.Duration // HGP_COUNTER_WATCH_SEND_TIMEOUT
+
 	// Relay tunes the outbox relay (HGP_RELAY_*); its consumer name
 	// defaults to relay.Identity of HGP_ADVERTISE_HOST and Addr.
 	Relay relay.Config
@@ -86,6 +93,11 @@ func ConfigFrom(r *config.Reader) Config {
 		MaxMetrics:        r.Int("HGP_COUNTER_MAX_METRICS", redisstore.DefaultMaxMetrics, 1, MaxMetricsLimit),
 		OutboxMaxLen:      int64(r.Int("HGP_COUNTER_OUTBOX_MAXLEN", 0, 0, 1<<30)),
 		RequireNoEviction: r.Bool("HGP_COUNTER_REQUIRE_NOEVICTION", false),
+
+		WatchInterval:     r.Duration("HGP_COUNTER_WATCH_INTERVAL", watch.DefaultInterval, time.Millisecond, 10*time.Second),
+		WatchMaxStreams:   r.Int("HGP_COUNTER_WATCH_MAX_STREAMS", watch.DefaultMaxStreams, 1, 1_000_000),
+		WatchMaxPerClient: r.Int("HGP_COUNTER_WATCH_MAX_PER_CLIENT", watch.DefaultMaxPerClient, 1, 100_000),
+		WatchSendTimeout:  r.Duration("HGP_COUNTER_WATCH_SEND_TIMEOUT", DefaultWatchSendTimeout, 0, 10*time.Minute),
 
 		Relay: relay.Config{
 			Batch:        r.Int("HGP_RELAY_BATCH", relay.DefaultBatch, 1, 10000),
@@ -129,6 +141,9 @@ func (c Config) options() []Option {
 		WithOutboxMaxLen(c.OutboxMaxLen),
 		WithRequireNoEviction(c.RequireNoEviction),
 		WithRedisTimeout(c.RedisTimeout),
+		WithWatch(watch.WithInterval(c.WatchInterval), watch.WithMaxStreams(c.WatchMaxStreams),
+			watch.WithMaxPerClient(c.WatchMaxPerClient)),
+		WithWatchSendTimeout(c.WatchSendTimeout),
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
+	"github.com/highgopress/highgopress/services/counter/watch"
 )
 
 // Name is the component name.
@@ -51,6 +52,9 @@ type Counter struct {
 	store             *redisstore.Store
 	app               *app.Service
 	requireNoEviction bool
+	// hub fans changes out to WatchCounts streams (nil when the Redis
+	// client cannot subscribe).
+	hub *watch.Hub
 	// inflated counts bytes produced by gzip decompression of requests.
 	inflated atomic.Int64
 }
@@ -105,8 +109,15 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		appOpts = append(appOpts, app.WithDurable(durable, useSeeder))
 	}
 	svc := app.New(logger, useStore, appOpts...)
-	h := handler.New(logger, svc)
 	c := &Counter{logger: logger, store: store, app: svc, requireNoEviction: o.requireNoEviction}
+	var hopts []handler.Option
+	if subs, ok := rdb.(watch.Subscriber); ok {
+		c.hub = watch.New(logger.With("component", "watch"), subs, svc, o.watch...)
+		hopts = append(hopts, handler.WithWatches(c.hub, o.watchSendTimeout))
+	} else {
+		logger.Warn("the Redis client cannot subscribe: WatchCounts answers unimplemented")
+	}
+	h := handler.New(logger, svc, hopts...)
 
 	handlerOpts := []connect.HandlerOption{
 		connect.WithInterceptors(identity.NewInterceptor(signer), tracecontext.NewInterceptor()),
@@ -118,7 +129,8 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		handler.CodecOptions(),
 	}
 	c.server = server.New(logger, Services)
-	c.server.Handle(checkTimeout(counterv1connect.NewCounterServiceHandler(h, handlerOpts...)))
+	path, ch := checkTimeout(counterv1connect.NewCounterServiceHandler(h, handlerOpts...))
+	c.server.Handle(path, handler.WithResponseController(ch))
 	c.server.Handle(checkTimeout(counterv1connect.NewFollowServiceHandler(h, handlerOpts...)))
 	return c, nil
 }
@@ -151,9 +163,19 @@ func (c *Counter) Store() *redisstore.Store { return c.store }
 // App returns the use cases, for callers that embed the service in-process.
 func (c *Counter) App() *app.Service { return c.app }
 
-// Close stops accepting Redis work and waits until queued commands ran. It
-// does not close the Redis client.
-func (c *Counter) Close() error { return c.store.Close() }
+// Watch returns the WatchCounts fan-out (nil when the Redis client cannot
+// subscribe), for statistics and tests.
+func (c *Counter) Watch() *watch.Hub { return c.hub }
+
+// Close ends the WatchCounts streams, stops accepting Redis work and waits
+// until queued commands ran. It does not close the Redis client.
+func (c *Counter) Close() error {
+	var err error
+	if c.hub != nil {
+		err = c.hub.Close()
+	}
+	return errors.Join(err, c.store.Close())
+}
 
 // DefaultRebuildWait bounds how long a rebuild from MySQL waits for the
 // consumer to apply what is in Kafka (HGP_COUNTER_REBUILD_WAIT).
@@ -287,6 +309,11 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 		return nil, nil, fmt.Errorf("counter: %w", err)
 	}
 	comp := &bootstrap.Component{Name: Name, Addr: cfg.Addr, Server: c.Server()}
+	if c.hub != nil {
+		// Ends the WatchCounts streams as soon as shutdown begins, so they
+		// do not hold the server's drain.
+		comp.Workers = append(comp.Workers, c.hub.Run)
+	}
 	// The outbox relay runs in every counter instance when Kafka is
 	// configured; instances share the outbox through a stream consumer group.
 	if cl.events != nil {

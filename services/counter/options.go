@@ -5,6 +5,7 @@ import (
 
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
+	"github.com/highgopress/highgopress/services/counter/watch"
 )
 
 // Option configures a Counter built with New.
@@ -32,6 +33,10 @@ type options struct {
 	// loadTimeout bounds every snapshot load from the durable record (0:
 	// only the rebuild's own bound, app.DefaultLoadTimeout).
 	loadTimeout time.Duration
+	// watch configures WatchCounts' fan-out (package watch).
+	watch []watch.Option
+	// watchSendTimeout bounds each WatchCounts message's write.
+	watchSendTimeout time.Duration
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
@@ -52,7 +57,26 @@ func defaultOptions() options {
 		maxMessageBytes: DefaultMaxMessageBytes,
 		idempotencyTTL:  redisstore.DefaultIdempotencyTTL,
 		maxMetrics:      redisstore.DefaultMaxMetrics,
+
+		watchSendTimeout: DefaultWatchSendTimeout,
 	}
+}
+
+// DefaultWatchSendTimeout is the default of WithWatchSendTimeout
+// (HGP_COUNTER_WATCH_SEND_TIMEOUT).
+const DefaultWatchSendTimeout = 10 * time.Second
+
+// WithWatch configures WatchCounts' fan-out: coalescing interval and
+// stream caps (watch.WithInterval, WithMaxStreams, WithMaxPerClient).
+func WithWatch(opts ...watch.Option) Option {
+	return func(o *options) { o.watch = append(o.watch, opts...) }
+}
+
+// WithWatchSendTimeout sets how long one WatchCounts message may take to
+// be written before the stream is dropped with ResourceExhausted (0: no
+// bound).
+func WithWatchSendTimeout(d time.Duration) Option {
+	return func(o *options) { o.watchSendTimeout = d }
 }
 
 // WithBatching turns batching of concurrent Redis commands into shared

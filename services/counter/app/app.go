@@ -213,3 +213,14 @@ func (s *Service) getUserStats(ctx context.Context, viewer string, users []strin
 	}
 	return out, nil
 }
+
+// ReadCounts returns the current counts of items from the store, bypassing
+// the read cache (whose entries may predate a write served by another
+// replica), rebuilding missing state like GetCounts. Items must be valid
+// (WatchCounts validates them once, with validate.Watch).
+func (s *Service) ReadCounts(ctx context.Context, items []domain.ItemRef) ([]domain.ItemCounts, error) {
+	return withRebuild(ctx, s, true, func() ([]domain.ItemCounts, error) {
+		counts, _, err := s.store.ReadItems(ctx, items, "", nil)
+		return counts, err
+	})
+}

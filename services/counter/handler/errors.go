@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/watch"
 )
 
 // Messages sent instead of errors whose details must not leak.
@@ -21,7 +22,8 @@ const (
 //	domain.ErrUnauthenticated               -> Unauthenticated
 //	domain.ErrIdempotencyConflict           -> AlreadyExists
 //	domain.ErrTooManyMetrics                -> ResourceExhausted
-//	domain.ErrUnavailable                   -> Unavailable
+//	watch.ErrTooManyStreams                 -> ResourceExhausted
+//	domain.ErrUnavailable, watch.ErrClosed  -> Unavailable
 //	context.Canceled / DeadlineExceeded     -> Canceled / DeadlineExceeded
 //	anything else                           -> Internal
 func Code(err error) connect.Code {
@@ -32,9 +34,9 @@ func Code(err error) connect.Code {
 		return connect.CodeUnauthenticated
 	case errors.Is(err, domain.ErrIdempotencyConflict):
 		return connect.CodeAlreadyExists
-	case errors.Is(err, domain.ErrTooManyMetrics):
+	case errors.Is(err, domain.ErrTooManyMetrics), errors.Is(err, watch.ErrTooManyStreams):
 		return connect.CodeResourceExhausted
-	case errors.Is(err, domain.ErrUnavailable):
+	case errors.Is(err, domain.ErrUnavailable), errors.Is(err, watch.ErrClosed):
 		return connect.CodeUnavailable
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled

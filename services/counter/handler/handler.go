@@ -7,6 +7,7 @@ package handler
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -33,6 +34,10 @@ type Counters interface {
 type Handler struct {
 	logger *slog.Logger
 	app    Counters
+	// watches serves WatchCounts (nil: Unimplemented); sendTimeout bounds
+	// each message's write (0: unbounded).
+	watches     Watches
+	sendTimeout time.Duration
 }
 
 var (
@@ -41,8 +46,21 @@ var (
 )
 
 // New returns a Handler calling app.
-func New(logger *slog.Logger, app Counters) *Handler {
-	return &Handler{logger: logger, app: app}
+func New(logger *slog.Logger, app Counters, opts ...Option) *Handler {
+	h := &Handler{logger: logger, app: app}
+	for _, opt := range opts {
+		opt(h)
+	}
+	return h
+}
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithWatches serves WatchCounts through w; a message not written within
+// sendTimeout (0: no bound) ends its stream with ResourceExhausted.
+func WithWatches(w Watches, sendTimeout time.Duration) Option {
+	return func(h *Handler) { h.watches, h.sendTimeout = w, sendTimeout }
 }
 
 // actor is the verified acting user put into ctx by identity.Interceptor,

@@ -16,6 +16,35 @@ import (
 // per generic metric.
 func CountsKey(it domain.ItemRef) string { return "hgp:c:{" + it.Namespace + ":" + it.ID + "}" }
 
+// WatchChannel is the pub/sub channel an item's changes are published on
+// (by the write scripts, in the same atomic step as the write; by the
+// settle worker right after a correction), for WatchCounts. The payload
+// is informational (the new like count or metric value): watchers re-read
+// the counts hash. It carries the item's hash tag too.
+func WatchChannel(it domain.ItemRef) string {
+	return WatchChannelPrefix + it.Namespace + ":" + it.ID + "}"
+}
+
+// WatchChannelPrefix starts every watch channel: "hgp:w:{<ns>:<id>}".
+const WatchChannelPrefix = "hgp:w:{"
+
+// ParseWatchChannel returns the item of a watch channel.
+func ParseWatchChannel(ch string) (domain.ItemRef, bool) {
+	rest, ok := strings.CutPrefix(ch, WatchChannelPrefix)
+	if !ok {
+		return domain.ItemRef{}, false
+	}
+	rest, ok = strings.CutSuffix(rest, "}")
+	if !ok {
+		return domain.ItemRef{}, false
+	}
+	ns, id, ok := strings.Cut(rest, ":")
+	if !ok || ns == "" || id == "" {
+		return domain.ItemRef{}, false
+	}
+	return domain.ItemRef{Namespace: ns, ID: id}, true
+}
+
 // LikersKey is the set of users who like an item.
 func LikersKey(it domain.ItemRef) string { return "hgp:lk:{" + it.Namespace + ":" + it.ID + "}" }
 

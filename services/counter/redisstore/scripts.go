@@ -50,6 +50,10 @@ end
 //	KEYS[4] settle hash  KEYS[5] touched set
 //	ARGV[1] user  ARGV[2] namespace  ARGV[3] item id  ARGV[4] 1 | -1
 //	ARGV[5] outbox bound  ARGV[6] load flag  ARGV[7] traceparent ("" none)
+//	ARGV[8] watch channel (WatchChannel)
+//
+// A change is published on the item's watch channel (payload: the new like
+// count), in the same atomic step as the write, for WatchCounts.
 //
 // Returns {changed (0|1), likes}. The likers set guards the counter: an
 // unlike of an item not liked changes nothing, so the count cannot go
@@ -75,6 +79,7 @@ if ARGV[4] == '1' then kind = 'like' end
 if changed == 1 then
   local n = redis.call('HINCRBY', KEYS[2], 'likes', ARGV[4])
   xadd(KEYS[3], ARGV[5], ARGV[7], 'k', kind, 'u', ARGV[1], 'ns', ARGV[2], 'id', ARGV[3], 'd', ARGV[4])
+  redis.call('PUBLISH', ARGV[8], n)
   return {1, n}
 end
 if settling then
@@ -155,6 +160,7 @@ return {ca, following, followers}
 //	ARGV[6] namespace  ARGV[7] item id  ARGV[8] idempotency key
 //	ARGV[9] most metrics (besides likes) an item may have  ARGV[10] outbox bound
 //	ARGV[11] load flag  ARGV[12] traceparent ("" none)
+//	ARGV[13] watch channel (WatchChannel): an applied increment is published
 //
 // Returns {1, value} when applied, {0, value first returned} for a repeat
 // with the same parameters, {-1, 0} for a key reused with other parameters,
@@ -179,6 +185,7 @@ redis.call('HSET', KEYS[1], 'f', ARGV[1], 'v', v)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 xadd(KEYS[3], ARGV[10], ARGV[12], 'k', 'incr', 'u', ARGV[5], 'ns', ARGV[6], 'id', ARGV[7],
   'm', ARGV[2], 'd', ARGV[3], 'ik', ARGV[8])
+redis.call('PUBLISH', ARGV[13], v)
 return {1, v}
 `)
 

@@ -151,6 +151,9 @@ func (s *Store) SettleItem(ctx context.Context, t SettleTarget, st domain.ItemSe
 		}
 		res.Likes += v[1]
 		res.Metrics += v[2]
+		if v[1] != 0 || v[2] != 0 {
+			s.publishChange(ctx, t.Item)
+		}
 		if final {
 			res.Settled = true
 			return res, nil
@@ -217,4 +220,14 @@ func (s *Store) evalStrings(ctx context.Context, sc *redis.Script, keys []string
 		return nil, classify(err)
 	}
 	return vals, nil
+}
+
+// publishChange tells WatchCounts watchers that item's counts changed
+// outside the write scripts (which publish themselves). A failure is
+// logged: watchers converge at the next change or resubscription.
+func (s *Store) publishChange(ctx context.Context, item domain.ItemRef) {
+	cmd := redis.NewIntCmd(ctx, "publish", WatchChannel(item), "settled")
+	if err := s.client.Process(ctx, cmd); err != nil {
+		s.logger.Warn("publishing a settled item's change", "item", item.Namespace+"/"+item.ID, "err", err)
+	}
 }

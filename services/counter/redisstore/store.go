@@ -152,7 +152,7 @@ func direction(on bool) string {
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
 		[]string{LikersKey(item), CountsKey(item), outbox.Stream, SettleKey(item), TouchedKey(item)},
-		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable, tracecontext.From(ctx))
+		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable, tracecontext.From(ctx), WatchChannel(item))
 	if err != nil {
 		return domain.LikeResult{}, err
 	}
@@ -206,7 +206,7 @@ func (s *Store) Increment(ctx context.Context, user string, in domain.Increment)
 	v, err := s.run(ctx, incrScript,
 		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), outbox.Stream},
 		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
-		s.maxMetrics, s.outboxMaxLen, s.durable, tracecontext.From(ctx))
+		s.maxMetrics, s.outboxMaxLen, s.durable, tracecontext.From(ctx), WatchChannel(in.Item))
 	if err != nil {
 		return 0, err
 	}

@@ -197,3 +197,24 @@ func GetUserStats(viewer string, users []string) error {
 	}
 	return nil
 }
+
+// Watch checks a WatchCounts request: 1 to max distinct valid items.
+func Watch(items []domain.ItemRef, max int) error {
+	if len(items) == 0 {
+		return invalid("items", "at least one item is required")
+	}
+	if len(items) > max {
+		return invalid("items", "at most %d items per watch, got %d", max, len(items))
+	}
+	seen := make(map[domain.ItemRef]int, len(items))
+	for i, it := range items {
+		if err := Item(fmt.Sprintf("items[%d]", i), it); err != nil {
+			return err
+		}
+		if j, dup := seen[it]; dup {
+			return invalid(fmt.Sprintf("items[%d]", i), "duplicate of items[%d] (%s/%s)", j, it.Namespace, it.ID)
+		}
+		seen[it] = i
+	}
+	return nil
+}
