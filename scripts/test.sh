@@ -2,7 +2,7 @@
 # The project's ONE test command:  bash scripts/test.sh [go test flags, e.g. -run X]
 #
 #   0. tools: the pinned buf, protoc plugins, sqlc, gotestsum and golangci-lint (built
-#      once per machine)
+#      once per machine); node, npm and Debian's chromium; `npm ci` in web/
 #   1. generated code: `buf generate` and `sqlc generate`, fail if their output then
 #      differs from git; `buf lint`; `buf format -d --exit-code`
 #   2. real middleware on loopback via scripts/mw.sh (stopped again on exit)
@@ -61,6 +61,27 @@ phase_tools() {
     record "tools (pinned, cached per machine)" FAIL "$t0"
     return 1
   fi
+  t0=$SECONDS
+  say "tools: node, npm and Debian's chromium (browser tests; browsers are never downloaded), web/ npm ci"
+  if browser_tools && (cd web && npm ci --no-audit --no-fund --loglevel=error); then
+    record "web tools (chromium, npm ci from the lock file)" PASS "$t0"
+  else
+    record "web tools (chromium, npm ci from the lock file)" FAIL "$t0"
+    return 1
+  fi
+}
+
+# browser_tools installs node, npm and chromium from Debian when missing.
+browser_tools() {
+  local missing=()
+  command -v node > /dev/null || missing+=(nodejs)
+  command -v npm > /dev/null || missing+=(npm)
+  [ -x /usr/lib/chromium/chromium ] || missing+=(chromium)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq -o DPkg::Lock::Timeout=300 &&
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      -o DPkg::Lock::Timeout=300 "${missing[@]}" > /dev/null
 }
 
 # ---------------------------------------------------------------- 1. generated code
@@ -79,14 +100,14 @@ phase_generate() {
   local ok=PASS
   if ! PATH="$ROOT/.bin:$PATH" buf generate; then
     echo "buf generate failed"; ok=FAIL
-  elif [ -n "$(git status --porcelain -- gen)" ]; then
-    echo "gen/ is not what buf generate produces from proto/ (commit the regenerated code):"
-    git status --porcelain -- gen
-    git --no-pager diff --stat -- gen
-    git --no-pager diff -- gen | head -n 200
+  elif [ -n "$(git status --porcelain -- gen web/src/gen)" ]; then
+    echo "gen/ or web/src/gen is not what buf generate produces from proto/ (commit the regenerated code):"
+    git status --porcelain -- gen web/src/gen
+    git --no-pager diff --stat -- gen web/src/gen
+    git --no-pager diff -- gen web/src/gen | head -n 200
     ok=FAIL
   fi
-  record "buf generate (gen/ up to date)" "$ok" "$t0"
+  record "buf generate (gen/, web/src/gen up to date)" "$ok" "$t0"
 
   if [ -f sqlc.yaml ]; then
     t0=$SECONDS

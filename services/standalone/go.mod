@@ -92,4 +92,5 @@ replace (
 	github.com/highgopress/highgopress/services/consumer => ../consumer
 	github.com/highgopress/highgopress/services/counter => ../counter
 	github.com/highgopress/highgopress/services/gateway => ../gateway
+	github.com/highgopress/highgopress/web => ../../web
 )
