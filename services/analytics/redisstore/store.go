@@ -93,8 +93,8 @@ func (s *Store) Reset(ctx context.Context) (int, error) {
 		batch = batch[:0]
 		return nil
 	}
-	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
+	for key := range iter.Vals(ctx) {
+		batch = append(batch, key)
 		if len(batch) == 500 {
 			if err := flush(); err != nil {
 				return n, err

@@ -33,8 +33,8 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	t.Cleanup(func() {
 		ctx := context.Background()
 		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			rdb.Unlink(ctx, iter.Val())
+		for key := range iter.Vals(ctx) {
+			rdb.Unlink(ctx, key)
 		}
 		_ = rdb.Close()
 	})
