@@ -840,21 +840,22 @@ func TestBuild(t *testing.T) {
 		})
 	}
 
-	// With MySQL and Kafka the component runs the outbox relay and the
-	// settle worker besides the server, and with MySQL and
-	// HGP_RECONCILE_INTERVAL the periodic reconciliation.
+	// Every component runs the WatchCounts hub's shutdown worker; with
+	// MySQL and Kafka it runs the outbox relay and the settle worker
+	// besides the server, and with MySQL and HGP_RECONCILE_INTERVAL the
+	// periodic reconciliation.
 	t.Run("workers", func(t *testing.T) {
 		realRedis(t)
 		for _, tc := range []struct {
 			kv      []string
 			workers int
 		}{
-			{nil, 0},
-			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t)}, 1},
-			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 0},
-			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 2},
-			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 1},
-			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 3},
+			{nil, 1},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t)}, 2},
+			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 1},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t)}, 3},
+			{[]string{"HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 2},
+			{[]string{"HGP_KAFKA_BROKERS", testenv.KafkaBrokers(t), "HGP_MYSQL_DSN", testenv.MySQLDSN(t), "HGP_RECONCILE_INTERVAL", "1m"}, 4},
 		} {
 			comp, err := counter.Build(bg, logging.Discard(), with(append([]string{
 				"HGP_REDIS_ADDR", testenv.RedisAddr(t), "HGP_REDIS_DB", fmt.Sprint(testDB), "HGP_COUNTER_ADDR", "127.0.0.1:0"}, tc.kv...)...))
