@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"errors"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,3 +28,5 @@ func podTemplateOf(o k8sruntime.Object) *corev1.PodTemplateSpec {
 	}
 	return nil
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
