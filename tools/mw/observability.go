@@ -14,7 +14,7 @@ import (
 
 // Jaeger's ports (all on 127.0.0.1): OTLP over HTTP (the services' exporter,
 // HGP_MW_JAEGER_PORT, 14318) and gRPC (+1 below it, 14317), the query API and
-// UI (16686), its gRPC query port (16685) and the health check (13133).
+// UI (16686), its gRPC query port (16685) and the health check (16689, query port + 3).
 func jaegerPorts(c *Config) (otlpHTTP, otlpGRPC, query, queryGRPC, health int) {
 	return c.JaegerPort, c.JaegerPort - 1, c.JaegerQueryPort, c.JaegerQueryPort - 1, c.JaegerQueryPort + 3
 }
