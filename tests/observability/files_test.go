@@ -192,3 +192,27 @@ func TestRulesPromtool(t *testing.T) {
 		}
 	}
 }
+
+// TestChartShipsTheDashboards: the Helm chart's copies
+// (charts/highgopress/dashboards, one ConfigMap each) are exactly the
+// dashboards of observability/grafana.
+func TestChartShipsTheDashboards(t *testing.T) {
+	src, err := filepath.Glob(filepath.Join(root(t), "observability", "grafana", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range src {
+		want, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(root(t), "charts", "highgopress", "dashboards", filepath.Base(f)))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("charts/highgopress/dashboards/%s differs from observability/grafana (copy it): %v", filepath.Base(f), err)
+		}
+	}
+	copies, _ := filepath.Glob(filepath.Join(root(t), "charts", "highgopress", "dashboards", "*.json"))
+	if len(copies) != len(src) {
+		t.Errorf("the chart ships %d dashboards, observability/grafana has %d", len(copies), len(src))
+	}
+}
