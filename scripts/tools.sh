@@ -16,7 +16,7 @@ declare -A PKG=(
   [protoc-gen-connect-go]=connectrpc.com/connect/cmd/protoc-gen-connect-go@v1.19.1
   [task]=github.com/go-task/task/v3/cmd/task@v3.54.0
   [sqlc]=github.com/sqlc-dev/sqlc/cmd/sqlc@v1.31.1
-  [helm]=helm.sh/helm/v3/cmd/helm@v3.22.0
+  [helm]=helm.sh/helm/v4/cmd/helm@v4.3.2
   [gotestsum]=gotest.tools/gotestsum@v1.13.0
   [golangci-lint]=github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 )
