@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"sync"
@@ -39,6 +40,11 @@ type Stat struct {
 	Count int64
 	// Start and End bound the window the calls were counted in.
 	Start, End time.Time
+	// LatencyBuckets is the calls' latency histogram (LatencyBucket), nil
+	// when none was measured: key b counts the calls whose latency in
+	// microseconds lies in (2^((b-1)/8), 2^(b/8)], key 0 those of at most
+	// 1 µs (the API_CALL event's latency_us_buckets).
+	LatencyBuckets map[int32]int64
 }
 
 // Sink receives flushed counts. Publish must be safe to call again with the
@@ -69,6 +75,55 @@ func codeString(i int) string {
 
 type counters struct {
 	n [numCodes]atomic.Int64
+	// lat holds each code's latency histogram, allocated on the code's
+	// first measured call.
+	lat [numCodes]atomic.Pointer[histogram]
+}
+
+// MaxLatencyBucket is the highest latency bucket: 2^36 µs (about 19
+// hours); longer calls (streams) are counted in it.
+const MaxLatencyBucket = 8 * 36
+
+// histogram is a fixed array of bucket counters (exponential, factor
+// 2^(1/8): Prometheus native histograms' schema 3).
+type histogram [MaxLatencyBucket + 1]atomic.Int64
+
+// LatencyBucket returns the bucket of a latency: 0 for at most 1 µs, else
+// the b with 2^((b-1)/8) < µs <= 2^(b/8), at most MaxLatencyBucket.
+func LatencyBucket(d time.Duration) int {
+	us := float64(d) / float64(time.Microsecond)
+	if us <= 1 {
+		return 0
+	}
+	return min(int(math.Ceil(8*math.Log2(us))), MaxLatencyBucket)
+}
+
+func (c *counters) observe(idx int, d time.Duration) {
+	h := c.lat[idx].Load()
+	if h == nil {
+		c.lat[idx].CompareAndSwap(nil, new(histogram))
+		h = c.lat[idx].Load()
+	}
+	h[LatencyBucket(d)].Add(1)
+}
+
+// takeLatency swaps the code's histogram to zero and returns what it held
+// (nil when nothing was measured).
+func (c *counters) takeLatency(idx int) map[int32]int64 {
+	h := c.lat[idx].Load()
+	if h == nil {
+		return nil
+	}
+	var out map[int32]int64
+	for b := range h {
+		if n := h[b].Swap(0); n != 0 {
+			if out == nil {
+				out = map[int32]int64{}
+			}
+			out[int32(b)] = n
+		}
+	}
+	return out
 }
 
 // Config is read from HGP_APISTATS_FLUSH_INTERVAL (default 10s).
@@ -154,12 +209,26 @@ const OK connect.Code = 0
 
 // Record counts one call of procedure that ended with code (OK for success).
 func (r *Recorder) Record(procedure string, code connect.Code) {
+	r.counters(procedure).n[codeIndex(code)].Add(1)
+	r.recorded.Add(1)
+}
+
+// RecordLatency counts one call of procedure that ended with code after d,
+// adding d to the latency histogram of (procedure, code).
+func (r *Recorder) RecordLatency(procedure string, code connect.Code, d time.Duration) {
+	idx := codeIndex(code)
+	c := r.counters(procedure)
+	c.observe(idx, d)
+	c.n[idx].Add(1)
+	r.recorded.Add(1)
+}
+
+func codeIndex(code connect.Code) int {
 	idx := int(code)
 	if idx < 0 || idx >= numCodes {
 		idx = int(connect.CodeUnknown)
 	}
-	r.counters(procedure).n[idx].Add(1)
-	r.recorded.Add(1)
+	return idx
 }
 
 // RecordError counts one call by its error (nil: OK).
@@ -257,13 +326,16 @@ func (r *Recorder) Flush(ctx context.Context) error {
 	for proc, c := range *r.procs.Load() {
 		for i := range numCodes {
 			n := c.n[i].Swap(0)
+			// Taken even when n is 0: a call racing with the flush may
+			// have observed its latency before counting itself.
+			lat := c.takeLatency(i)
 			if n == 0 {
 				continue
 			}
 			code := codeString(i)
 			batch = append(batch, Stat{
 				ID: statID(r.opts.instance, r.seq, code, proc), Procedure: proc, Code: code, Count: n,
-				Start: r.windowStart, End: now,
+				Start: r.windowStart, End: now, LatencyBuckets: lat,
 			})
 		}
 	}

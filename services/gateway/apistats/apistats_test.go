@@ -251,3 +251,80 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+// TestLatencyBucket: the bucket bounds of schema 3 (factor 2^(1/8)).
+func TestLatencyBucket(t *testing.T) {
+	cases := []struct {
+		d    time.Duration
+		want int
+	}{
+		{0, 0},
+		{time.Microsecond, 0},
+		{time.Microsecond + 1, 1},           // just above 1 µs: (1, 2^(1/8)]
+		{1090 * time.Nanosecond, 1},         // 2^(1/8) ≈ 1.0905 µs
+		{1091 * time.Nanosecond, 2},         // just above it
+		{2 * time.Microsecond, 8},           // 2^(8/8), upper bound included
+		{2*time.Microsecond + 1, 9},         // just above
+		{time.Millisecond, 80},              // 8·log2(1000) ≈ 79.73 → 80
+		{1024 * time.Microsecond, 80},       // 2^10 µs = 2^(80/8), included
+		{1024*time.Microsecond + 1, 81},     // just above
+		{100 * time.Hour, MaxLatencyBucket}, // past the top: clamped
+	}
+	for _, c := range cases {
+		if got := LatencyBucket(c.d); got != c.want {
+			t.Errorf("LatencyBucket(%v) = %d; want %d", c.d, got, c.want)
+		}
+	}
+}
+
+// TestLatencyHistogramFlushed: each (procedure, code) flushes its own
+// histogram with the count, and a flush starts the next window at zero.
+func TestLatencyHistogramFlushed(t *testing.T) {
+	sink := &memSink{}
+	r := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Hour})
+	r.RecordLatency("/a.v1.S/M", OK, 500*time.Nanosecond)
+	r.RecordLatency("/a.v1.S/M", OK, 3*time.Millisecond)
+	r.RecordLatency("/a.v1.S/M", OK, 3*time.Millisecond)
+	r.RecordLatency("/a.v1.S/M", connect.CodeUnavailable, 4*time.Second)
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[int32]int64{}
+	for _, st := range sink.stats {
+		var sum int64
+		for _, n := range st.LatencyBuckets {
+			sum += n
+		}
+		if sum != st.Count {
+			t.Errorf("%s %s: histogram holds %d calls, count is %d", st.Procedure, st.Code, sum, st.Count)
+		}
+		got[st.Code] = st.LatencyBuckets
+	}
+	b3ms := int32(LatencyBucket(3 * time.Millisecond))
+	if ok := got["ok"]; len(ok) != 2 || ok[0] != 1 || ok[b3ms] != 2 {
+		t.Errorf("ok histogram = %v; want {0:1, %d:2}", ok, b3ms)
+	}
+	if un := got["unavailable"]; len(un) != 1 || un[int32(LatencyBucket(4*time.Second))] != 1 {
+		t.Errorf("unavailable histogram = %v", un)
+	}
+	sink.stats = nil
+	r.RecordLatency("/a.v1.S/M", OK, time.Microsecond)
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.stats) != 1 || len(sink.stats[0].LatencyBuckets) != 1 || sink.stats[0].LatencyBuckets[0] != 1 {
+		t.Errorf("second window: %+v", sink.stats)
+	}
+}
+
+func BenchmarkRecordLatency(b *testing.B) {
+	rec := NewRecorder(logging.Discard(), &memSink{}, Config{})
+	var i atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := i.Add(1)
+			rec.RecordLatency("/highgopress.counter.v1.CounterService/Like", connect.Code(n%3), time.Duration(n%5000)*time.Microsecond)
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 )
@@ -29,11 +30,13 @@ func (r *Recorder) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, req)
 			return
 		}
+		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, proto: protocolOf(req)}
 		next.ServeHTTP(sw, req)
 		// The path as sent, as the gateway routes it: "Service%2FLike" is
 		// not Like (it is answered unimplemented and counted as unknown).
-		r.Record(req.URL.EscapedPath(), sw.code())
+		// The latency is the whole call's, a stream's lifetime included.
+		r.RecordLatency(req.URL.EscapedPath(), sw.code(), time.Since(start))
 	})
 }
 

@@ -70,15 +70,17 @@ func (s *Sink) Publish(ctx context.Context, stats []apistats.Stat) error {
 }
 
 // Event maps a stat to its API_CALL event: the stat's id, procedure, code,
-// the call count as delta, and the end of the window as time.
+// the call count as delta, the latency histogram, and the end of the
+// window as time.
 func Event(st apistats.Stat) *eventsv1.Event {
 	return &eventsv1.Event{
-		EventId:   st.ID,
-		Time:      timestamppb.New(st.End),
-		Kind:      eventsv1.Kind_KIND_API_CALL,
-		Procedure: st.Procedure,
-		Code:      st.Code,
-		Delta:     st.Count,
+		EventId:          st.ID,
+		Time:             timestamppb.New(st.End),
+		Kind:             eventsv1.Kind_KIND_API_CALL,
+		Procedure:        st.Procedure,
+		Code:             st.Code,
+		Delta:            st.Count,
+		LatencyUsBuckets: st.LatencyBuckets,
 	}
 }
 
