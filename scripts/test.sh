@@ -15,7 +15,7 @@
 # SKIP_GENERATE=1 (skip step 1 locally; never set in CI).
 set -uo pipefail
 
-MIDDLEWARE=${MIDDLEWARE:-redis mariadb kafka consul}
+MIDDLEWARE=${MIDDLEWARE:-redis mariadb kafka consul prometheus jaeger}
 # Tests build binaries inside the checkout; do not depend on git being willing
 # to read it (a checkout owned by another user makes VCS stamping fail).
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
