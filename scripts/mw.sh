@@ -18,16 +18,20 @@
 #   scripts/mw.sh kafka-topic <topic> <partitions>   create a topic (if it does not exist)
 #   scripts/mw.sh kafka-topics <args...>             run Kafka's TopicCommand (--bootstrap-server is added)
 #
-# Names: redis mariadb kafka consul prometheus jaeger (or `all` where it makes sense).
+# Names: redis mariadb kafka consul prometheus jaeger (or `all` where it makes sense), and the
+# clusters kafka-cluster (3 KRaft brokers) and consul-cluster (3 servers + a client agent);
+# one node of a cluster is <cluster>:<n>, e.g. `kill9 kafka-cluster:2`, `start consul-cluster:client`.
 # `start`, `stop`, `restart` refresh $ROOT/.run/env (source it to get the HGP_TEST_* variables).
 #
 # Ports are fixed so that tests and humans can find the servers; each can be overridden:
 #   HGP_MW_REDIS_PORT=16379  HGP_MW_MARIADB_PORT=13306  HGP_MW_KAFKA_PORT=19092
 #   HGP_MW_KAFKA_CONTROLLER_PORT=19093  HGP_MW_CONSUL_HTTP_PORT=18500  HGP_MW_PROMETHEUS_PORT=19090
 #   HGP_MW_JAEGER_PORT=14318 (OTLP/HTTP)  HGP_MW_JAEGER_QUERY_PORT=16686
+#   HGP_MW_KAFKA_CLUSTER_PORT=19200 (node i: +i broker, +10+i controller)
+#   HGP_MW_CONSUL_CLUSTER_PORT=18700 (agent j: +10j HTTP, +10j+1 RPC, +10j+2 serf LAN, +10j+3 serf WAN)
 # Other knobs: HGP_MW_RUN (state dir, default $ROOT/.run), HGP_MW_CACHE (downloads and
 # builds shared by every clone, default ~/.cache/highgopress), HGP_MW_KAFKA_VERSION,
-# HGP_MW_KAFKA_HEAP, HGP_MW_BIN_CONSUL (use this consul binary instead of building one),
+# HGP_MW_KAFKA_HEAP, HGP_MW_KAFKA_CLUSTER_HEAP, HGP_MW_BIN_CONSUL (use this consul binary instead of building one),
 # PROMETHEUS_CONFIG (prometheus.yml to run instead of the generated one),
 # HGP_MW_START_TIMEOUT / HGP_MW_STOP_TIMEOUT (seconds, override every server's deadlines).
 set -euo pipefail
@@ -138,8 +142,8 @@ apt_packages_of() {
   case $1 in
     redis) echo redis-server redis-tools procps iproute2 ;;
     mariadb) echo mariadb-server mariadb-client procps iproute2 ;;
-    kafka) echo procps iproute2 ;;
-    consul) echo curl procps iproute2 ;;
+    kafka | kafka-cluster-*) echo procps iproute2 ;;
+    consul | consul-cluster-*) echo curl procps iproute2 ;;
     prometheus) echo prometheus curl procps iproute2 ;;
     jaeger) echo curl procps iproute2 ;;
   esac
@@ -229,7 +233,11 @@ install_names() { # names...
   done
   [ ${#pkgs[@]} -gt 0 ] && apt_install "${pkgs[@]}"
   for n in "$@"; do
-    case $n in kafka) kafka_install ;; consul) consul_install ;; jaeger) jaeger_install ;; esac
+    case $n in
+      kafka | kafka-cluster-*) kafka_install ;;
+      consul | consul-cluster-*) consul_install ;;
+      jaeger) jaeger_install ;;
+    esac
   done
 }
 

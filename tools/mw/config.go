@@ -41,12 +41,20 @@ type Config struct {
 	PrometheusPort      int // HGP_MW_PROMETHEUS_PORT (19090)
 	JaegerPort          int // HGP_MW_JAEGER_PORT (14318, OTLP/HTTP; OTLP/gRPC one below)
 	JaegerQueryPort     int // HGP_MW_JAEGER_QUERY_PORT (16686; gRPC one below, health +3)
+	// KafkaClusterPort is kafka-cluster's base port (19200): node i listens
+	// on +i (broker) and +10+i (controller).
+	KafkaClusterPort int // HGP_MW_KAFKA_CLUSTER_PORT
+	// ConsulClusterPort is consul-cluster's base port (18700): agent j
+	// (servers 1-3, client 4) uses +10j .. +10j+3 (HTTP, RPC, serf LAN, WAN).
+	ConsulClusterPort int // HGP_MW_CONSUL_CLUSTER_PORT
 
 	KafkaVersion string   // HGP_MW_KAFKA_VERSION (4.4.0)
 	KafkaHome    string   // <cache>/kafka-<version> (jars in libs/, installed by scripts/mw.sh)
 	KafkaHeap    []string // HGP_MW_KAFKA_HEAP (-Xms256m -Xmx512m)
-	ConsulBin    string   // HGP_MW_BIN_CONSUL, default <cache>/bin/consul
-	JaegerBin    string   // HGP_MW_BIN_JAEGER, default <cache>/bin/jaeger
+	// KafkaClusterHeap is each kafka-cluster broker's (-Xms256m -Xmx320m).
+	KafkaClusterHeap []string // HGP_MW_KAFKA_CLUSTER_HEAP
+	ConsulBin        string   // HGP_MW_BIN_CONSUL, default <cache>/bin/consul
+	JaegerBin        string   // HGP_MW_BIN_JAEGER, default <cache>/bin/jaeger
 
 	// PrometheusConfig is PROMETHEUS_CONFIG: a prometheus.yml to run
 	// instead of the generated one (checked when prometheus is used).
@@ -117,10 +125,19 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 	c.PrometheusPort = port("HGP_MW_PROMETHEUS_PORT", 19090)
 	c.JaegerPort = port("HGP_MW_JAEGER_PORT", 14318)
 	c.JaegerQueryPort = port("HGP_MW_JAEGER_QUERY_PORT", 16686)
+	c.KafkaClusterPort = port("HGP_MW_KAFKA_CLUSTER_PORT", 19200)
+	c.ConsulClusterPort = port("HGP_MW_CONSUL_CLUSTER_PORT", 18700)
+	if c.KafkaClusterPort > 65535-20 {
+		errs = append(errs, fmt.Errorf("HGP_MW_KAFKA_CLUSTER_PORT=%d: the cluster needs the 20 ports above it", c.KafkaClusterPort))
+	}
+	if c.ConsulClusterPort > 65535-50 {
+		errs = append(errs, fmt.Errorf("HGP_MW_CONSUL_CLUSTER_PORT=%d: the cluster needs the 50 ports above it", c.ConsulClusterPort))
+	}
 
 	c.KafkaVersion = str("HGP_MW_KAFKA_VERSION", "4.4.0")
 	c.KafkaHome = filepath.Join(c.Cache, "kafka-"+c.KafkaVersion)
 	c.KafkaHeap = strings.Fields(str("HGP_MW_KAFKA_HEAP", "-Xms256m -Xmx512m"))
+	c.KafkaClusterHeap = strings.Fields(str("HGP_MW_KAFKA_CLUSTER_HEAP", "-Xms256m -Xmx320m"))
 	c.ConsulBin = str("HGP_MW_BIN_CONSUL", filepath.Join(c.Cache, "bin", "consul"))
 	c.JaegerBin = str("HGP_MW_BIN_JAEGER", filepath.Join(c.Cache, "bin", "jaeger"))
 

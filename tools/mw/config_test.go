@@ -24,13 +24,17 @@ func TestConfigDefaultsAreTheScriptsPorts(t *testing.T) {
 		ConsulHTTPPort: 18500, ConsulDNSPort: 18600, ConsulServerPort: 18300, ConsulSerfLANPort: 18301,
 		ConsulSerfWANPort: 18302, ConsulGRPCPort: 18502, PrometheusPort: 19090,
 		JaegerPort: 14318, JaegerQueryPort: 16686, JaegerBin: "/home/u/.cache/highgopress/bin/jaeger",
+		KafkaClusterPort: 19200, ConsulClusterPort: 18700,
 		KafkaVersion: "4.4.0", KafkaHome: "/home/u/.cache/highgopress/kafka-4.4.0",
 		KafkaHeap: []string{"-Xms256m", "-Xmx512m"}, ConsulBin: "/home/u/.cache/highgopress/bin/consul",
 	}
 	if got, w := strings.Join(c.KafkaHeap, " "), strings.Join(want.KafkaHeap, " "); got != w {
 		t.Errorf("KafkaHeap = %q, want %q", got, w)
 	}
-	c.KafkaHeap, want.KafkaHeap = nil, nil
+	if got := strings.Join(c.KafkaClusterHeap, " "); got != "-Xms256m -Xmx320m" {
+		t.Errorf("KafkaClusterHeap = %q", got)
+	}
+	c.KafkaHeap, want.KafkaHeap, c.KafkaClusterHeap = nil, nil, nil
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("ConfigFrom = %+v\nwant %+v", c, want)
 	}
@@ -104,9 +108,10 @@ func TestExpandNames(t *testing.T) {
 		err  string
 	}{
 		{args: []string{"kafka", "redis", "kafka"}, want: "kafka redis"},
-		{args: []string{"redis", "all"}, want: "redis mariadb kafka consul prometheus jaeger"},
-		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus jaeger or all)"},
-		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus jaeger or all)"},
+		{args: []string{"redis", "all"}, want: "redis mariadb kafka consul prometheus jaeger " +
+			"kafka-cluster-1 kafka-cluster-2 kafka-cluster-3 consul-cluster-1 consul-cluster-2 consul-cluster-3 consul-cluster-client"},
+		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster or all)"},
+		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster or all)"},
 	} {
 		list, err := expandNames(tc.args)
 		if tc.err != "" {

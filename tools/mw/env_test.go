@@ -66,7 +66,10 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 		"export HGP_MW_PROMETHEUS_CONFIG='/'\n" +
 		"export HGP_TEST_PROMETHEUS_TARGETS='" + run + "/prometheus/targets'\n" +
 		"export HGP_TEST_JAEGER_OTLP_ENDPOINT='http://127.0.0.1:14318'\n" +
-		"export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n"
+		"export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n" +
+		"export HGP_TEST_KAFKA_CLUSTER_BROKERS='127.0.0.1:19201,127.0.0.1:19202,127.0.0.1:19203'\n" +
+		"export HGP_TEST_CONSUL_CLUSTER_ADDR='127.0.0.1:18740'\n" +
+		"export HGP_TEST_CONSUL_CLUSTER_SERVERS='127.0.0.1:18710,127.0.0.1:18720,127.0.0.1:18730'\n"
 	if text != want {
 		t.Errorf("all running:\n%s\nwant\n%s", text, want)
 	}
@@ -83,7 +86,7 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 	if err := m.writeEnv(); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n") {
+	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_TEST_CONSUL_CLUSTER_SERVERS='127.0.0.1:18710,127.0.0.1:18720,127.0.0.1:18730'\n") {
 		t.Errorf("env file:\n%s", b)
 	}
 	if left, _ := filepath.Glob(filepath.Join(run, "env.tmp.*")); len(left) != 0 {
@@ -112,7 +115,7 @@ func TestStatusAndRunning(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	wantRedis := fmt.Sprintf("%-11s %-9s %-8d %-24s %s", "redis", "running", os.Getpid(), "127.0.0.1:1", "FAILING")
-	if len(lines) != 6 || lines[0] != "SERVER      STATE     PID      ADDRESS                  HEALTH" ||
+	if len(lines) != 1+len(servers) || lines[0] != "SERVER      STATE     PID      ADDRESS                  HEALTH" ||
 		lines[1] != wantRedis || lines[3] != fmt.Sprintf("%-11s %-9s %-8s %-24s %s", "kafka", "stopped", "-", "127.0.0.1:1", "-") {
 		t.Errorf("status:\n%s\nwant redis line %q", out.String(), wantRedis)
 	}

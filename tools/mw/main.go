@@ -1,5 +1,6 @@
 // Command mw starts, health-checks and stops the project's real middleware
-// (redis, mariadb, kafka, consul, prometheus) as native processes on
+// (redis, mariadb, kafka, consul, prometheus, jaeger, and the clusters
+// kafka-cluster and consul-cluster) as native processes on
 // loopback, each with its state under <run>/<name>/ (config, data,
 // <name>.log, <name>.pid). scripts/mw.sh installs the servers and runs this
 // program for everything else; see docs/middleware.md.
@@ -7,7 +8,7 @@
 //	mw start   <name...>      start, wait until each answers a real client
 //	mw stop    <name...|all>  TERM, wait with a deadline, then KILL
 //	mw restart <name...>      stop (graceful) + start
-//	mw kill9   <name...>      SIGKILL (crash tests)
+//	mw kill9   <name...>      SIGKILL (crash tests; one node: kafka-cluster:2)
 //	mw status                 state, pid, address and health of every server
 //	mw env                    `export VAR=value` lines for every running server
 //	mw running <name>         exit 0 if the server is running (no output)
@@ -118,10 +119,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err = io.WriteString(stdout, text)
 		return err
 	case "running":
-		if len(args) != 1 || serverByName(args[0]) == nil {
+		if len(args) != 1 || oneServer(args[0]) == nil {
 			return errors.New("usage: mw.sh running <name>")
 		}
-		if _, ok := m.runningPID(serverByName(args[0])); !ok {
+		if _, ok := m.runningPID(oneServer(args[0])); !ok {
 			return errNotRunning
 		}
 		return nil
@@ -129,7 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if len(args) == 0 {
 			return errors.New("usage: mw.sh logs <name> [lines]")
 		}
-		s := serverByName(args[0])
+		s := oneServer(args[0])
 		if s == nil {
 			return fmt.Errorf("unknown server '%s'", args[0])
 		}

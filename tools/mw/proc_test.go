@@ -35,7 +35,11 @@ func fakeServer(mode, dir string) {
 		fmt.Println("boom: cannot start")
 		os.Exit(3)
 	case "ignore-term":
+		// no Notify afterwards: it would deliver SIGTERM again
 		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("fake server up, ignoring SIGTERM")
+		_ = os.WriteFile(filepath.Join(dir, "healthy"), nil, 0o644)
+		select {}
 	case "unhealthy":
 		dir = "" // never healthy
 	}

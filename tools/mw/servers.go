@@ -20,6 +20,8 @@ import (
 // state under <run>/<name>/.
 type server struct {
 	name string
+	// group is the cluster the server is a member of ("" for none).
+	group string
 	// exe is the executable the server runs as (resolved through PATH),
 	// used to find strays that lost their pid file.
 	exe                       func(c *Config) string
@@ -44,7 +46,8 @@ type server struct {
 }
 
 // servers in the order of status and env output.
-var servers = []*server{redisServer, mariadbServer, kafkaServer, consulServer, prometheusServer, jaegerServer}
+var servers = append([]*server{redisServer, mariadbServer, kafkaServer, consulServer, prometheusServer, jaegerServer},
+	clusterServers()...)
 
 // names of every server.
 func serverNames() []string {
@@ -53,6 +56,18 @@ func serverNames() []string {
 		n = append(n, s.name)
 	}
 	return n
+}
+
+// knownNames are what a command line may name: the servers that belong to
+// no cluster, then the clusters.
+func knownNames() []string {
+	var n []string
+	for _, s := range servers {
+		if s.group == "" {
+			n = append(n, s.name)
+		}
+	}
+	return append(n, clusterNames()...)
 }
 
 func serverByName(name string) *server {
@@ -67,7 +82,7 @@ func serverByName(name string) *server {
 // expandNames turns command-line names into servers: `all` is every server,
 // duplicates count once, an unknown name is an error.
 func expandNames(args []string) ([]*server, error) {
-	known := strings.Join(serverNames(), " ")
+	known := strings.Join(knownNames(), " ")
 	for _, a := range args {
 		if a == "all" {
 			args = serverNames()
@@ -76,12 +91,17 @@ func expandNames(args []string) ([]*server, error) {
 	}
 	var out []*server
 	for _, a := range args {
-		s := serverByName(a)
-		if s == nil {
+		list, ok := clusterMembers(a)
+		if s := serverByName(a); s != nil {
+			list, ok = []*server{s}, true
+		}
+		if !ok {
 			return nil, fmt.Errorf("unknown server '%s' (known: %s or all)", a, known)
 		}
-		if !slices.Contains(out, s) {
-			out = append(out, s)
+		for _, s := range list {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
 		}
 	}
 	if len(out) == 0 {
@@ -254,8 +274,13 @@ user = root
 // kafkaJava runs a Kafka tool class in the foreground (tools log WARN and
 // above to stderr).
 func kafkaJava(c *Config, class string, args ...string) []string {
+	return kafkaJavaLog(c, c.Dir("kafka"), class, args...)
+}
+
+// kafkaJavaLog is kafkaJava with the tools' log4j2 configuration of dir.
+func kafkaJavaLog(c *Config, dir, class string, args ...string) []string {
 	return append([]string{"java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-Djava.awt.headless=true",
-		"-Dlog4j2.configurationFile=" + filepath.Join(c.Dir("kafka"), "tools-log4j2.properties"),
+		"-Dlog4j2.configurationFile=" + filepath.Join(dir, "tools-log4j2.properties"),
 		"-cp", filepath.Join(c.KafkaHome, "libs", "*"), class}, args...)
 }
 
