@@ -47,14 +47,23 @@ type Config struct {
 	// CounterURLs are the counter instances for the static balancer
 	// (HGP_GATEWAY_COUNTER_URLS); unused when WithBalancer is given.
 	CounterURLs []*url.URL
+	// AnalyticsURLs are the analytics instances for the static balancer
+	// (HGP_GATEWAY_ANALYTICS_URLS, optional: without them AnalyticsService
+	// answers Unimplemented unless routing through Consul).
+	AnalyticsURLs []*url.URL
 	// MaxBodyBytes bounds a request body (HGP_GATEWAY_MAX_BODY_BYTES).
 	MaxBodyBytes int64
 	// MaxMessageBytes bounds a compressed request message once inflated
 	// (HGP_MAX_MESSAGE_BYTES, as for the backends; 0: 256 KiB). The gateway
 	// checks it without inflating more than this (see checkCompressed).
 	MaxMessageBytes int64
-	// MaxTimeout caps every forwarded call (HGP_GATEWAY_MAX_TIMEOUT).
+	// MaxTimeout caps every forwarded unary call (HGP_GATEWAY_MAX_TIMEOUT).
 	MaxTimeout time.Duration
+	// MaxStreamDuration caps a forwarded server stream's lifetime
+	// (HGP_GATEWAY_MAX_STREAM_DURATION; 0, the default: streams last
+	// until the client or the backend ends them). A client's own timeout
+	// header applies to streams too.
+	MaxStreamDuration time.Duration
 	// AttemptTimeout bounds each attempt on one backend instance, capped by
 	// the request's deadline (HGP_GATEWAY_ATTEMPT_TIMEOUT; 0: 500ms).
 	AttemptTimeout time.Duration
@@ -115,6 +124,7 @@ func readConfig(r *config.Reader, needURLs bool) Config {
 		MaxBodyBytes:      int64(r.Int("HGP_GATEWAY_MAX_BODY_BYTES", DefaultMaxBodyBytes, 1<<10, 64<<20)),
 		MaxMessageBytes:   int64(r.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20)),
 		MaxTimeout:        r.Duration("HGP_GATEWAY_MAX_TIMEOUT", DefaultMaxTimeout, 100*time.Millisecond, time.Hour),
+		MaxStreamDuration: r.Duration("HGP_GATEWAY_MAX_STREAM_DURATION", 0, 0, 24*time.Hour),
 		AttemptTimeout:    r.Duration("HGP_GATEWAY_ATTEMPT_TIMEOUT", DefaultAttemptTimeout, 10*time.Millisecond, time.Minute),
 		ReadHeaderTimeout: r.Duration("HGP_GATEWAY_READ_HEADER_TIMEOUT", DefaultReadHeaderTimeout, 100*time.Millisecond, time.Minute),
 		CORSOrigins:       r.List("HGP_GATEWAY_CORS_ORIGINS", nil),
@@ -151,6 +161,11 @@ func readConfig(r *config.Reader, needURLs bool) Config {
 		urls, err := proxy.ParseBackendURLs(rawURLs)
 		r.Check("HGP_GATEWAY_COUNTER_URLS", err)
 		c.CounterURLs = urls
+	}
+	if raw := r.List("HGP_GATEWAY_ANALYTICS_URLS", nil); len(raw) > 0 {
+		urls, err := proxy.ParseBackendURLs(raw)
+		r.Check("HGP_GATEWAY_ANALYTICS_URLS", err)
+		c.AnalyticsURLs = urls
 	}
 
 	if secret := r.Required("HGP_IDENTITY_SECRET"); secret != "" {

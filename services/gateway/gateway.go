@@ -26,6 +26,7 @@ import (
 
 	// The gateway serves reflection for these services: importing the
 	// generated packages registers their descriptors.
+	_ "github.com/highgopress/highgopress/gen/highgopress/analytics/v1/analyticsv1connect"
 	_ "github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
@@ -64,6 +65,12 @@ type Gateway struct {
 	maxBody    int64
 	maxMsg     int64
 	maxTimeout time.Duration
+	// maxStream caps a server stream's lifetime (0: no cap).
+	maxStream time.Duration
+	// unconfigured names the backends without instances configured
+	// (static routing without their URLs): their procedures answer
+	// Unimplemented with this message.
+	unconfigured map[string]string
 	// readTimeout is the public server's read timeout (for messages).
 	readTimeout time.Duration
 	admit       Admission
@@ -116,6 +123,7 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 		maxBody:    cfg.MaxBodyBytes,
 		maxMsg:     cfg.MaxMessageBytes,
 		maxTimeout: cfg.MaxTimeout,
+		maxStream:  cfg.MaxStreamDuration,
 	}
 	defer func() {
 		if err != nil {
@@ -208,10 +216,23 @@ func (g *Gateway) balancer(cfg Config, o options) (proxy.Balancer, error) {
 	}
 	static := map[string][]*url.URL{}
 	for _, r := range g.routes.Routes() {
-		if r.Backend != route.CounterBackend {
+		switch r.Backend {
+		case route.CounterBackend:
+			static[r.Backend] = cfg.CounterURLs
+		case route.AnalyticsBackend:
+			// Optional: without instances its procedures answer
+			// Unimplemented, naming what to configure.
+			if len(cfg.AnalyticsURLs) == 0 {
+				if g.unconfigured == nil {
+					g.unconfigured = map[string]string{}
+				}
+				g.unconfigured[r.Backend] = r.Service() + " is not configured on this gateway (set HGP_GATEWAY_ANALYTICS_URLS, or route through Consul)"
+				continue
+			}
+			static[r.Backend] = cfg.AnalyticsURLs
+		default:
 			return nil, fmt.Errorf("route %s: no static instances for backend %q", r.Procedure, r.Backend)
 		}
-		static[r.Backend] = cfg.CounterURLs
 	}
 	b, err := proxy.NewRoundRobin(static)
 	if err != nil {

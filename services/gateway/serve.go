@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/highgopress/highgopress/services/gateway/auth"
@@ -72,6 +73,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "POST")
 		}
 		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
+
+	if msg, ok := g.unconfigured[rt.Backend]; ok {
+		g.fail(w, r, connect.CodeUnimplemented, msg)
 		return
 	}
 
@@ -138,11 +144,32 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	// Unary calls are capped by HGP_GATEWAY_MAX_TIMEOUT; server streams
+	// by HGP_GATEWAY_MAX_STREAM_DURATION (none by default); the client's
+	// own timeout applies to both.
 	timeout := g.maxTimeout
-	if d, ok := clientTimeout(r.Header); ok && d < timeout {
+	if rt.Streaming {
+		timeout = g.maxStream
+		// The request is read: the server's read timeout must not end the
+		// stream (net/http lifts an HTTP/1.1 connection's read deadline
+		// once the body is read; this keeps it explicit for every
+		// protocol).
+		if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+			g.logger.Debug("clearing the read deadline of a stream", "err", err)
+		}
+	}
+	if d, ok := clientTimeout(r.Header); ok && (timeout <= 0 || d < timeout) {
 		timeout = d
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	var (
+		ctx    context.Context
+		cancel context.CancelFunc
+	)
+	if timeout > 0 {
+		ctx, cancel = context.WithTimeout(r.Context(), timeout)
+	} else {
+		ctx, cancel = context.WithCancel(r.Context())
+	}
 	defer cancel()
 	out := r.WithContext(ctx)
 	// Forward exactly the path that was routed (procedureOf).

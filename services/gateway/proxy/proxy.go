@@ -434,6 +434,9 @@ func (p *Proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		code, msg = connect.CodeCanceled, "request canceled"
 	case errors.Is(err, ErrNoBackend):
 		msg = "no backend available"
+		if t, ok := r.Context().Value(targetKey{}).(*Target); ok && t.Service != "" {
+			msg = "no backend available: no healthy " + t.Service + " instance"
+		}
 	case errors.Is(err, ErrAttemptTimeout):
 		msg = fmt.Sprintf("backend did not answer within %s", p.attemptTimeout)
 	}

@@ -228,7 +228,7 @@ func TestNoBackend(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusServiceUnavailable || out.Code != "unavailable" || out.Message != "no backend available" {
+	if resp.StatusCode != http.StatusServiceUnavailable || out.Code != "unavailable" || out.Message != "no backend available: no healthy counter instance" {
 		t.Fatalf("status %d, %+v", resp.StatusCode, out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/highgopress/highgopress/gen/highgopress/analytics/v1/analyticsv1connect"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 )
 
@@ -31,9 +32,14 @@ func (c Class) String() string {
 	return fmt.Sprintf("Class(%d)", int(c))
 }
 
-// CounterBackend is the backend service (as named in service discovery) that
-// serves CounterService and FollowService.
-const CounterBackend = "counter"
+// Backend services, as named in service discovery (each its own Consul
+// catalog entry).
+const (
+	// CounterBackend serves CounterService and FollowService.
+	CounterBackend = "counter"
+	// AnalyticsBackend serves AnalyticsService.
+	AnalyticsBackend = "analytics"
+)
 
 // Route is one public procedure.
 type Route struct {
@@ -43,9 +49,10 @@ type Route struct {
 	Backend string
 	// Class is Read or Write.
 	Class Class
-	// Streaming is set for client, server or bidirectional streaming RPCs
-	// (none in the public API today); unary responses are buffered by the
-	// proxy (see proxy.Target.Unary), streamed ones are not.
+	// Streaming is set for server-streaming RPCs (WatchCounts,
+	// WatchTopItems): unary responses are buffered by the proxy (see
+	// proxy.Target.Unary), streamed ones are forwarded message by message;
+	// HGP_GATEWAY_MAX_TIMEOUT caps unary calls only (see docs/gateway.md).
 	Streaming bool
 }
 
@@ -84,7 +91,8 @@ func New(routes ...Route) (*Table, error) {
 }
 
 // Default returns the public API: CounterService and FollowService on the
-// counter backend.
+// counter backend, AnalyticsService on the analytics backend. Every read,
+// streams included, is anonymous-readable and rate-limited as a read.
 func Default() *Table {
 	routes := []Route{
 		{Procedure: counterv1connect.CounterServiceLikeProcedure, Backend: CounterBackend, Class: Write},
@@ -94,6 +102,10 @@ func Default() *Table {
 		{Procedure: counterv1connect.FollowServiceFollowProcedure, Backend: CounterBackend, Class: Write},
 		{Procedure: counterv1connect.FollowServiceUnfollowProcedure, Backend: CounterBackend, Class: Write},
 		{Procedure: counterv1connect.FollowServiceGetUserStatsProcedure, Backend: CounterBackend, Class: Read},
+		{Procedure: counterv1connect.CounterServiceWatchCountsProcedure, Backend: CounterBackend, Class: Read, Streaming: true},
+		{Procedure: analyticsv1connect.AnalyticsServiceTopItemsProcedure, Backend: AnalyticsBackend, Class: Read},
+		{Procedure: analyticsv1connect.AnalyticsServiceApiStatsProcedure, Backend: AnalyticsBackend, Class: Read},
+		{Procedure: analyticsv1connect.AnalyticsServiceWatchTopItemsProcedure, Backend: AnalyticsBackend, Class: Read, Streaming: true},
 	}
 	t := &Table{routes: make(map[string]Route, len(routes))}
 	for _, r := range routes {

@@ -1,43 +1,53 @@
 package route_test
 
 import (
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
 
+	analyticsv1 "github.com/highgopress/highgopress/gen/highgopress/analytics/v1"
+	"github.com/highgopress/highgopress/gen/highgopress/analytics/v1/analyticsv1connect"
 	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/services/gateway/route"
 )
 
-// TestDefaultCoversTheAPI: every method of the public services is routed,
-// and exactly the methods declared without side effects are reads.
+// TestDefaultCoversTheAPI: every method of the public services is routed
+// to its service's backend, and exactly the methods declared without side
+// effects, and the server streams (watches), are reads.
 func TestDefaultCoversTheAPI(t *testing.T) {
 	table := route.Default()
 	if _, err := route.New(table.Routes()...); err != nil {
 		t.Fatalf("default table is invalid: %v", err)
 	}
-	services := counterv1.File_highgopress_counter_v1_counter_proto.Services()
+	files := map[string]protoreflect.FileDescriptor{
+		route.CounterBackend:   counterv1.File_highgopress_counter_v1_counter_proto,
+		route.AnalyticsBackend: analyticsv1.File_highgopress_analytics_v1_analytics_proto,
+	}
 	n := 0
-	for i := 0; i < services.Len(); i++ {
-		svc := services.Get(i)
-		for j := 0; j < svc.Methods().Len(); j++ {
-			m := svc.Methods().Get(j)
-			n++
-			path := "/" + string(svc.FullName()) + "/" + string(m.Name())
-			r, ok := table.Lookup(path)
-			if !ok {
-				t.Errorf("%s is not routed", path)
-				continue
-			}
-			want := route.Write
-			if readOnly(m) {
-				want = route.Read
-			}
-			streaming := m.IsStreamingClient() || m.IsStreamingServer()
-			if r.Class != want || r.Backend != route.CounterBackend || r.Service() != string(svc.FullName()) || r.Streaming != streaming {
-				t.Errorf("%s: %+v, want class %v on %s, streaming %v", path, r, want, route.CounterBackend, streaming)
+	for backend, file := range files {
+		services := file.Services()
+		for i := 0; i < services.Len(); i++ {
+			svc := services.Get(i)
+			for j := 0; j < svc.Methods().Len(); j++ {
+				m := svc.Methods().Get(j)
+				n++
+				path := "/" + string(svc.FullName()) + "/" + string(m.Name())
+				r, ok := table.Lookup(path)
+				if !ok {
+					t.Errorf("%s is not routed", path)
+					continue
+				}
+				streaming := m.IsStreamingClient() || m.IsStreamingServer()
+				want := route.Write
+				if readOnly(m) || (m.IsStreamingServer() && !m.IsStreamingClient()) {
+					want = route.Read
+				}
+				if r.Class != want || r.Backend != backend || r.Service() != string(svc.FullName()) || r.Streaming != streaming {
+					t.Errorf("%s: %+v, want class %v on %s, streaming %v", path, r, want, backend, streaming)
+				}
 			}
 		}
 	}
@@ -45,8 +55,9 @@ func TestDefaultCoversTheAPI(t *testing.T) {
 		t.Errorf("table has %d routes, API has %d methods", len(table.Routes()), n)
 	}
 	got := table.Services()
-	if len(got) != 2 || got[0] != counterv1connect.CounterServiceName || got[1] != counterv1connect.FollowServiceName {
-		t.Errorf("Services() = %v", got)
+	want := []string{analyticsv1connect.AnalyticsServiceName, counterv1connect.CounterServiceName, counterv1connect.FollowServiceName}
+	if !slices.Equal(got, want) {
+		t.Errorf("Services() = %v; want %v", got, want)
 	}
 }
 
