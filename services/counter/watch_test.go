@@ -2,15 +2,23 @@ package counter_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
@@ -18,6 +26,7 @@ import (
 	"github.com/highgopress/highgopress/platform/rpctest"
 	"github.com/highgopress/highgopress/platform/testenv"
 	"github.com/highgopress/highgopress/services/counter"
+	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/domain"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/watch"
@@ -311,3 +320,139 @@ func TestWatchCountsCaps(t *testing.T) {
 }
 
 func watchMaxPerClient(n int) watch.Option { return watch.WithMaxPerClient(n) }
+
+// stallWatch opens a Connect-JSON WatchCounts stream over a raw HTTP/1.1
+// connection with a small receive buffer and never reads from it: a client
+// that stopped reading. The connection closes when the test ends.
+func stallWatch(t *testing.T, baseURL string, items []*counterv1.ItemRef) {
+	t.Helper()
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The receive buffer is set before connecting, so the window the
+	// client advertises stays small.
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return errors.Join(err, serr)
+	}}
+	conn, err := d.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	msg, err := protojson.Marshal(&counterv1.WatchCountsRequest{Items: items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := append([]byte{0, 0, 0, 0, 0}, msg...)
+	binary.BigEndian.PutUint32(body[1:5], uint32(len(msg)))
+	req := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/connect+json\r\nConnect-Protocol-Version: 1\r\nContent-Length: %d\r\n\r\n",
+		counterv1connect.CounterServiceWatchCountsProcedure, u.Host, len(body))
+	if _, err := conn.Write(append([]byte(req), body...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bigItems gives each of n items 200 metrics, so one message of all of them
+// is hundreds of kilobytes: more than socket buffers hold.
+func bigItems(t *testing.T, e *env, n int) []*counterv1.ItemRef {
+	t.Helper()
+	items := make([]*counterv1.ItemRef, n)
+	pipe := e.rdb.Pipeline()
+	for i := range items {
+		items[i] = ref("big", fmt.Sprint("item-", i))
+		fields := []any{"likes", 0}
+		for m := range 200 {
+			fields = append(fields, fmt.Sprintf("metric_number_%03d", m), 1_000_000+m)
+		}
+		pipe.HSet(context.Background(), redisstore.CountsKey(domain.ItemRef{Namespace: "big", ID: items[i].GetId()}), fields...)
+	}
+	if _, err := pipe.Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
+
+// likeLatencies runs n likes of items from 8 goroutines at the use-case
+// level and returns the p50 and p99.
+func likeLatencies(t *testing.T, svc *app.Service, items []*counterv1.ItemRef, n int, userPrefix string) (p50, p99 time.Duration) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		all []time.Duration
+		wg  sync.WaitGroup
+	)
+	for g := range 8 {
+		wg.Go(func() {
+			local := make([]time.Duration, 0, n/8)
+			for i := range n / 8 {
+				it := items[(g*n/8+i)%len(items)]
+				start := time.Now()
+				if _, err := svc.Like(context.Background(), fmt.Sprintf("%s-%d-%d", userPrefix, g, i),
+					domain.ItemRef{Namespace: it.GetNamespace(), ID: it.GetId()}); err != nil {
+					t.Error(err)
+					return
+				}
+				local = append(local, time.Since(start))
+			}
+			mu.Lock()
+			all = append(all, local...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(all)
+	return all[len(all)/2], all[len(all)*99/100]
+}
+
+// TestStalledWatcherDoesNotSlowWrites: a watcher that never reads, on
+// items every write changes, leaves the write path alone (the p99 with and
+// without it is logged, not asserted: docs/performance.md), holds at most
+// one pending entry per item, and is dropped once a message cannot be
+// written within the send timeout.
+func TestStalledWatcherDoesNotSlowWrites(t *testing.T) {
+	e := newEnv(t, counter.WithWatchSendTimeout(0)) // never dropped: stays stalled while writes are measured
+	items := bigItems(t, e, 100)
+	svc := e.c.App()
+	const n = 4000
+	p50, p99 := likeLatencies(t, svc, items, n, "before")
+	t.Logf("likes without a watcher: p50 %v p99 %v", p50, p99)
+
+	stallWatch(t, e.url, items)
+	testenv.Eventually(t, 20*time.Second, "the stalled watcher is registered", func() bool { return e.c.Watch().Stats().Streams == 1 })
+	roundsBefore := e.c.Watch().Stats().Rounds
+	p50w, p99w := likeLatencies(t, svc, items, n, "during")
+	st := e.c.Watch().Stats()
+	t.Logf("likes with a stalled watcher: p50 %v p99 %v (hub: %d rounds, %d items read, %d messages)", p50w, p99w, st.Rounds-roundsBefore, st.Reads, st.Messages)
+	if st.Streams != 1 || st.Rounds == roundsBefore {
+		t.Fatalf("the stalled watcher should still be open and fed: %+v", st)
+	}
+	// For comparison: a watcher that reads everything (the fan-out's own
+	// cost: each round reads the changed items once).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	startWatch(t, ctx, e.counters(rpctest.Protocols[1]), items)
+	p50r, p99r := likeLatencies(t, svc, items, n, "reading")
+	t.Logf("likes with a stalled and a reading watcher: p50 %v p99 %v", p50r, p99r)
+
+	// A replica with a send timeout drops the same stalled client.
+	logs := &testenv.SyncBuffer{}
+	b, err := counter.New(slog.New(slog.NewTextHandler(logs, nil)), e.rdb, e.signer, counter.WithWatchSendTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	bURL, _ := rpctest.Serve(t, b.Handler())
+	stallWatch(t, bURL, items)
+	testenv.Eventually(t, 20*time.Second, "the slow watcher is registered", func() bool { return b.Watch().Stats().Streams == 1 })
+	round := 0
+	testenv.Eventually(t, 60*time.Second, "the slow watcher is dropped and released", func() bool {
+		// Keep its items changing until its socket buffers are full.
+		round++
+		likeLatencies(t, b.App(), items, len(items), fmt.Sprint("drop-", round))
+		return strings.Contains(logs.String(), "dropping a slow watcher") && b.Watch().Stats().Streams == 0
+	})
+	t.Logf("slow watcher dropped after %d rounds of 100 changes", round)
+}
