@@ -63,7 +63,15 @@ func TestConsulAgentStopped(t *testing.T) {
 	agent.Kill()
 	testenv.Eventually(t, 20*time.Second, "watcher notices consul is gone", func() bool {
 		st := gw.g.Stats()
-		return st.Backends != nil && len(st.Backends.Watchers) == 1 && st.Backends.Watchers[0].Stale
+		if st.Backends == nil || len(st.Backends.Watchers) != 2 { // counter and analytics
+			return false
+		}
+		for _, w := range st.Backends.Watchers {
+			if !w.Stale {
+				return false
+			}
+		}
+		return true
 	})
 	if got := gw.g.Instances("counter"); !slices.Equal(got, both) {
 		t.Fatalf("instances after consul died: %v, want the last known %v", got, both)
@@ -100,7 +108,7 @@ func TestBuildRoutesThroughConsul(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(comp.Workers) != 2 { // the Consul watchers and the API statistics flusher
+	if len(comp.Workers) != 4 { // the Consul watchers, the stream shutdown, the API statistics flusher, the configuration centre's watcher
 		t.Fatalf("%d workers", len(comp.Workers))
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -71,6 +71,10 @@ type Gateway struct {
 	// (static routing without their URLs): their procedures answer
 	// Unimplemented with this message.
 	unconfigured map[string]string
+	// streamsCtx is cancelled when shutdown begins (endStreams): forwarded
+	// server streams end then instead of holding the server's drain.
+	streamsCtx  context.Context
+	stopStreams context.CancelFunc
 	// readTimeout is the public server's read timeout (for messages).
 	readTimeout time.Duration
 	admit       Admission
@@ -125,6 +129,8 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 		maxTimeout: cfg.MaxTimeout,
 		maxStream:  cfg.MaxStreamDuration,
 	}
+	g.streamsCtx, g.stopStreams = context.WithCancel(context.Background())
+	g.workers = append(g.workers, g.endStreams)
 	defer func() {
 		if err != nil {
 			_ = g.Close()
@@ -188,6 +194,16 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 	g.mountWebUI()
 	g.readTimeout = g.server.HTTPServer().ReadTimeout
 	return g, nil
+}
+
+// endStreams cancels every forwarded server stream once ctx is done (the
+// start of shutdown): the server's Shutdown waits for active handlers, and
+// a stream would otherwise hold it until the shutdown timeout. Clients see
+// their stream broken off and watch again (on another replica).
+func (g *Gateway) endStreams(ctx context.Context) error {
+	<-ctx.Done()
+	g.stopStreams()
+	return nil
 }
 
 // balancer chooses how instances are picked.
@@ -375,6 +391,9 @@ func (g *Gateway) Close() error {
 		}
 		if g.transport != nil {
 			g.transport.CloseIdleConnections()
+		}
+		if g.stopStreams != nil {
+			g.stopStreams()
 		}
 		g.closeErr = errors.Join(errs...)
 	})

@@ -171,6 +171,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithCancel(r.Context())
 	}
 	defer cancel()
+	if rt.Streaming {
+		// Shutdown ends streams (endStreams).
+		defer context.AfterFunc(g.streamsCtx, cancel)()
+	}
 	out := r.WithContext(ctx)
 	// Forward exactly the path that was routed (procedureOf).
 	u := *r.URL
