@@ -414,7 +414,7 @@ func likeLatencies(t *testing.T, svc *app.Service, items []*counterv1.ItemRef, n
 // written within the send timeout.
 func TestStalledWatcherDoesNotSlowWrites(t *testing.T) {
 	e := newEnv(t, counter.WithWatchSendTimeout(0)) // never dropped: stays stalled while writes are measured
-	items := bigItems(t, e, 100)
+	items := watchItems(100)
 	svc := e.c.App()
 	const n = 4000
 	p50, p99 := likeLatencies(t, svc, items, n, "before")
@@ -445,6 +445,9 @@ func TestStalledWatcherDoesNotSlowWrites(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = b.Close() })
 	bURL, _ := rpctest.Serve(t, b.Handler())
+	// Items of 200 metrics each: a message of all of them is larger than
+	// socket buffers hold, so the stalled client blocks writes soon.
+	items = bigItems(t, e, 100)
 	stallWatch(t, bURL, items)
 	testenv.Eventually(t, 20*time.Second, "the slow watcher is registered", func() bool { return b.Watch().Stats().Streams == 1 })
 	round := 0
