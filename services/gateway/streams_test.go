@@ -252,7 +252,10 @@ func TestWatchCountsThroughGateway(t *testing.T) {
 	cancel()
 	for range clients {
 		select {
-		case <-ended:
+		case err := <-ended:
+			if connect.CodeOf(err) != connect.CodeCanceled {
+				t.Errorf("stream ended with %v; want canceled", err)
+			}
 		case <-time.After(20 * time.Second):
 			t.Fatal("a stream did not end within 20s of its cancel")
 		}
