@@ -82,14 +82,22 @@ func (c *Consumer) Run(ctx context.Context) error {
 	go func() {
 		defer close(batches)
 		b := backoff.New(c.o.backoffMin, c.o.backoffMax)
+		var next *kafka.Message // fetched while skipping queued errors
 		for {
-			msgs, err := c.fetch(fctx)
+			msgs, err := c.fetch(fctx, next)
+			next = nil
 			if err != nil && fctx.Err() == nil && !errors.Is(err, io.EOF) {
 				// A broker restart or a rebalance: the reader reconnects by
 				// itself, so wait and fetch again rather than stopping.
 				c.m.errors.WithLabelValues("fetch").Inc()
 				c.logger.Warn("kafka fetch failed, retrying", "err", err)
-				if !b.Wait(fctx) {
+				var skipped int
+				next, skipped = c.skipQueuedErrors(fctx)
+				if skipped > 0 {
+					c.m.errors.WithLabelValues("fetch").Add(float64(skipped))
+					c.logger.Warn("kafka fetch: skipped errors the reader had queued", "errors", skipped)
+				}
+				if next == nil && !b.Wait(fctx) {
 					return
 				}
 				continue
@@ -188,13 +196,16 @@ func batchMarks(batch []kafka.Message) []sink.Mark {
 
 // fetch returns at least one message: up to batchMax, waiting at most
 // batchWait after the first.
-func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
-	first, err := c.r.FetchMessage(ctx)
-	if err != nil {
-		return nil, err
+func (c *Consumer) fetch(ctx context.Context, first *kafka.Message) ([]kafka.Message, error) {
+	if first == nil {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		first = &m
 	}
 	batch := make([]kafka.Message, 1, c.o.batchMax)
-	batch[0] = first
+	batch[0] = *first
 	wctx, cancel := context.WithTimeout(ctx, c.o.batchWait)
 	defer cancel()
 	for len(batch) < c.o.batchMax {
@@ -208,6 +219,35 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 		batch = append(batch, m)
 	}
 	return batch, nil
+}
+
+// queuedWait is how long skipQueuedErrors waits for the reader's next
+// message or error: what is already queued comes at once.
+const queuedWait = 5 * time.Millisecond
+
+// skipQueuedErrors takes, after a fetch error, the errors kafka-go's reader
+// already queued: a partition reader whose leader is unreachable (a broker
+// killed, before the controller moved the partition) queues one error per
+// attempt, every 10–100 ms (ReadBackoffMin/Max), among the messages of the
+// other partitions. Backing off once per queued error stalled every
+// partition for minutes after a broker died; they are skipped at once
+// instead, and the backoff applies only when no message follows them. It
+// returns the first message found (the start of the next batch) and how
+// many errors it skipped.
+func (c *Consumer) skipQueuedErrors(ctx context.Context) (*kafka.Message, int) {
+	skipped := 0
+	for {
+		qctx, cancel := context.WithTimeout(ctx, queuedWait)
+		m, err := c.r.FetchMessage(qctx)
+		cancel()
+		switch {
+		case err == nil:
+			return &m, skipped
+		case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF):
+			return nil, skipped // nothing queued (or stopping): back off
+		}
+		skipped++
+	}
 }
 
 type poison struct {

@@ -114,3 +114,46 @@ func TestRunSurvivesFetchErrors(t *testing.T) {
 		t.Fatalf("last offset mark %+v, want partition 0 applied below %d", last, n)
 	}
 }
+
+// TestRunSkipsQueuedFetchErrors: kafka-go's reader queues one error per
+// failed attempt of a partition whose leader died (every 10–100 ms until
+// the partition moves), among the other partitions' messages. The consumer
+// backs off once, not once per queued error: with a backoff of at least a
+// second, 400 queued errors must not hold the messages behind them for
+// minutes.
+func TestRunSkipsQueuedFetchErrors(t *testing.T) {
+	const n = 20
+	r := &flakyReader{failures: 400}
+	for i := 0; i < n; i++ {
+		v, err := proto.Marshal(&eventsv1.Event{
+			EventId: "1-" + strconv.Itoa(i), Kind: eventsv1.Kind_KIND_LIKE, UserId: "u" + strconv.Itoa(i),
+			Namespace: "article", ItemId: "a", Version: uint64(i + 1),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.msgs = append(r.msgs, kafka.Message{Partition: 0, Offset: int64(i), Value: v})
+	}
+	app := &countingApplier{}
+	c := consumer.New(logging.Discard(), r, app, nil,
+		consumer.WithBackoff(time.Second, 5*time.Second), consumer.WithRegisterer(nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	took := testenv.Eventually(t, 20*time.Second, "every message committed", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("Run stopped after a fetch error: %v", err)
+		default:
+		}
+		return r.commits() >= n
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+	if app.events != n {
+		t.Fatalf("applied %d events, want %d", app.events, n)
+	}
+	t.Logf("400 queued errors skipped, %d messages committed after %s", n, took.Round(time.Millisecond))
+}
