@@ -291,7 +291,8 @@ func (g *Gateway) setUpAPIStats(cfg Config, o options) error {
 // setUpRateLimit creates the limiter, a server middleware spending the
 // client IP's budget and, for a request whose token authMiddleware
 // verified, the user's budget, concurrently; classes come from the route
-// table (unrouted paths count as writes).
+// table (unrouted GET and HEAD requests, the web page, count as reads;
+// other unrouted requests as writes).
 func (g *Gateway) setUpRateLimit(cfg Config) error {
 	var rdb redis.UniversalClient
 	if cfg.Redis.Addr != "" {
@@ -308,7 +309,15 @@ func (g *Gateway) setUpRateLimit(cfg Config) error {
 		ratelimit.WithKeyPrefix(prefix),
 		ratelimit.WithSubject(verifiedSubject),
 		ratelimit.WithClassify(func(r *http.Request) ratelimit.Class {
-			if rt, ok := g.routes.Lookup(procedureOf(r)); ok && rt.Class == route.Read {
+			if rt, ok := g.routes.Lookup(procedureOf(r)); ok {
+				if rt.Class == route.Read {
+					return ratelimit.Read
+				}
+				return ratelimit.Write
+			}
+			// Unrouted: the web page and its assets (GET/HEAD change
+			// nothing) spend read budgets; anything else counts as a write.
+			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				return ratelimit.Read
 			}
 			return ratelimit.Write
