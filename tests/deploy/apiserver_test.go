@@ -397,7 +397,7 @@ func TestBadValuesOnAPIServer(t *testing.T) {
 			t.Fatalf("install with a Secret lacking jwt-hs256-secret: %v\n%s", err, out)
 		}
 	})
-	list, err := c.helmRun(t, "list", "-n", ns, "-a", "-q")
+	list, err := c.helmRun(t, "list", "-n", ns, "-q")
 	if err != nil || strings.TrimSpace(list) != "" {
 		t.Errorf("refused installs left releases behind: %v %q", err, list)
 	}

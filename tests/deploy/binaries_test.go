@@ -150,6 +150,9 @@ func TestServiceBinaries(t *testing.T) {
 		t.Cleanup(func() {
 			cancel()
 			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("gateway output:\n%s", logs.String())
+			}
 		})
 		var status string
 		testenv.Eventually(t, 30*time.Second, "the static gateway to answer grpc.health.v1 SERVING", func() bool {
@@ -157,9 +160,6 @@ func TestServiceBinaries(t *testing.T) {
 			return strings.Contains(status, `"SERVING_STATUS_SERVING"`) || strings.Contains(status, `"SERVING"`)
 		})
 		t.Logf("gateway health: %s", status)
-		if t.Failed() {
-			t.Logf("gateway output:\n%s", logs.String())
-		}
 	})
 }
 
