@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -168,6 +169,16 @@ func (w *ResponseObserver) Code() string {
 	return c.String()
 }
 
+// ConnectCode is the call's result once the handler returned: 0 for
+// success (Connect has no code 0), else the Connect code (1..16).
+func (w *ResponseObserver) ConnectCode() connect.Code {
+	c, ok := w.code()
+	if ok {
+		return 0
+	}
+	return c
+}
+
 // code returns the error code, or ok=true for success.
 func (w *ResponseObserver) code() (connect.Code, bool) {
 	status := http.StatusOK
@@ -232,15 +243,19 @@ func (w *ResponseObserver) endPayload(encoding string) ([]byte, bool) {
 	if !w.endGzip {
 		return w.endFrame, true
 	}
-	if encoding != "gzip" {
+	if !strings.EqualFold(strings.TrimSpace(encoding), "gzip") {
 		return nil, false
 	}
 	zr, err := gzip.NewReader(bytes.NewReader(w.endFrame))
 	if err != nil {
 		return nil, false
 	}
+	// The frame may have been cut at maxCapture: what decompresses is kept.
 	out, err := io.ReadAll(io.LimitReader(zr, maxCapture))
-	return out, err == nil
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, false
+	}
+	return out, true
 }
 
 func grpcStatus(vs ...string) (connect.Code, bool) {

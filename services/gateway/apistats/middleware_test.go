@@ -227,35 +227,6 @@ func TestHealthChecksAreNotCounted(t *testing.T) {
 	}
 }
 
-// FuzzStatusWriter: no response body or chunking panics the envelope
-// scanner or the code derivation.
-func FuzzStatusWriter(f *testing.F) {
-	f.Add("application/grpc-web", []byte{0x80, 0, 0, 0, 3, 'a', ':', 'b'}, uint8(2), 200)
-	f.Add("application/connect+json", []byte{0x02, 0xff, 0xff, 0xff, 0xff}, uint8(1), 200)
-	f.Add("application/json", []byte(`{"code":`), uint8(5), 400)
-	f.Add("application/grpc", []byte{}, uint8(0), 200)
-	f.Fuzz(func(t *testing.T, ctype string, body []byte, chunk uint8, status int) {
-		if status < 100 || status > 999 {
-			status = 200
-		}
-		step := int(chunk) + 1
-		w := &statusWriter{ResponseWriter: httptest.NewRecorder(), proto: protocolOf(&http.Request{Header: http.Header{"Content-Type": {ctype}}})}
-		w.WriteHeader(status)
-		for b := body; len(b) > 0; {
-			n := min(step, len(b))
-			_, _ = w.Write(b[:n])
-			b = b[n:]
-		}
-		c := w.code()
-		if int(c) >= numCodes {
-			t.Fatalf("code %d out of range", c)
-		}
-		if len(w.endFrame) > maxCapture || len(w.body) > maxCapture {
-			t.Fatal("capture exceeded its cap")
-		}
-	})
-}
-
 // TestEncodedSlashIsNotCountedAsTheProcedure: a path with an encoded slash
 // ("CounterService%2FLike") is not the Like procedure — the gateway answers
 // it unimplemented — so it is counted as unknown, not as a Like.
