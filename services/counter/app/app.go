@@ -54,8 +54,8 @@ func New(logger *slog.Logger, store Store, opts ...Option) *Service {
 	s := &Service{
 		logger: logger,
 		store:  store,
-		items:  cache.New[domain.ItemCounts](o.cacheTTL, o.cacheEntries),
-		users:  cache.New[domain.UserCounts](o.cacheTTL, o.cacheEntries),
+		items:  cache.New[domain.ItemCounts](o.cacheTTL, o.cacheEntries, cache.WithObserver(newCacheObserver("items"))),
+		users:  cache.New[domain.UserCounts](o.cacheTTL, o.cacheEntries, cache.WithObserver(newCacheObserver("users"))),
 	}
 	if o.durable != nil {
 		s.rebuilder = &rebuilder{durable: o.durable, seeder: o.seeder, timeout: o.loadTimeout,

@@ -33,6 +33,7 @@ type Cache[V any] struct {
 	now        func() time.Time // time.Now; replaced in tests
 
 	waiting atomic.Int64 // callers waiting for a fetch led by another caller
+	obs     Observer     // nil: nobody counts
 
 	mu        sync.Mutex
 	entries   map[string]entry[V]
@@ -57,11 +58,16 @@ type flight[V any] struct {
 
 // New returns a cache whose entries live for ttl; maxEntries <= 0 means
 // DefaultMaxEntries.
-func New[V any](ttl time.Duration, maxEntries int) *Cache[V] {
+func New[V any](ttl time.Duration, maxEntries int, opts ...Option) *Cache[V] {
 	if maxEntries <= 0 {
 		maxEntries = DefaultMaxEntries
 	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	return &Cache[V]{
+		obs:        o.observer,
 		ttl:        ttl,
 		maxEntries: maxEntries,
 		now:        time.Now,
@@ -91,6 +97,9 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 			return nil, err
 		}
 		copy(out, vals)
+		if c.obs != nil {
+			c.obs.Observe(0, 0, len(keys))
+		}
 		return out, nil
 	}
 
@@ -130,6 +139,9 @@ func (c *Cache[V]) Get(ctx context.Context, keys []string, fetch FetchFunc[V]) (
 		waitIdx, waitFl = append(waitIdx, i), append(waitFl, f)
 	}
 	c.mu.Unlock()
+	if c.obs != nil {
+		c.obs.Observe(len(keys)-len(waitIdx), len(waitIdx)-len(lead), len(lead))
+	}
 
 	if len(lead) > 0 {
 		// The fetch serves other callers too, so it must not be cut short
