@@ -52,6 +52,7 @@ func Start(name string) (context.Context, *slog.Logger, *config.Reader, context.
 	cfg := config.FromEnv()
 	level := cfg.Enum("HGP_LOG_LEVEL", "info", "debug", "info", "warn", "error")
 	logger := telemetry.WithTraceIDs(logging.NewWriter(os.Stderr, name, level))
+	tuneGC(logger, os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	shutdown := startTracing(ctx, logger, name, cfg)
 	return ctx, logger, cfg, func() {
