@@ -33,6 +33,14 @@ type Config struct {
 	Items       int
 	Secret      string
 	Label       string
+	// Batch is the number of items per GetCounts (default 1).
+	Batch int
+	// Prefix starts every item id ("load-"): a new prefix is a new item
+	// space, every item touched for the first time.
+	Prefix string
+	// Zipf, when > 1, draws items from a Zipf distribution of that
+	// exponent (a few hot items, a long tail) instead of uniformly.
+	Zipf float64
 }
 
 // Result summarises a run. Latencies are in microseconds.
@@ -89,6 +97,10 @@ func validate(c Config) (*url.URL, error) {
 		return nil, fmt.Errorf("-rate %d: want [0, 1000000]", c.Rate)
 	case c.Users < 1 || c.Items < 1 || c.MaxRequests < 1:
 		return nil, errors.New("-users, -items and -max-requests must be positive")
+	case c.Batch < 0 || c.Batch > 1000:
+		return nil, fmt.Errorf("-batch %d: want [1, 1000]", c.Batch)
+	case c.Zipf != 0 && c.Zipf <= 1:
+		return nil, fmt.Errorf("-zipf %g: want 0 (uniform) or > 1", c.Zipf)
 	case (c.Op == "like" || c.Op == "mixed") && c.Secret == "":
 		return nil, errors.New("-secret (or HGP_JWT_HS256_SECRET) is needed to mint tokens for writes")
 	}
@@ -227,7 +239,16 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Result, error) {
 }
 
 func request(c Config, rng *rand.Rand, tokens []string) (string, []byte, string) {
-	item := rng.IntN(c.Items)
+	prefix := c.Prefix
+	if prefix == "" {
+		prefix = "load-"
+	}
+	pick := func() uint64 { return uint64(rng.IntN(c.Items)) }
+	if c.Zipf > 1 {
+		z := rand.NewZipf(rng, c.Zipf, 1, uint64(c.Items-1))
+		pick = z.Uint64
+	}
+	item := pick()
 	op := c.Op
 	if op == "mixed" {
 		op = "getcounts"
@@ -241,9 +262,13 @@ func request(c Config, rng *rand.Rand, tokens []string) (string, []byte, string)
 		if len(tokens) > 0 {
 			tok = tokens[rng.IntN(len(tokens))]
 		}
-		return likePath, fmt.Appendf(nil, `{"item":{"namespace":"article","id":"load-%d"}}`, item), tok
+		return likePath, fmt.Appendf(nil, `{"item":{"namespace":"article","id":"%s%d"}}`, prefix, item), tok
 	default:
-		return getCountsPath, fmt.Appendf(nil, `{"items":[{"namespace":"article","id":"load-%d"}]}`, item), ""
+		body := fmt.Appendf(nil, `{"items":[{"namespace":"article","id":"%s%d"}`, prefix, item)
+		for i := 1; i < c.Batch; i++ {
+			body = fmt.Appendf(body, `,{"namespace":"article","id":"%s%d"}`, prefix, pick())
+		}
+		return getCountsPath, append(body, "]}"...), ""
 	}
 }
 

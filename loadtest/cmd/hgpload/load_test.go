@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,5 +68,35 @@ func TestRunRefusesNonLoopbackAndBadFlags(t *testing.T) {
 		if _, err := Run(context.Background(), c, io.Discard); err == nil {
 			t.Errorf("%s: want an error", name)
 		}
+	}
+}
+
+func TestRunGetCountsBatchPrefixAndZipf(t *testing.T) {
+	var bad atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Items []struct{ Namespace, ID string }
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Items) != 50 {
+			bad.Add(1)
+		}
+		for _, it := range req.Items {
+			n, err := strconv.Atoi(strings.TrimPrefix(it.ID, "fresh-7-"))
+			if !strings.HasPrefix(it.ID, "fresh-7-") || err != nil || n < 0 || n >= 100 {
+				bad.Add(1)
+			}
+		}
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		URL: srv.URL, Op: "getcounts", Concurrency: 2, Duration: 5 * time.Second, MaxRequests: 40,
+		Users: 1, Items: 100, Batch: 50, Prefix: "fresh-7-", Zipf: 1.1,
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 40 || res.Errors != 0 || bad.Load() != 0 {
+		t.Fatalf("result %+v, %d malformed requests or items", res, bad.Load())
 	}
 }

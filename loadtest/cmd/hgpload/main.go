@@ -32,6 +32,9 @@ func main() {
 	flag.IntVar(&c.Items, "items", 10_000, "distinct items")
 	flag.StringVar(&c.Secret, "secret", os.Getenv("HGP_JWT_HS256_SECRET"), "HS256 secret to mint user tokens")
 	flag.StringVar(&c.Label, "label", "", "label for the result line")
+	flag.IntVar(&c.Batch, "batch", 1, "items per GetCounts")
+	flag.StringVar(&c.Prefix, "prefix", "load-", "item id prefix (a new prefix: items never touched before)")
+	flag.Float64Var(&c.Zipf, "zipf", 0, "Zipf exponent (> 1) for item popularity; 0: uniform")
 	out := flag.String("out", "", "append the result as a JSON line to this file")
 	flag.Parse()
 
