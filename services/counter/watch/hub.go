@@ -228,9 +228,11 @@ func (h *Hub) register(ctx context.Context, w *Watcher) error {
 		return ErrClosed
 	case h.streams >= h.opts.maxStreams:
 		h.mu.Unlock()
+		refused.Inc()
 		return fmt.Errorf("%w: this replica serves %d streams, the most it allows", ErrTooManyStreams, h.opts.maxStreams)
 	case h.clients[w.client] >= h.opts.maxPerClient:
 		h.mu.Unlock()
+		refused.Inc()
 		return fmt.Errorf("%w: this client has %d streams open, the most allowed", ErrTooManyStreams, h.opts.maxPerClient)
 	}
 	h.streams++
@@ -246,6 +248,8 @@ func (h *Hub) register(ctx context.Context, w *Watcher) error {
 		set[w] = i
 	}
 	w.registered = true
+	subscriptions.Inc()
+	watchedItems.Add(float64(len(fresh)))
 	h.mu.Unlock()
 	if len(fresh) == 0 {
 		return nil
@@ -286,6 +290,8 @@ func (h *Hub) unregisterLocked(ctx context.Context, w *Watcher) {
 		}
 	}
 	closed := h.closed
+	subscriptions.Dec()
+	watchedItems.Sub(float64(len(gone)))
 	h.mu.Unlock()
 	if len(gone) > 0 && !closed {
 		// Bounded: a lost UNSUBSCRIBE only leaves messages that are
