@@ -189,6 +189,8 @@ type WebScenario struct {
 	Shots       string            `json:"shots"`
 	Restart     bool              `json:"restart"`
 	RequireLive bool              `json:"requireLive"`
+	// RequireLiveCounts: WatchCounts must be served (rankings optional).
+	RequireLiveCounts bool `json:"requireLiveCounts"`
 }
 
 // BrowserScenario runs web/test/browser.mjs with sc in Chromium; control

@@ -87,6 +87,8 @@ func TestBrowserPageRealMiddleware(t *testing.T) {
 		ForeignPage: foreign.URL + "/",
 		Shots:       shots,
 		Restart:     true,
+		// A real counter serves WatchCounts; no analytics runs here.
+		RequireLiveCounts: true,
 	}
 	result := testenv.BrowserScenario(t, node, chromium, webDir, sc, map[string]func() string{
 		"stop":  func() string { stop(); return "stopped" },

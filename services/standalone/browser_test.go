@@ -73,6 +73,8 @@ func TestBrowserPage(t *testing.T) {
 		ForeignPage: foreign.URL + "/",
 		Shots:       shots,
 		Restart:     true,
+		// Every service runs embedded: rankings and counts must be live.
+		RequireLive: true,
 	}
 	result := testenv.BrowserScenario(t, node, chromium, webDir, sc,
 		map[string]func() string{

@@ -331,6 +331,10 @@ async function refreshCounts(): Promise<void> {
     }
     if (polling) {
       showPolling();
+    } else if (countsState === "live" && countsStatus.dataset["state"] !== "live") {
+      // A read that failed earlier (signed out, say) left its message:
+      // the stream is still live.
+      showStatus(countsStatus, { state: "live" }, "Counts are live.");
     }
   } catch (err) {
     const p = describe(err, "loading the counts");
@@ -346,6 +350,8 @@ async function refreshCounts(): Promise<void> {
 
 let countsLive: Live | undefined;
 let countsKey = "";
+// countsState is the live counts stream's last state.
+let countsState = "";
 let pollAbort: AbortController | undefined;
 
 // watchCounts (re)starts the live counts of the displayed items when the
@@ -380,6 +386,7 @@ function watchCounts(): void {
         showPolling();
         return;
       }
+      countsState = s.state;
       if (s.state === "live") {
         // Catch up on viewer_liked, which the stream does not carry.
         void refreshCounts();

@@ -14,6 +14,7 @@
 //   restart     true: ask the test to restart the server (stdout "stop",
 //               stdin "stopped"; stdout "start", stdin "started")
 //   requireLive true: WatchCounts and WatchTopItems must be served
+//   requireLiveCounts true: WatchCounts must be served (rankings optional)
 //
 // Any console error or uncaught exception fails the run, except network
 // errors while the server is stopped on purpose and the CORS refusal of the
@@ -62,9 +63,11 @@ const likeAs = (token, id) => rpc("CounterService/Like", token, { item: { namesp
 const browser = await chromium.launch({ executablePath, headless: true });
 let allowNetworkErrors = false;
 const unexpected = [];
+const pages = [];
 async function newPage(label) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 820 } });
   const page = await context.newPage();
+  pages.push({ label, page });
   page.on("console", (m) => {
     if (m.type() !== "error") return;
     const text = m.text();
@@ -169,7 +172,9 @@ try {
   let rank = null;
   if (rankingLive) {
     // alpha and zeta both have 1 like: ties go by id, alpha first.
-    await page.waitForFunction((id) => document.querySelector(`#ranking li.item[data-item="${id}"] .rank`)?.textContent === "#1", alpha, { timeout: 15000 });
+    // The first event after start-up waits for analytics' consumer group
+    // to join (a rebalance on a loaded machine can take many seconds).
+    await page.waitForFunction((id) => document.querySelector(`#ranking li.item[data-item="${id}"] .rank`)?.textContent === "#1", alpha, { timeout: 60000 });
     rank = 1;
     if (rankedBefore !== 0) fail("alpha was ranked before any like");
   }
@@ -184,7 +189,7 @@ try {
     await page.waitForFunction((id) => /^\+2 /.test(document.querySelector(`#ranking li.item[data-item="${id}"] .score`)?.textContent ?? ""), alpha, { timeout: 5000 });
   }
   const countsMode = await statusState(page, "counts-status");
-  if (cfg.requireLive && countsMode !== "live") fail(`counts are not live (state ${countsMode})`);
+  if ((cfg.requireLive || cfg.requireLiveCounts) && countsMode !== "live") fail(`counts are not live (state ${countsMode})`);
   step("another user's like appears without reload", { seenMs, countsMode });
   await page.waitForTimeout(300); // let the stats panel and follow counts settle for the picture
   await shot(page, "page");
@@ -274,6 +279,15 @@ try {
 } catch (err) {
   log(`FAILED: ${err?.stack ?? err}`);
   if (unexpected.length > 0) log(`console errors:\n  ${unexpected.join("\n  ")}`);
+  // What the person saw when it failed.
+  for (const { label, page } of pages) {
+    if (page.isClosed()) continue;
+    await page.screenshot({ path: join(cfg.shots, `failed-${label}.png`), fullPage: true }).catch(() => {});
+    const status = await page
+      .evaluate(() => ["ranking-status", "counts-status", "notice"].map((id) => `${id}=${document.getElementById(id)?.dataset["state"] ?? ""}: ${document.getElementById(id)?.textContent ?? ""}`))
+      .catch(() => []);
+    log(`${label} page state: ${status.join(" | ")}`);
+  }
   process.exitCode = 1;
 } finally {
   await browser.close();
