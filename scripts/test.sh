@@ -5,7 +5,8 @@
 #      once per machine); node, npm and Debian's chromium; `npm ci` in web/
 #   1. generated code: `buf generate` and `sqlc generate`, fail if their output then
 #      differs from git; `buf lint`; `buf format -d --exit-code`
-#   2. real middleware on loopback via scripts/mw.sh (stopped again on exit)
+#   2. real middleware on loopback via scripts/mw.sh (stopped again on exit), and a real
+#      Kubernetes API server with etcd and controller-manager (scripts/kube.sh) for the chart
 #   3. `go vet`, golangci-lint (.golangci.yml) and `go test -race` in every module of go.work, with HGP_INTEGRATION=require
 #      so that a test whose server is missing fails instead of skipping; one line per test
 #      (gotestsum), JSON results in .run/test-results/
@@ -146,6 +147,7 @@ stop_middleware() {
 }
 on_exit() {
   local rc=$?
+  stop_kube
   stop_middleware
   exit $rc
 }
@@ -170,6 +172,35 @@ phase_middleware() {
   # shellcheck disable=SC1091
   source "$ROOT/.run/env"
   bash "$MW" status
+}
+
+# ------------------------------------------------------- 2b. Kubernetes control plane
+# A real kube-apiserver + etcd + kube-controller-manager on loopback (no nodes) for the
+# chart tests in tests/deploy; the tools are built once per machine (scripts/kube.sh).
+KUBE_STARTED=
+phase_kube() {
+  local t0=$SECONDS
+  say "kube: kube-apiserver, kube-controller-manager, kubectl v1.37.2, etcd v3.6.13, helm v4.3.2 (cached per machine)"
+  if bash scripts/kube.sh build; then
+    record "kube tools (cold build 8-40 min, then cached)" PASS "$t0"
+  else
+    record "kube tools (cold build 8-40 min, then cached)" FAIL "$t0"
+    return 1
+  fi
+  t0=$SECONDS
+  bash scripts/kube.sh status > /dev/null 2>&1 || KUBE_STARTED=1
+  # bounded lifetime: it stops by itself even if this script is killed
+  if bash scripts/kube.sh start 3600; then
+    eval "$(bash scripts/kube.sh env)"
+    record "kube-apiserver + etcd + controller-manager (loopback)" PASS "$t0"
+  else
+    record "kube-apiserver + etcd + controller-manager (loopback)" FAIL "$t0"
+  fi
+}
+stop_kube() {
+  [ -n "$KUBE_STARTED" ] || return 0
+  bash scripts/kube.sh stop || true
+  KUBE_STARTED=
 }
 
 # -------------------------------------------------------------------- 3. go vet + test
@@ -241,7 +272,9 @@ mkdir -p "$RESULTS_DIR"
 if phase_tools; then
   phase_generate
   if phase_middleware; then
+    phase_kube
     phase_go "$@"
+    stop_kube
   else
     echo "middleware did not start: not running the Go tests (they need the servers)"
   fi
