@@ -202,6 +202,9 @@ func (b *Balancer) eject(service string, e *endpoint, cause error) {
 	}
 	e.ejectedAt.Store(now.UnixNano())
 	b.ejections.Add(1)
+	if b.opts.onEject != nil {
+		b.opts.onEject(service)
+	}
 	b.logger.Warn("instance ejected after connection error", "backend", service, "instance", e.inst.ID,
 		"addr", e.inst.URL.Host, "cooldown", cool, "err", cause)
 }

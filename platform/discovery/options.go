@@ -108,6 +108,7 @@ type balancerOptions struct {
 	cooldown    time.Duration
 	maxCooldown time.Duration
 	ejectOn     func(error) bool
+	onEject     func(service string)
 	now         func() time.Time
 }
 
@@ -140,6 +141,13 @@ func WithEjectOn(f func(error) bool) BalancerOption {
 			o.ejectOn = f
 		}
 	}
+}
+
+// WithOnEject calls f with the service's name each time one of its
+// instances is taken out of rotation (not again while it stays ejected):
+// for metrics. f must be cheap and safe for concurrent use.
+func WithOnEject(f func(service string)) BalancerOption {
+	return func(o *balancerOptions) { o.onEject = f }
 }
 
 // withClock is for tests.

@@ -44,6 +44,7 @@ type RoundRobinOption func(*rrOptions)
 type rrOptions struct {
 	cooldown time.Duration
 	now      func() time.Time
+	onEject  func(service string)
 }
 
 // WithCooldown sets how long an instance that refused a connection is
@@ -55,4 +56,10 @@ func WithCooldown(d time.Duration) RoundRobinOption {
 // WithClock sets the balancer's clock (tests).
 func WithClock(now func() time.Time) RoundRobinOption {
 	return func(o *rrOptions) { o.now = now }
+}
+
+// WithOnEject calls f with the service's name each time one of its
+// instances starts a cooldown (not again while it is skipped): for metrics.
+func WithOnEject(f func(service string)) RoundRobinOption {
+	return func(o *rrOptions) { o.onEject = f }
 }

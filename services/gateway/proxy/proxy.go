@@ -155,6 +155,16 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, t Target) {
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, &t)))
 }
 
+// TargetOf returns the Target of a request being forwarded: a Balancer's
+// Pick gets it from its context.
+func TargetOf(ctx context.Context) (Target, bool) {
+	t, ok := ctx.Value(targetKey{}).(*Target)
+	if !ok {
+		return Target{}, false
+	}
+	return *t, true
+}
+
 // stripped are request headers never forwarded: the identity header is set
 // by the proxy alone, and backends must not see end-user credentials.
 var stripped = []string{identity.Header, "Authorization", "Cookie"}

@@ -18,6 +18,7 @@ type RoundRobin struct {
 	pools    map[string]*pool
 	cooldown time.Duration
 	now      func() time.Time
+	onEject  func(service string)
 }
 
 type pool struct {
@@ -26,6 +27,7 @@ type pool struct {
 }
 
 type instance struct {
+	service   string
 	url       *url.URL
 	downUntil atomic.Int64 // unix nanoseconds; 0 when healthy
 	done      func(error)
@@ -37,7 +39,7 @@ func NewRoundRobin(services map[string][]*url.URL, opts ...RoundRobinOption) (*R
 	for _, opt := range opts {
 		opt(&o)
 	}
-	rr := &RoundRobin{pools: make(map[string]*pool, len(services)), cooldown: o.cooldown, now: o.now}
+	rr := &RoundRobin{pools: make(map[string]*pool, len(services)), cooldown: o.cooldown, now: o.now, onEject: o.onEject}
 	for svc, urls := range services {
 		if len(urls) == 0 {
 			return nil, fmt.Errorf("service %q: no instances", svc)
@@ -47,7 +49,7 @@ func NewRoundRobin(services map[string][]*url.URL, opts ...RoundRobinOption) (*R
 			if err := CheckBackendURL(u); err != nil {
 				return nil, fmt.Errorf("service %q: %w", svc, err)
 			}
-			in := &instance{url: u}
+			in := &instance{service: svc, url: u}
 			in.done = func(err error) { rr.report(in, err) }
 			p.instances = append(p.instances, in)
 		}
@@ -83,7 +85,10 @@ func (rr *RoundRobin) report(in *instance, err error) {
 			in.downUntil.Store(0)
 		}
 	case IsDialError(err), errors.Is(err, ErrAttemptTimeout):
-		in.downUntil.Store(rr.now().Add(rr.cooldown).UnixNano())
+		now := rr.now()
+		if prev := in.downUntil.Swap(now.Add(rr.cooldown).UnixNano()); prev <= now.UnixNano() && rr.onEject != nil {
+			rr.onEject(in.service)
+		}
 	}
 }
 
