@@ -30,6 +30,7 @@ import (
 	_ "github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 	"github.com/highgopress/highgopress/platform/bootstrap"
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/events"
 	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/liveconfig"
@@ -137,10 +138,12 @@ func New(logger *slog.Logger, cfg Config, opts ...Option) (g *Gateway, err error
 		}
 	}()
 
-	balancer, err := g.balancer(cfg, o)
+	upstream := newMeteredBalancer(backendServices(g.routes))
+	balancer, err := g.balancer(cfg, o, upstream.countEjection)
 	if err != nil {
 		return nil, err
 	}
+	balancer = upstream.wrap(balancer)
 	attempt := cfg.AttemptTimeout
 	if attempt <= 0 {
 		attempt = DefaultAttemptTimeout
@@ -207,7 +210,7 @@ func (g *Gateway) endStreams(ctx context.Context) error {
 }
 
 // balancer chooses how instances are picked.
-func (g *Gateway) balancer(cfg Config, o options) (proxy.Balancer, error) {
+func (g *Gateway) balancer(cfg Config, o options, onEject func(service string)) (proxy.Balancer, error) {
 	if o.balancer != nil {
 		return o.balancer, nil
 	}
@@ -220,6 +223,7 @@ func (g *Gateway) balancer(cfg Config, o options) (proxy.Balancer, error) {
 		if cfg.ConsulTag != "" {
 			bopts = append(bopts, backends.WithTag(cfg.ConsulTag))
 		}
+		bopts = append(bopts, backends.WithBalancerOptions(discovery.WithOnEject(onEject)))
 		bopts = append(bopts, o.consulOpts...)
 		c, err := backends.NewConsul(g.logger, client, backendServices(g.routes), bopts...)
 		if err != nil {
@@ -250,7 +254,7 @@ func (g *Gateway) balancer(cfg Config, o options) (proxy.Balancer, error) {
 			return nil, fmt.Errorf("route %s: no static instances for backend %q", r.Procedure, r.Backend)
 		}
 	}
-	b, err := proxy.NewRoundRobin(static)
+	b, err := proxy.NewRoundRobin(static, proxy.WithOnEject(onEject))
 	if err != nil {
 		return nil, fmt.Errorf("static balancer: %w", err)
 	}
