@@ -206,6 +206,7 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, closers *boo
 		comp.Workers = append(comp.Workers, a.Ingest(IngestConfig{
 			Kafka: cfg.Kafka, Group: cfg.Group, SessionTimeout: cfg.SessionTimeout, BatchMax: cfg.BatchMax, BatchWait: cfg.BatchWait,
 		}))
+		comp.Workers = append(comp.Workers, events.NewLagMonitor(logger, cfg.Kafka.Brokers, cfg.Group, cfg.Kafka.Topic).Run)
 	} else {
 		logger.Warn("HGP_KAFKA_BROKERS is not set: analytics serves what Redis holds and ingests nothing")
 	}
