@@ -61,7 +61,40 @@ func New(logger *slog.Logger, r Reader, a Applier, dlq Writer, opts ...Option) *
 
 // Run consumes until ctx ends (then it returns nil) or the reader fails for
 // good. Redis and Kafka failures are retried with backoff.
+//
+// Reading is pipelined with applying: while one batch is applied and
+// committed, the next one is fetched and decoded (at most one batch
+// ahead). Batches are applied and committed in the order they were read,
+// and a batch's offsets are committed only after it was applied.
 func (c *Consumer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan decoded, 1)
+	fetched := make(chan error, 1)
+	go func() { fetched <- c.read(ctx, batches) }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-fetched:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case d := <-batches:
+			if err := c.handle(ctx, d); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+}
+
+// read fetches and decodes batches into out until ctx ends (nil) or the
+// reader fails for good; other fetch errors are retried with backoff.
+func (c *Consumer) read(ctx context.Context, out chan<- decoded) error {
 	b := backoff.New(c.o.backoffMin, c.o.backoffMax)
 	for {
 		batch, err := c.fetch(ctx)
@@ -80,11 +113,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		b.Reset()
-		if err := c.handle(ctx, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		select {
+		case out <- c.decode(batch):
+		case <-ctx.Done():
+			return nil
 		}
 	}
 }
@@ -110,20 +142,32 @@ func (c *Consumer) fetch(ctx context.Context) ([]kafka.Message, error) {
 	return batch, nil
 }
 
-// handle decodes, applies, dead-letters and commits one batch.
-func (c *Consumer) handle(ctx context.Context, batch []kafka.Message) error {
-	start := time.Now()
-	evs := make([]*eventsv1.Event, 0, len(batch))
-	var bad []kafka.Message
+// decoded is a fetched batch: its messages, the valid events and the
+// dead letters of what could not be decoded.
+type decoded struct {
+	batch []kafka.Message
+	evs   []*eventsv1.Event
+	bad   []kafka.Message
+}
+
+func (c *Consumer) decode(batch []kafka.Message) decoded {
+	d := decoded{batch: batch, evs: make([]*eventsv1.Event, 0, len(batch))}
 	for _, m := range batch {
 		ev, err := events.Decode(m.Value)
 		if err != nil {
-			bad = append(bad, events.DeadLetter(m, err.Error()))
+			d.bad = append(d.bad, events.DeadLetter(m, err.Error()))
 			c.logger.Warn("message dead-lettered", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", err.Error())
 			continue
 		}
-		evs = append(evs, ev)
+		d.evs = append(d.evs, ev)
 	}
+	return d
+}
+
+// handle applies, dead-letters and commits one decoded batch.
+func (c *Consumer) handle(ctx context.Context, d decoded) error {
+	start := time.Now()
+	batch, evs, bad := d.batch, d.evs, d.bad
 	var res redisstore.Result
 	if err := c.retry(ctx, "apply", func() error {
 		var err error

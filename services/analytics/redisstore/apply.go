@@ -40,13 +40,6 @@ func EventTime(ev *eventsv1.Event) time.Time {
 	return time.UnixMilli(int64(ev.GetVersion() >> 20))
 }
 
-// version20 is v as 20 zero-padded digits: string order is numeric order.
-func version20(v uint64) string {
-	s := strconv.FormatUint(v, 10)
-	const zeros = "00000000000000000000"
-	return zeros[:20-len(s)] + s
-}
-
 // Apply applies valid events (events.Decode) in one atomic Lua step per
 // chunk of events:
 //
@@ -62,61 +55,116 @@ func version20(v uint64) string {
 // A bucket already outside every window reading it at the clock's now is
 // not written. A batch that changed a namespace's rankings increments its
 // generation and publishes it on Channel.
+//
+// The chunks are pipelined: the script arguments of the next chunk are
+// built while Redis runs the current one. A failed chunk stops the batch
+// (the chunks before it stay applied; applying them again is harmless).
 func (s *Store) Apply(ctx context.Context, evs []*eventsv1.Event) (Result, error) {
 	var total Result
+	if len(evs) == 0 {
+		return total, nil
+	}
+	chunk := func(start int) []*eventsv1.Event { return evs[start:min(start+s.o.chunk, len(evs))] }
+	cur := s.prepare(chunk(0))
 	for start := 0; start < len(evs); start += s.o.chunk {
-		res, err := s.applyChunk(ctx, evs[start:min(start+s.o.chunk, len(evs))])
+		var next chan *prepared
+		if n := start + s.o.chunk; n < len(evs) {
+			next = make(chan *prepared, 1)
+			go func() { next <- s.prepare(chunk(n)) }()
+		}
+		res, err := s.run(ctx, cur)
 		total.add(res)
 		if err != nil {
+			if next != nil {
+				<-next // never leave the preparation behind
+			}
 			return total, err
+		}
+		if next != nil {
+			cur = <-next
 		}
 	}
 	return total, nil
 }
 
-func (s *Store) applyChunk(ctx context.Context, evs []*eventsv1.Event) (Result, error) {
+// prepared is one chunk's script arguments.
+type prepared struct {
+	args   []any
+	events int    // likes and API calls sent to the script
+	res    Result // what was decided without Redis (skipped, too old)
+}
+
+// bucketRef is a bucket key of the chunk, boxed once for every event that
+// lands in it.
+type bucketRef struct {
+	key any
+	ttl time.Duration
+}
+
+type bucketID struct {
+	ns    string
+	grain byte // 'm' or 'h'
+	index int64
+}
+
+// nsKeys are a namespace's all-time key and name, boxed once per chunk.
+type nsKeys struct{ all, ns any }
+
+// empty is the boxed "" of a bucket outside every window.
+var empty any = ""
+
+// prepare builds the script arguments of one chunk. Every key that many
+// events share (a namespace's all-time set, a minute or hour bucket) is
+// built and boxed once per chunk; bucket TTLs are computed once per bucket.
+func (s *Store) prepare(evs []*eventsv1.Event) *prepared {
 	now := s.o.clock.Now()
+	p := &prepared{}
 	var (
-		res   Result
-		likes []any
-		api   []any
-		nl    int
-		na    int
-		exp   = map[string]time.Duration{}
+		likes   = make([]any, 0, likeArgs*len(evs))
+		api     []any
+		nl, na  int
+		exp     = map[string]time.Duration{}
+		buckets = map[bucketID]bucketRef{}
+		spaces  = map[string]nsKeys{}
 	)
 	expire := func(key string, ttl time.Duration) {
 		if ttl > exp[key] {
 			exp[key] = ttl
 		}
 	}
+	bucket := func(ns string, sp window.Span, g byte, at time.Time) any {
+		id := bucketID{ns: ns, grain: g, index: sp.Grain.Index(at)}
+		b, ok := buckets[id]
+		if !ok {
+			b = bucketRef{key: empty, ttl: sp.TTL(id.index, now)}
+			if b.ttl > 0 {
+				key := s.k.bucket(ns, sp.Grain, id.index)
+				b.key = key
+				expire(key, b.ttl)
+			}
+			buckets[id] = b
+		}
+		return b.key
+	}
 	for _, ev := range evs {
 		switch ev.GetKind() {
 		case eventsv1.Kind_KIND_LIKE, eventsv1.Kind_KIND_UNLIKE:
 			ns, item, at := ev.GetNamespace(), ev.GetItemId(), EventTime(ev)
-			ver := version20(ev.GetVersion())
-			state := "-" + ver
-			if ev.GetKind() == eventsv1.Kind_KIND_LIKE {
-				state = "+" + ver
+			nk, ok := spaces[ns]
+			if !ok {
+				nk = nsKeys{all: s.k.all(ns), ns: ns}
+				spaces[ns] = nk
 			}
-			mk, hk := "", ""
-			mi := window.HourSpan.Grain.Index(at)
-			if ttl := window.HourSpan.TTL(mi, now); ttl > 0 {
-				mk = s.k.bucket(ns, window.Minute, mi)
-				expire(mk, ttl)
-			}
-			hi := window.WeekSpan.Grain.Index(at)
-			if ttl := window.WeekSpan.TTL(hi, now); ttl > 0 {
-				hk = s.k.bucket(ns, window.Hour, hi)
-				expire(hk, ttl)
-			}
-			likes = append(likes, s.k.pair(ns, item), ev.GetUserId(), state, ver, s.k.all(ns), item, mk, hk, ns)
+			likes = append(likes, s.k.pair(ns, item), ev.GetUserId(),
+				pairState(ev.GetKind() == eventsv1.Kind_KIND_LIKE, ev.GetVersion()),
+				nk.all, item, bucket(ns, window.HourSpan, 'm', at), bucket(ns, window.WeekSpan, 'h', at), nk.ns)
 			nl++
 		case eventsv1.Kind_KIND_API_CALL:
 			at := EventTime(ev)
 			seenMinute := window.Minute.Index(at)
 			seenTTL := window.StatsDaySpan.TTL(window.StatsDaySpan.Grain.Index(at), now)
 			if seenTTL <= 0 {
-				res.Ignored++ // older than every statistics window
+				p.res.Ignored++ // older than every statistics window
 				continue
 			}
 			seen := s.k.apiSeen(seenMinute)
@@ -141,11 +189,12 @@ func (s *Store) applyChunk(ctx context.Context, evs []*eventsv1.Event) (Result, 
 			api = append(api, ops...)
 			na++
 		default:
-			res.Skipped++
+			p.res.Skipped++
 		}
 	}
-	if nl == 0 && na == 0 {
-		return res, nil
+	p.events = nl + na
+	if p.events == 0 {
+		return p
 	}
 	args := make([]any, 0, 5+len(likes)+len(api)+1+2*len(exp))
 	args = append(args, nl, na, s.k.channel(), s.k.genPrefix())
@@ -160,9 +209,22 @@ func (s *Store) applyChunk(ctx context.Context, evs []*eventsv1.Event) (Result, 
 	for _, k := range ekeys {
 		args = append(args, k, ms(exp[k]))
 	}
-	out, err := applyScript.Run(ctx, s.rdb, nil, args...).Int64Slice()
+	p.args = args
+	return p
+}
+
+// likeArgs is the number of script arguments per like or unlike.
+const likeArgs = 8
+
+// run applies a prepared chunk with one script call.
+func (s *Store) run(ctx context.Context, p *prepared) (Result, error) {
+	res := p.res
+	if p.events == 0 {
+		return res, nil
+	}
+	out, err := applyScript.Run(ctx, s.rdb, nil, p.args...).Int64Slice()
 	if err != nil {
-		return res, fmt.Errorf("%w: apply %d events: %w", errUnavailable, nl+na, err)
+		return res, fmt.Errorf("%w: apply %d events: %w", errUnavailable, p.events, err)
 	}
 	if len(out) == 4 {
 		res.Transitions += int(out[0])
@@ -171,6 +233,21 @@ func (s *Store) applyChunk(ctx context.Context, evs []*eventsv1.Event) (Result, 
 		res.Duplicates += int(out[3])
 	}
 	return res, nil
+}
+
+// pairState is a pair's stored value: "+" (liked) or "-", then the
+// event's version as 20 digits, built with one allocation.
+func pairState(liked bool, v uint64) string {
+	var b [21]byte
+	b[0] = '-'
+	if liked {
+		b[0] = '+'
+	}
+	for i := 20; i >= 1; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[:])
 }
 
 // callField and histField name the fields of an API statistics bucket (a

@@ -7,9 +7,9 @@ import "github.com/redis/go-redis/v9"
 // costs one ZINCRBY per set and batch.
 //
 //	ARGV[1] likes, ARGV[2] API calls, ARGV[3] change channel, ARGV[4] gen key prefix
-//	per like (9):  pairKey user newState version allKey item minuteKey hourKey ns
-//	               (newState is "+"/"-" then version; a bucket key is "" when
-//	               the bucket is already outside every window)
+//	per like (8):  pairKey user newState allKey item minuteKey hourKey ns
+//	               (newState is "+"/"-" then the 20-digit version; a bucket
+//	               key is "" when the bucket is already outside every window)
 //	per API call:  seenKey eventID nops, then nops × (key field increment)
 //	then:          nexp, then nexp × (key ttlMillis)
 //
@@ -30,11 +30,11 @@ local function bump(key, item, d)
   t[item] = (t[item] or 0) + d
 end
 for _ = 1, nl do
-  local pk, user, nv, ver = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3]
-  local allk, item, mk, hk, ns = ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7], ARGV[i+8]
-  i = i + 9
+  local pk, user, nv = ARGV[i], ARGV[i+1], ARGV[i+2]
+  local allk, item, mk, hk, ns = ARGV[i+3], ARGV[i+4], ARGV[i+5], ARGV[i+6], ARGV[i+7]
+  i = i + 8
   local cur = redis.call('HGET', pk, user)
-  if cur and string.sub(cur, 2) >= ver then
+  if cur and string.sub(cur, 2) >= string.sub(nv, 2) then
     ignored = ignored + 1
   else
     redis.call('HSET', pk, user, nv)
