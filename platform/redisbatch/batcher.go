@@ -40,7 +40,7 @@ type job struct {
 type Batcher struct {
 	client  Client
 	enabled bool
-	max     int
+	max     atomic.Int64 // commands per pipeline; SetMax changes it at run time
 	jobs    chan *job
 
 	mu     sync.RWMutex // guards closing jobs against concurrent sends
@@ -56,7 +56,11 @@ type Batcher struct {
 // queue jobs (callers beyond it wait to enqueue: backpressure). With enabled
 // false every Do runs its own commands directly.
 func New(client Client, enabled bool, workers, max, queue int) *Batcher {
-	b := &Batcher{client: client, enabled: enabled, max: max}
+	b := &Batcher{client: client, enabled: enabled}
+	if max < 1 {
+		max = 1
+	}
+	b.max.Store(int64(max))
 	if !enabled {
 		return b
 	}
@@ -130,14 +134,21 @@ func transportErr(err error) error {
 	return err
 }
 
+// SetMax changes how many commands one pipeline takes at most (values
+// below 1 mean 1); pipelines already being filled keep their limit.
+func (b *Batcher) SetMax(n int) { b.max.Store(int64(max(n, 1))) }
+
+// Max returns the current limit of commands per pipeline.
+func (b *Batcher) Max() int { return int(b.max.Load()) }
+
 func (b *Batcher) work() {
 	defer b.wg.Done()
-	batch := make([]*job, 0, b.max)
+	batch := make([]*job, 0, b.max.Load())
 	for j := range b.jobs {
 		batch = append(batch[:0], j)
 		n := len(j.cmds)
 	fill:
-		for n < b.max {
+		for limit := int(b.max.Load()); n < limit; {
 			select {
 			case next, ok := <-b.jobs:
 				if !ok {

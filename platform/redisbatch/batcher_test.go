@@ -257,3 +257,35 @@ func TestBatcherCloseDrains(t *testing.T) {
 		t.Fatalf("Do after Close = %v", err)
 	}
 }
+
+func TestBatcherSetMax(t *testing.T) {
+	f, b := newHeldBatcher(t, 1, 4, 16)
+	b.SetMax(2)
+	if b.Max() != 2 {
+		t.Fatalf("Max = %d after SetMax(2)", b.Max())
+	}
+	errs := make(chan error, 5)
+	go func() { errs <- b.Do(context.Background(), ok(context.Background())) }()
+	recv(t, f.started, "the first pipeline")
+	for range 4 {
+		go func() { errs <- b.Do(context.Background(), ok(context.Background())) }()
+	}
+	testenv.Eventually(t, waitTimeout, "four queued jobs", func() bool { return len(b.jobs) == 4 })
+	for i := range 2 { // pipelines of 1, 2, 2
+		f.release(t)
+		recv(t, f.started, fmt.Sprintf("pipeline %d", i+2))
+	}
+	f.release(t)
+	for range 5 {
+		if err := recv(t, errs, "a Do"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.sizes(); !slices.Equal(got, []int{1, 2, 2}) {
+		t.Fatalf("pipeline sizes %v; want [1 2 2] after SetMax(2)", got)
+	}
+	b.SetMax(0)
+	if b.Max() != 1 {
+		t.Fatalf("SetMax(0) gave %d; want 1", b.Max())
+	}
+}

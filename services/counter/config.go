@@ -8,8 +8,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/discovery"
 	"github.com/highgopress/highgopress/platform/identity"
-	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
 	"github.com/highgopress/highgopress/services/counter/settle"
@@ -49,6 +49,13 @@ type Config struct {
 	ReconcileInterval time.Duration
 	ReconcileRepair   bool // HGP_RECONCILE_REPAIR: repair the drift, not only measure it
 
+	// Consul, when enabled (HGP_CONSUL_ADDR), is also where the run-time
+	// settings come from (Live, liveconfig.Key("counter")).
+	Consul discovery.Config
+	// WritesOff are namespaces whose writes answer unavailable
+	// (HGP_COUNTER_WRITES_OFF; usually set at run time).
+	WritesOff []string
+
 	Batching          bool          // HGP_COUNTER_BATCHING
 	Workers           int           // HGP_COUNTER_WORKERS
 	BatchMax          int           // HGP_COUNTER_BATCH_MAX
@@ -73,7 +80,10 @@ type Config struct {
 // (see config.Reader.Err), each naming its variable.
 func ConfigFrom(r *config.Reader) Config {
 	secret := r.Required("HGP_IDENTITY_SECRET")
+	live := liveFrom(r)
 	c := Config{
+		Consul:            discovery.ConfigFrom(r),
+		WritesOff:         live.WritesOff,
 		Addr:              r.String("HGP_COUNTER_ADDR", DefaultAddr),
 		Redis:             config.RedisFrom(r, DefaultRedisAddr),
 		MySQLDSN:          r.String("HGP_MYSQL_DSN", ""),
@@ -87,8 +97,8 @@ func ConfigFrom(r *config.Reader) Config {
 
 		Batching:          r.Bool("HGP_COUNTER_BATCHING", true),
 		Workers:           r.Int("HGP_COUNTER_WORKERS", redisstore.DefaultWorkers(), 1, 1024),
-		BatchMax:          r.Int("HGP_COUNTER_BATCH_MAX", redisstore.DefaultBatchMax, 1, 10_000),
-		CacheTTL:          r.Duration("HGP_COUNTER_CACHE_TTL", app.DefaultCacheTTL, 0, time.Minute),
+		BatchMax:          live.BatchMax,
+		CacheTTL:          live.CacheTTL,
 		MaxMessageBytes:   r.Int("HGP_MAX_MESSAGE_BYTES", DefaultMaxMessageBytes, 1<<10, 64<<20),
 		MaxMetrics:        r.Int("HGP_COUNTER_MAX_METRICS", redisstore.DefaultMaxMetrics, 1, MaxMetricsLimit),
 		OutboxMaxLen:      int64(r.Int("HGP_COUNTER_OUTBOX_MAXLEN", 0, 0, 1<<30)),

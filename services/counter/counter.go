@@ -57,6 +57,8 @@ type Counter struct {
 	hub *watch.Hub
 	// inflated counts bytes produced by gzip decompression of requests.
 	inflated atomic.Int64
+	// writes refuses writes to namespaces switched off at run time.
+	writes writeSwitch
 }
 
 // New wires the service around rdb (which the caller keeps and closes) and
@@ -120,7 +122,7 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 	h := handler.New(logger, svc, hopts...)
 
 	handlerOpts := []connect.HandlerOption{
-		connect.WithInterceptors(identity.NewInterceptor(signer), tracecontext.NewInterceptor()),
+		connect.WithInterceptors(identity.NewInterceptor(signer), tracecontext.NewInterceptor(), c.writes.interceptor()),
 		connect.WithReadMaxBytes(o.maxMessageBytes),
 		connect.WithSendMaxBytes(SendMaxBytes),
 		gzipHandlerOptions(o.maxMessageBytes, &c.inflated),
@@ -309,6 +311,11 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 		return nil, nil, fmt.Errorf("counter: %w", err)
 	}
 	comp := &bootstrap.Component{Name: Name, Addr: cfg.Addr, Server: c.Server()}
+	if w, err := liveWorker(logger, cfg, c); err != nil {
+		return nil, nil, err
+	} else if w != nil {
+		comp.Workers = append(comp.Workers, w)
+	}
 	if c.hub != nil {
 		// Ends the WatchCounts streams as soon as shutdown begins, so they
 		// do not hold the server's drain.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/highgopress/highgopress/platform/config"
 	"github.com/highgopress/highgopress/platform/liveconfig"
+	"github.com/highgopress/highgopress/services/gateway/apistats"
 	"github.com/highgopress/highgopress/services/gateway/ratelimit"
 )
 
@@ -22,6 +24,9 @@ type Live struct {
 	// ReadOnly is the degrade switch (HGP_GATEWAY_READ_ONLY): writes answer
 	// unavailable without reaching a backend, reads keep working.
 	ReadOnly bool
+	// APIStatsFlush is how often API statistics are flushed
+	// (HGP_APISTATS_FLUSH_INTERVAL).
+	APIStatsFlush time.Duration
 }
 
 // LiveSchema validates the gateway's run-time documents by the start-up
@@ -30,10 +35,14 @@ var LiveSchema = liveconfig.Schema[Live]{
 	Name: "gateway",
 	Runtime: []string{
 		"HGP_RATE_WRITE_USER", "HGP_RATE_READ_USER", "HGP_RATE_WRITE_IP", "HGP_RATE_READ_IP",
-		"HGP_RATE_REDIS_DOWN", "HGP_GATEWAY_READ_ONLY",
+		"HGP_RATE_REDIS_DOWN", "HGP_GATEWAY_READ_ONLY", "HGP_APISTATS_FLUSH_INTERVAL",
 	},
 	Parse: func(r *config.Reader) Live {
-		return Live{Rate: ratelimit.PolicyFrom(r), ReadOnly: r.Bool("HGP_GATEWAY_READ_ONLY", false)}
+		return Live{
+			Rate:          ratelimit.PolicyFrom(r),
+			ReadOnly:      r.Bool("HGP_GATEWAY_READ_ONLY", false),
+			APIStatsFlush: apistats.ConfigFrom(r).FlushInterval,
+		}
 	},
 }
 
@@ -43,6 +52,7 @@ func (l Live) env() map[string]string {
 		"HGP_RATE_WRITE_USER": l.Rate.WriteUser, "HGP_RATE_READ_USER": l.Rate.ReadUser,
 		"HGP_RATE_WRITE_IP": l.Rate.WriteIP, "HGP_RATE_READ_IP": l.Rate.ReadIP,
 		"HGP_RATE_REDIS_DOWN": string(l.Rate.RedisDown), "HGP_GATEWAY_READ_ONLY": strconv.FormatBool(l.ReadOnly),
+		"HGP_APISTATS_FLUSH_INTERVAL": l.APIStatsFlush.String(),
 	}
 }
 
@@ -52,7 +62,11 @@ func (cfg Config) live() Live {
 	if !cfg.RateLimit {
 		rate = ratelimit.DefaultConfig().Policy()
 	}
-	return Live{Rate: rate, ReadOnly: cfg.ReadOnly}
+	flush := cfg.APIStats.FlushInterval
+	if flush <= 0 {
+		flush = apistats.DefaultConfig().FlushInterval
+	}
+	return Live{Rate: rate, ReadOnly: cfg.ReadOnly, APIStatsFlush: flush}
 }
 
 // applyLive puts run-time settings into force.
@@ -63,6 +77,9 @@ func (g *Gateway) applyLive(l Live) {
 		} else {
 			g.logger.Info("read-only mode off: writes accepted")
 		}
+	}
+	if g.recorder != nil {
+		g.recorder.SetFlushInterval(l.APIStatsFlush)
 	}
 	if g.limiter == nil {
 		return

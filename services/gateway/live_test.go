@@ -118,8 +118,10 @@ func TestLiveConfigAcrossReplicas(t *testing.T) {
 		t.Fatalf("consul down: %d of 5 likes allowed, want 3", got)
 	}
 	agent.Start(t)
-	at = put(`{"HGP_RATE_WRITE_USER": "3-H", "HGP_GATEWAY_READ_ONLY": "true"}`)
-	waitAll("read-only mode on", at, func(s gateway.LiveStatus) bool { return s.Settings.ReadOnly })
+	at = put(`{"HGP_RATE_WRITE_USER": "3-H", "HGP_GATEWAY_READ_ONLY": "true", "HGP_APISTATS_FLUSH_INTERVAL": "2s"}`)
+	waitAll("read-only mode on", at, func(s gateway.LiveStatus) bool {
+		return s.Settings.ReadOnly && s.Settings.APIStatsFlush == 2*time.Second
+	})
 	for i, gw := range replicas {
 		if st := gw.g.LiveStatus(); st.Rejected != 1 {
 			t.Fatalf("replica %d: %d rejections after consul restarted, want still 1", i, st.Rejected)

@@ -20,6 +20,7 @@ import (
 // schemas are the services that take run-time settings from Consul KV.
 var schemas = map[string]liveconfig.Validator{
 	"gateway": gateway.LiveSchema,
+	"counter": counter.LiveSchema,
 }
 
 // tasks are the one-shot maintenance commands, each run exactly as the

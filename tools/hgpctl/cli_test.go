@@ -59,7 +59,9 @@ func TestHelpListsEveryCommand(t *testing.T) {
 	hgpctl(t, "", "", "frobnicate").want(t, 2, `unknown command "frobnicate"`)
 	hgpctl(t, "", "", "migrate", "--help").want(t, 0, "schema migrations")
 	hgpctl(t, "", "", "reconcile", "extra").want(t, 2, "takes no arguments")
-	hgpctl(t, "", "", "config", "keys", "gateway").want(t, 0, "HGP_RATE_WRITE_USER", "HGP_GATEWAY_READ_ONLY")
+	hgpctl(t, "", "", "config", "keys", "gateway").want(t, 0, "HGP_RATE_WRITE_USER", "HGP_GATEWAY_READ_ONLY", "HGP_APISTATS_FLUSH_INTERVAL")
+	hgpctl(t, "", "", "config", "keys").want(t, 0, "counter (highgopress/config/counter)", "HGP_COUNTER_WRITES_OFF", "HGP_COUNTER_CACHE_TTL")
+	hgpctl(t, "", `{"HGP_COUNTER_WRITES_OFF":"article,Bad!"}`, "config", "validate", "counter").want(t, 1, "HGP_COUNTER_WRITES_OFF", "Bad!")
 	hgpctl(t, "", "", "config", "get", "nosuch").want(t, 2, `no run-time settings for service "nosuch"`)
 }
 

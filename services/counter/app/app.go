@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/highgopress/highgopress/services/counter/cache"
 	"github.com/highgopress/highgopress/services/counter/domain"
@@ -62,6 +63,13 @@ func New(logger *slog.Logger, store Store, opts ...Option) *Service {
 			parallel: maxRebuildParallel, flights: map[string]*rebuildFlight{}}
 	}
 	return s
+}
+
+// SetCacheTTL changes the hot-read caches' lifetime (HGP_COUNTER_CACHE_TTL
+// at run time; 0 disables them).
+func (s *Service) SetCacheTTL(ttl time.Duration) {
+	s.items.SetTTL(ttl)
+	s.users.SetTTL(ttl)
 }
 
 // CacheStats describes the read caches at one moment.

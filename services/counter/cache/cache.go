@@ -28,7 +28,7 @@ type FetchFunc[V any] func(ctx context.Context, idx []int) ([]V, error)
 // callers and must be treated as read-only. The zero TTL disables caching
 // (and the single-flight): every Get fetches every key.
 type Cache[V any] struct {
-	ttl        time.Duration
+	ttl        atomic.Int64 // time.Duration; SetTTL changes it at run time
 	maxEntries int
 	now        func() time.Time // time.Now; replaced in tests
 
@@ -66,18 +66,35 @@ func New[V any](ttl time.Duration, maxEntries int, opts ...Option) *Cache[V] {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Cache[V]{
+	c := &Cache[V]{
 		obs:        o.observer,
-		ttl:        ttl,
 		maxEntries: maxEntries,
 		now:        time.Now,
 		entries:    make(map[string]entry[V]),
 		flights:    make(map[string]*flight[V]),
 	}
+	c.ttl.Store(int64(ttl))
+	return c
 }
 
+// SetTTL changes the lifetime of cached entries (0 disables caching). The
+// entries cached so far are dropped: none outlives the new lifetime, and
+// none cached before a disabled spell is served after it.
+func (c *Cache[V]) SetTTL(ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Duration(c.ttl.Load()) == max(ttl, 0) {
+		return
+	}
+	c.ttl.Store(int64(max(ttl, 0)))
+	clear(c.entries)
+}
+
+// TTL returns the lifetime of new entries.
+func (c *Cache[V]) TTL() time.Duration { return time.Duration(c.ttl.Load()) }
+
 // Enabled reports whether the cache keeps values at all.
-func (c *Cache[V]) Enabled() bool { return c.ttl > 0 }
+func (c *Cache[V]) Enabled() bool { return c.ttl.Load() > 0 }
 
 // Get returns the values of keys in order. Fresh cached values are returned
 // as they are; keys another caller is already fetching are waited for; all
@@ -208,7 +225,7 @@ func (c *Cache[V]) complete(keys []string, lead []int, fls []*flight[V], vals []
 		} else {
 			f.v = vals[j]
 			if !f.detached && len(c.entries) < c.maxEntries {
-				c.entries[k] = entry[V]{v: f.v, expires: now.Add(c.ttl)}
+				c.entries[k] = entry[V]{v: f.v, expires: now.Add(c.TTL())}
 			}
 		}
 		if c.flights[k] == f {
@@ -228,7 +245,7 @@ func (c *Cache[V]) sweep(now time.Time) {
 			delete(c.entries, k)
 		}
 	}
-	c.nextSweep = now.Add(c.ttl)
+	c.nextSweep = now.Add(c.TTL())
 }
 
 // Invalidate drops keys from the cache and detaches fetches in flight for

@@ -355,3 +355,25 @@ func TestMaxEntriesAndSweep(t *testing.T) {
 		t.Fatalf("Len after sweep = %d; want 1", c.Len())
 	}
 }
+
+func TestSetTTLAtRunTime(t *testing.T) {
+	c, clk := newTestCache(time.Hour)
+	s := newStore()
+	s.set("a", 1)
+	get(t, c, s, "a")
+	c.SetTTL(0)
+	if c.Enabled() || c.TTL() != 0 {
+		t.Fatalf("after SetTTL(0): enabled %v, ttl %v", c.Enabled(), c.TTL())
+	}
+	s.set("a", 2)
+	if got := get(t, c, s, "a"); !equal(got, []int{2}) {
+		t.Fatalf("disabled at run time = %v; want a fresh [2]", got)
+	}
+	c.SetTTL(10 * time.Millisecond)
+	get(t, c, s, "a")
+	s.set("a", 3)
+	clk.advance(10 * time.Millisecond)
+	if got := get(t, c, s, "a"); !equal(got, []int{3}) {
+		t.Fatalf("after the new, shorter TTL = %v; want [3]", got)
+	}
+}

@@ -93,6 +93,10 @@ func (s *Store) Close() error {
 // Stats returns the number of pipelines run and the commands they carried.
 func (s *Store) Stats() (pipelines, commands int64) { return s.b.Stats() }
 
+// SetBatchMax changes how many commands one Redis pipeline takes at most
+// (HGP_COUNTER_BATCH_MAX at run time).
+func (s *Store) SetBatchMax(n int) { s.b.SetMax(n) }
+
 // evalsha builds an EVALSHA command for sc.
 func evalsha(ctx context.Context, sc *redis.Script, keys []string, args []any) *redis.Cmd {
 	a := make([]any, 0, 3+len(keys)+len(args))

@@ -133,7 +133,12 @@ type Config struct {
 
 // ConfigFrom reads Config; errors are recorded on r.
 func ConfigFrom(r *config.Reader) Config {
-	return Config{FlushInterval: r.Duration("HGP_APISTATS_FLUSH_INTERVAL", 10*time.Second, 100*time.Millisecond, time.Hour)}
+	return Config{FlushInterval: r.Duration("HGP_APISTATS_FLUSH_INTERVAL", DefaultConfig().FlushInterval, 100*time.Millisecond, time.Hour)}
+}
+
+// DefaultConfig returns the defaults (a flush every 10 s).
+func DefaultConfig() Config {
+	return Config{FlushInterval: 10 * time.Second}
 }
 
 // RecorderStats are the recorder's own counters, for metrics.
@@ -166,6 +171,10 @@ type Recorder struct {
 	publishErrors                atomic.Uint64
 	pendingLen                   atomic.Int64
 	closed                       atomic.Bool
+	// interval is the flush interval in force; SetFlushInterval changes it
+	// and wakes Run through reset.
+	interval atomic.Int64
+	reset    chan struct{}
 }
 
 // NewRecorder returns a Recorder publishing to sink every flush interval
@@ -183,7 +192,8 @@ func NewRecorder(logger *slog.Logger, sink Sink, cfg Config, opts ...Option) *Re
 		host, _ := os.Hostname()
 		o.instance = fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())
 	}
-	r := &Recorder{logger: logger, sink: sink, opts: o, windowStart: o.now()}
+	r := &Recorder{logger: logger, sink: sink, opts: o, windowStart: o.now(), reset: make(chan struct{}, 1)}
+	r.interval.Store(int64(o.interval))
 	empty := map[string]*counters{}
 	r.procs.Store(&empty)
 	return r
@@ -284,10 +294,12 @@ func (r *Recorder) Stats() RecorderStats {
 // (bounded by the close timeout). Use it as a bootstrap worker, and call
 // Close after the server stopped to flush what in-flight requests recorded.
 func (r *Recorder) Run(ctx context.Context) error {
-	t := time.NewTicker(r.opts.interval)
+	t := time.NewTicker(r.FlushInterval())
 	defer t.Stop()
 	for {
 		select {
+		case <-r.reset:
+			t.Reset(r.FlushInterval())
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.closeTimeout)
 			defer cancel()
@@ -300,6 +312,21 @@ func (r *Recorder) Run(ctx context.Context) error {
 				r.logger.Warn("api stats: flush failed, will retry", "err", err, "pending", r.pendingLen.Load())
 			}
 		}
+	}
+}
+
+// FlushInterval returns the flush interval in force.
+func (r *Recorder) FlushInterval() time.Duration { return time.Duration(r.interval.Load()) }
+
+// SetFlushInterval changes the flush interval at run time (values ≤ 0
+// are ignored); the next flush is one new interval from now.
+func (r *Recorder) SetFlushInterval(d time.Duration) {
+	if d <= 0 || r.interval.Swap(int64(d)) == int64(d) {
+		return
+	}
+	select {
+	case r.reset <- struct{}{}:
+	default: // a reset is already pending; it reads the newest interval
 	}
 }
 

@@ -328,3 +328,26 @@ func BenchmarkRecordLatency(b *testing.B) {
 		}
 	})
 }
+
+// TestSetFlushIntervalAtRunTime: a recorder flushing every hour starts
+// flushing at the new interval once SetFlushInterval shortens it.
+func TestSetFlushIntervalAtRunTime(t *testing.T) {
+	sink := &memSink{}
+	rec := NewRecorder(logging.Discard(), sink, Config{FlushInterval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- rec.Run(ctx) }()
+	defer func() { cancel(); <-runDone }()
+	rec.Record("/a.v1.S/Like", OK)
+	rec.SetFlushInterval(20 * time.Millisecond)
+	if rec.FlushInterval() != 20*time.Millisecond {
+		t.Fatalf("FlushInterval = %v", rec.FlushInterval())
+	}
+	testenv.Eventually(t, 20*time.Second, "a flush at the new interval", func() bool {
+		return sink.totals()["/a.v1.S/Like ok"] == 1
+	})
+	rec.SetFlushInterval(0) // ignored
+	if rec.FlushInterval() != 20*time.Millisecond {
+		t.Fatalf("SetFlushInterval(0) changed the interval to %v", rec.FlushInterval())
+	}
+}
