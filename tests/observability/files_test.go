@@ -76,7 +76,7 @@ func dashboards(t testing.TB) map[string]dashboard {
 // one target with a refId (unique in the panel) and an expression.
 func TestDashboardsSchema(t *testing.T) {
 	uids := map[string]string{}
-	want := []string{"overview.json", "write-path.json", "pipeline.json", "rate-limiting.json", "runtime.json"}
+	want := []string{"overview.json", "write-path.json", "pipeline.json", "rate-limiting.json", "runtime.json", "streams.json"}
 	ds := dashboards(t)
 	for _, w := range want {
 		if _, ok := ds[w]; !ok {

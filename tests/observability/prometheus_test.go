@@ -59,7 +59,10 @@ func TestPrometheusEvaluatesEveryPanelAndRule(t *testing.T) {
 		t.Fatalf("Prometheus runs another configuration (restart it: scripts/mw.sh restart prometheus):\n%s", cfg.Data.YAML)
 	}
 
-	s := startStack(t, nil)
+	// A dead counter instance next to the live one drives upstream
+	// retries and ejections; an open WatchCounts stream the stream gauges.
+	s := startStack(t, nil, withDeadCounter())
+	s.watch(t)
 	// This run's targets: one file, removed at the end.
 	type group struct {
 		Targets []string          `json:"targets"`
@@ -118,6 +121,22 @@ func TestPrometheusEvaluatesEveryPanelAndRule(t *testing.T) {
 			exprs[r.Expr] = "recording rule " + r.Record + " (expression)"
 			exprs[r.Record] = "recording rule " + r.Record + " (recorded series)"
 		}
+	}
+
+	// What the load drives must show in this run's series, not only as
+	// zeros: the retries and ejection of the dead counter instance, the
+	// open stream at the gateway and the counter, the cache's lookups and
+	// the consumer group's lag per partition.
+	for _, e := range []string{
+		`sum(hgp_gateway_upstream_retries_total{service="counter",hgp_run="%s"}) > 0`,
+		`sum(hgp_gateway_upstream_ejections_total{service="counter",hgp_run="%s"}) > 0`,
+		`sum(hgp_gateway_upstream_attempts_total{service="counter",result="instance_failure",hgp_run="%s"}) > 0`,
+		`sum(hgp_gateway_upstream_streams{service="counter",hgp_run="%s"}) >= 1`,
+		`sum(hgp_counter_watch_subscriptions{hgp_run="%s"}) >= 1`,
+		`sum(hgp_counter_cache_lookups_total{hgp_run="%s"}) > 0`,
+		`count(hgp_kafka_consumer_group_lag{hgp_run="%s"}) >= 2`,
+	} {
+		exprs[fmt.Sprintf(e, run)] = "this run's load"
 	}
 
 	// Load in rounds until everything has data (rates need two scrapes,

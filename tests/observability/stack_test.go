@@ -36,9 +36,19 @@ type stack struct {
 	hc      *http.Client
 }
 
+// stackOption changes how startStack starts the services.
+type stackOption func(*stackOptions)
+
+type stackOptions struct{ deadCounter bool }
+
+// withDeadCounter lists, after the live counter, a counter URL nobody
+// listens on in the gateway's static instances: calls picked for it fail to
+// connect and are retried on the live one (upstream retries, ejections).
+func withDeadCounter() stackOption { return func(o *stackOptions) { o.deadCounter = true } }
+
 // startStack starts the three services; otel is added to every service's
 // environment (tracing configuration).
-func startStack(t *testing.T, otel map[string]string) *stack {
+func startStack(t *testing.T, otel map[string]string, opts ...stackOption) *stack {
 	t.Helper()
 	redisAddr := testenv.RedisAddr(t)
 	brokers := testenv.KafkaBrokers(t)
@@ -65,10 +75,18 @@ func startStack(t *testing.T, otel map[string]string) *stack {
 		"HGP_KAFKA_DLQ_TOPIC": env.DLQ, "HGP_KAFKA_GROUP": env.Group, "HGP_MYSQL_DSN": env.DSN,
 	}))
 	s.metrics["consumer"] = consumerAddr
+	var o stackOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	counterURLs := "http://" + counterAddr
+	if o.deadCounter {
+		counterURLs += ",http://" + freeAddr(t)
+	}
 	gatewayAddr, gatewayMetrics := freeAddr(t), freeAddr(t)
 	s.gateway = start(t, "gateway", gatewayAddr, with(map[string]string{
 		"HGP_IDENTITY_SECRET": identitySecret, "HGP_JWT_HS256_SECRET": jwtSecret,
-		"HGP_GATEWAY_ADDR": gatewayAddr, "HGP_GATEWAY_COUNTER_URLS": "http://" + counterAddr,
+		"HGP_GATEWAY_ADDR": gatewayAddr, "HGP_GATEWAY_COUNTER_URLS": counterURLs,
 		"HGP_REDIS_ADDR": redisAddr, "HGP_REDIS_DB": fmt.Sprint(redisDB),
 		"HGP_RATE_KEY_PREFIX": "obs-" + suffix() + ":", "HGP_RATE_WRITE_USER": "20-S",
 		"HGP_METRICS_ADDR": gatewayMetrics,
@@ -163,4 +181,32 @@ func (s *stack) drive(t *testing.T, rounds int) int {
 		_, _ = c.Like(ctx, as(t, "obs-hot", &counterv1.LikeRequest{Item: &counterv1.ItemRef{Namespace: "obs", Id: fmt.Sprint("hot-", i)}}))
 	}
 	return ok
+}
+
+// watch opens a WatchCounts stream through the gateway, waits for its first
+// message and keeps reading it until the test ends.
+func (s *stack) watch(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := s.client().WatchCounts(ctx, connect.NewRequest(&counterv1.WatchCountsRequest{
+		Items: []*counterv1.ItemRef{{Namespace: "obs", Id: "item-0"}}}))
+	if err != nil {
+		cancel()
+		t.Fatalf("WatchCounts through the gateway: %v", err)
+	}
+	if !stream.Receive() {
+		cancel()
+		t.Fatalf("WatchCounts through the gateway: no first message: %v", stream.Err())
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for stream.Receive() {
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = stream.Close()
+	})
 }
