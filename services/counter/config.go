@@ -29,6 +29,9 @@ const DefaultRedisAddr = "127.0.0.1:6379"
 type Config struct {
 	Addr           string // HGP_COUNTER_ADDR
 	IdentitySecret []byte // HGP_IDENTITY_SECRET (required): verifies the internal identity header
+	// IdentityPrevious are secrets still accepted while the identity secret
+	// is rotated (HGP_IDENTITY_SECRET_PREVIOUS).
+	IdentityPrevious [][]byte
 
 	Redis        config.Redis  // HGP_REDIS_ADDR (default 127.0.0.1:6379), HGP_REDIS_PASSWORD, HGP_REDIS_DB
 	RedisTimeout time.Duration // HGP_COUNTER_REDIS_TIMEOUT: every Redis exchange and store call
@@ -79,7 +82,7 @@ type Config struct {
 // ConfigFrom reads the counter's configuration. Problems are recorded in r
 // (see config.Reader.Err), each naming its variable.
 func ConfigFrom(r *config.Reader) Config {
-	secret := r.Required("HGP_IDENTITY_SECRET")
+	secret, previous := identity.SecretsFrom(r)
 	live := liveFrom(r)
 	c := Config{
 		Consul:            discovery.ConfigFrom(r),
@@ -123,11 +126,7 @@ func ConfigFrom(r *config.Reader) Config {
 	if c.Relay.Consumer == "" {
 		c.Relay.Consumer = relay.Identity(r.String("HGP_ADVERTISE_HOST", ""), c.Addr)
 	}
-	if secret != "" {
-		_, err := identity.NewSigner([]byte(secret))
-		r.Check("HGP_IDENTITY_SECRET", err)
-		c.IdentitySecret = []byte(secret)
-	}
+	c.IdentitySecret, c.IdentityPrevious = secret, previous
 	if c.MySQLDSN != "" {
 		if dsn, err := mysql.ParseDSN(c.MySQLDSN); err != nil {
 			r.Check("HGP_MYSQL_DSN", fmt.Errorf("not a go-sql-driver DSN (user:pass@tcp(host:port)/db): %w", err))

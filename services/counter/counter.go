@@ -273,7 +273,7 @@ func open(ctx context.Context, cfg Config, closers *bootstrap.Closers) (clients,
 // reconciliation (with MySQL and HGP_RECONCILE_INTERVAL). With MySQL it
 // also returns the reconciler, which `counter reconcile` runs once.
 func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, closers *bootstrap.Closers) (*bootstrap.Component, *reconcile.Reconciler, error) {
-	signer, err := identity.NewSigner(cfg.IdentitySecret)
+	signer, err := identity.NewSigner(cfg.IdentitySecret, cfg.IdentityPrevious...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("counter: HGP_IDENTITY_SECRET: %w", err)
 	}

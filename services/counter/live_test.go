@@ -3,6 +3,7 @@ package counter_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
 	"github.com/highgopress/highgopress/platform/bootstrap"
+	"github.com/highgopress/highgopress/platform/config"
+	"github.com/highgopress/highgopress/platform/identity"
 	"github.com/highgopress/highgopress/platform/liveconfig"
 	"github.com/highgopress/highgopress/platform/logging"
 	"github.com/highgopress/highgopress/platform/rpctest"
@@ -26,23 +29,8 @@ import (
 // namespaces and every read keep working; a bad document is rejected and
 // the switch stays; deleting the document turns writes back on.
 func TestNamespaceWriteSwitchFromConsul(t *testing.T) {
-	rdb := realRedis(t)
 	agent := testenv.StartConsulServer(t)
-	logger := logging.Discard()
-	comp, err := counter.Build(context.Background(), logger, configFor(t, "HGP_CONSUL_ADDR", agent.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	comp.Listener = ln
-	run := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logger, comp) })
-	defer func() { _ = run.Stop(t) }()
-	client := server.NewH2CClient()
-	defer client.CloseIdleConnections()
-	e := &env{rdb: rdb, url: "http://" + ln.Addr().String(), http: client, signer: newSigner(t)}
+	e := serveBuilt(t, configFor(t, "HGP_CONSUL_ADDR", agent.Addr()))
 	cs := e.counters(rpctest.Protocols[0])
 	like := func(ns string) error {
 		_, err := cs.Like(context.Background(), as(e, "alice", &counterv1.LikeRequest{Item: ref(ns, "x")}))
@@ -90,6 +78,51 @@ func TestNamespaceWriteSwitchFromConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 20*time.Second, "writes to article back on", func() bool { return like("article") == nil })
+}
+
+// serveBuilt runs the counter Build makes from cfg (bootstrap.Run, on a
+// loopback listener) until the test ends, over a flushed test database.
+func serveBuilt(t *testing.T, cfg *config.Reader) *env {
+	t.Helper()
+	rdb := realRedis(t)
+	logger := logging.Discard()
+	comp, err := counter.Build(context.Background(), logger, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	comp.Listener = ln
+	run := testenv.Background(t, func(ctx context.Context) error { return bootstrap.Run(ctx, logger, comp) })
+	t.Cleanup(func() { _ = run.Stop(t) })
+	client := server.NewH2CClient()
+	t.Cleanup(client.CloseIdleConnections)
+	return &env{rdb: rdb, url: "http://" + ln.Addr().String(), http: client, signer: newSigner(t)}
+}
+
+// TestIdentitySecretRotation: a counter configured with a new secret and
+// the old one in HGP_IDENTITY_SECRET_PREVIOUS accepts gateways signing with
+// either, and nothing else.
+func TestIdentitySecretRotation(t *testing.T) {
+	newSecret := strings.Repeat("n", identity.MinSecretLen)
+	e := serveBuilt(t, configFor(t, "HGP_IDENTITY_SECRET", newSecret, "HGP_IDENTITY_SECRET_PREVIOUS", secret))
+	for name, key := range map[string]string{"old": secret, "new": newSecret, "unknown": strings.Repeat("u", identity.MinSecretLen)} {
+		signer, err := identity.NewSigner([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.signer = signer
+		_, err = e.counters(rpctest.Protocols[0]).Like(context.Background(), as(e, "alice", &counterv1.LikeRequest{Item: ref("article", "rot-"+name)}))
+		if name == "unknown" {
+			wantCode(t, "a header signed with an unknown secret", err, connect.CodeUnauthenticated, "")
+			continue
+		}
+		if err != nil {
+			t.Fatalf("a gateway signing with the %s secret: %v", name, err)
+		}
+	}
 }
 
 // counterMetric sums the samples of name labelled service="counter" in the
