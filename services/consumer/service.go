@@ -85,8 +85,8 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 		Name:    "consumer",
 		Addr:    c.Addr,
 		Server:  srv,
-		Workers: []func(context.Context) error{svc.Run,
-			events.NewLagMonitor(logger, c.Kafka.Brokers, c.Group, c.Kafka.Topic).Run}, // hgp_kafka_consumer_group_lag
+		// hgp_kafka_consumer_group_lag comes from the lag monitor.
+		Workers: []func(context.Context) error{svc.Run, events.NewLagMonitor(logger, c.Kafka.Brokers, c.Group, c.Kafka.Topic).Run},
 		Close:   svc.Close,
 	}, nil
 }
