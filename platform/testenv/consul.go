@@ -44,29 +44,20 @@ type ConsulAgent struct {
 // it is killed at the end of the test.
 func StartConsulAgent(t testing.TB) *ConsulAgent {
 	t.Helper()
-	bin := ConsulBinary()
-	if bin == "" {
-		lookup(t, "HGP_MW_BIN_CONSUL", "consul binary (scripts/mw.sh install consul)")
-		bin = ConsulBinary()
-	}
-	httpPort := FreePort(t)
-	hcl := fmt.Sprintf(`ports { grpc = -1, grpc_tls = -1, dns = -1, serf_lan = %d, serf_wan = %d, server = %d }`,
-		FreePort(t), FreePort(t), FreePort(t))
-	a := &ConsulAgent{
-		bin:  bin,
-		addr: "127.0.0.1:" + strconv.Itoa(httpPort),
-		args: []string{"agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-			"-http-port", strconv.Itoa(httpPort), "-hcl", hcl, "-log-level", "warn"},
-	}
-	a.Start(t)
-	t.Cleanup(a.Kill)
-	return a
+	return startConsul(t, "-dev")
 }
 
 // StartConsulServer starts a private single-server agent that keeps its
 // state (KV included) in a data directory across Kill and Start, as a
 // production server does; a -dev agent forgets everything when it stops.
 func StartConsulServer(t testing.TB) *ConsulAgent {
+	t.Helper()
+	return startConsul(t, "-server", "-bootstrap-expect", "1", "-data-dir", t.TempDir(), "-node", "hgp-test-server")
+}
+
+// startConsul starts a private agent with mode (its first arguments) on
+// free loopback ports and waits until it has a leader.
+func startConsul(t testing.TB, mode ...string) *ConsulAgent {
 	t.Helper()
 	bin := ConsulBinary()
 	if bin == "" {
@@ -79,9 +70,8 @@ func StartConsulServer(t testing.TB) *ConsulAgent {
 	a := &ConsulAgent{
 		bin:  bin,
 		addr: "127.0.0.1:" + strconv.Itoa(httpPort),
-		args: []string{"agent", "-server", "-bootstrap-expect", "1", "-data-dir", t.TempDir(),
-			"-node", "hgp-test-server", "-bind", "127.0.0.1", "-client", "127.0.0.1",
-			"-http-port", strconv.Itoa(httpPort), "-hcl", hcl, "-log-level", "warn"},
+		args: append(append([]string{"agent"}, mode...), "-bind", "127.0.0.1", "-client", "127.0.0.1",
+			"-http-port", strconv.Itoa(httpPort), "-hcl", hcl, "-log-level", "warn"),
 	}
 	a.Start(t)
 	t.Cleanup(a.Kill)
