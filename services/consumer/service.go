@@ -82,9 +82,9 @@ func Build(ctx context.Context, logger *slog.Logger, cfg *config.Reader) (*boots
 	srv := server.New(logger, nil)
 	srv.Handle("/metrics", promhttp.Handler())
 	return &bootstrap.Component{
-		Name:    "consumer",
-		Addr:    c.Addr,
-		Server:  srv,
+		Name:   "consumer",
+		Addr:   c.Addr,
+		Server: srv,
 		// hgp_kafka_consumer_group_lag comes from the lag monitor.
 		Workers: []func(context.Context) error{svc.Run, events.NewLagMonitor(logger, c.Kafka.Brokers, c.Group, c.Kafka.Topic).Run},
 		Close:   svc.Close,
