@@ -65,7 +65,17 @@ func TestLagMonitorPerPartition(t *testing.T) {
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- m.Run(rctx) }()
-	defer func() { stop(); <-done }()
+	var runErr error
+	stopped := false
+	stopMonitor := func() error {
+		if !stopped {
+			stopped = true
+			stop()
+			runErr = <-done
+		}
+		return runErr
+	}
+	defer func() { _ = stopMonitor() }()
 	testenv.Eventually(t, 30*time.Second, "lag of 6 over 3 partitions", func() bool {
 		s := lagSeries(t, group)
 		return len(s) == 3 && s["0"]+s["1"]+s["2"] == 6
@@ -88,11 +98,9 @@ func TestLagMonitorPerPartition(t *testing.T) {
 		s := lagSeries(t, group)
 		return len(s) == 3 && s["0"] == 0 && s["1"] == 0 && s["2"] == 0
 	})
-	stop()
-	if err := <-done; err != nil {
+	if err := stopMonitor(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	done <- nil
 	if s := lagSeries(t, group); len(s) != 0 {
 		t.Fatalf("series left after the monitor stopped: %v", s)
 	}
