@@ -40,8 +40,35 @@ type snapEntry struct {
 	gen     string
 	last    int64 // newest bucket of the window when cut
 	created time.Time
+	checked time.Time // when the generation was last found unchanged
 	asOf    time.Time
 	count   int64
+	// pages are the first pages of snapshot id by limit: a snapshot never
+	// changes, so while it is reused its first pages are answered without
+	// Redis.
+	pages map[int]domain.Page
+}
+
+// firstPage returns the cached first page of snapshot id with n items.
+func (e *snapEntry) firstPage(id string, n int) (domain.Page, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, ok := e.pages[n]
+	return p, ok && e.id == id
+}
+
+// keepFirstPage caches the first page of snapshot id with n items, unless
+// a newer snapshot replaced it meanwhile.
+func (e *snapEntry) keepFirstPage(id string, n int, p domain.Page) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.id != id {
+		return
+	}
+	if e.pages == nil {
+		e.pages = map[int]domain.Page{}
+	}
+	e.pages[n] = p
 }
 
 // CheckRanking validates a ranking request's namespace, window and limit
@@ -72,8 +99,6 @@ func (s *Store) Top(ctx context.Context, ns string, w analyticsv1.Window, limit 
 	if err != nil {
 		return domain.Page{}, err
 	}
-	var id string
-	var offset int64
 	if token != "" {
 		t, err := parseToken(token)
 		if err != nil {
@@ -82,14 +107,20 @@ func (s *Store) Top(ctx context.Context, ns string, w analyticsv1.Window, limit 
 		if t.ns != ns || t.w != w {
 			return domain.Page{}, domain.Invalid("page_token", "belongs to another ranking (namespace %q, %s)", t.ns, t.w)
 		}
-		id, offset = t.id, t.offset
-	} else {
-		id, err = s.snapshot(ctx, ns, w)
-		if err != nil {
-			return domain.Page{}, err
-		}
+		return s.page(ctx, ns, w, t.id, t.offset, n)
 	}
-	return s.page(ctx, ns, w, id, offset, n)
+	id, e, err := s.snapshot(ctx, ns, w)
+	if err != nil {
+		return domain.Page{}, err
+	}
+	if p, ok := e.firstPage(id, n); ok {
+		return p, nil
+	}
+	p, err := s.page(ctx, ns, w, id, 0, n)
+	if err == nil {
+		e.keepFirstPage(id, n, p)
+	}
+	return p, err
 }
 
 func (s *Store) page(ctx context.Context, ns string, w analyticsv1.Window, id string, offset int64, n int) (domain.Page, error) {
@@ -124,25 +155,16 @@ func (s *Store) page(ctx context.Context, ns string, w analyticsv1.Window, id st
 // snapshot returns the id of a snapshot of the ranking to cut a first page
 // from: this replica's newest while the ranking did not change (same
 // generation, same newest bucket) or while it is younger than the
-// freshness, otherwise a new one.
-func (s *Store) snapshot(ctx context.Context, ns string, w analyticsv1.Window) (string, error) {
-	gen, err := s.rdb.Get(ctx, s.k.gen(ns)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("%w: read generation: %w", errUnavailable, err)
-	}
+// freshness, otherwise a new one. The generation is read at most once
+// per freshness period (a change is seen within the freshness, as a
+// reused snapshot would hide it for as long anyway).
+func (s *Store) snapshot(ctx context.Context, ns string, w analyticsv1.Window) (string, *snapEntry, error) {
 	now := s.o.clock.Now()
-	var bucketKeys []string
+	sp, spanned := window.RankingSpan(w)
 	var last int64
-	if sp, ok := window.RankingSpan(w); ok {
-		first, l := sp.Range(now)
-		last = l
-		for i := first; i <= l; i++ {
-			bucketKeys = append(bucketKeys, s.k.bucket(ns, sp.Grain, i))
-		}
-	} else {
-		bucketKeys = []string{s.k.all(ns)}
+	if spanned {
+		_, last = sp.Range(now)
 	}
-
 	s.mu.Lock()
 	e := s.snaps[snapKey{ns, w}]
 	if e == nil {
@@ -153,22 +175,39 @@ func (s *Store) snapshot(ctx context.Context, ns string, w analyticsv1.Window) (
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	real := time.Now() // snapshot lifetimes are Redis (real) time
-	alive := e.id != "" && real.Sub(e.created) < s.o.snapshotTTL/2
-	if alive && e.last == last && (e.gen == gen || real.Sub(e.created) < s.o.freshness) {
-		return e.id, nil
+	alive := e.id != "" && real.Sub(e.created) < s.o.snapshotTTL/2 && e.last == last
+	if alive && real.Sub(e.checked) < s.o.freshness {
+		return e.id, e, nil
+	}
+	gen, err := s.rdb.Get(ctx, s.k.gen(ns)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", nil, fmt.Errorf("%w: read generation: %w", errUnavailable, err)
+	}
+	if alive && e.gen == gen {
+		e.checked = real
+		return e.id, e, nil
+	}
+	var bucketKeys []string
+	if spanned {
+		first, _ := sp.Range(now)
+		for i := first; i <= last; i++ {
+			bucketKeys = append(bucketKeys, s.k.bucket(ns, sp.Grain, i))
+		}
+	} else {
+		bucketKeys = []string{s.k.all(ns)}
 	}
 	id, err := newID()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	meta := strconv.FormatInt(now.UnixMilli(), 10)
 	keys := append([]string{s.k.snap(id), s.k.meta(id)}, bucketKeys...)
 	count, err := snapshotScript.Run(ctx, s.rdb, keys, ms(s.o.snapshotTTL), meta).Int64()
 	if err != nil {
-		return "", fmt.Errorf("%w: cut ranking snapshot: %w", errUnavailable, err)
+		return "", nil, fmt.Errorf("%w: cut ranking snapshot: %w", errUnavailable, err)
 	}
-	e.id, e.gen, e.last, e.created, e.asOf, e.count = id, gen, last, real, now, count
-	return id, nil
+	e.id, e.gen, e.last, e.created, e.checked, e.asOf, e.count, e.pages = id, gen, last, real, real, now, count, nil
+	return id, e, nil
 }
 
 func newID() (string, error) {
