@@ -39,8 +39,8 @@ func memoryUsage(b *testing.B, rdb *redis.Client, pattern string) (keys int, byt
 	b.Helper()
 	ctx := context.Background()
 	iter := rdb.Scan(ctx, 0, pattern, 1000).Iterator()
-	for iter.Next(ctx) {
-		n, err := rdb.MemoryUsage(ctx, iter.Val(), 0).Result()
+	for key := range iter.Vals(ctx) {
+		n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 		if err != nil {
 			b.Fatal(err)
 		}

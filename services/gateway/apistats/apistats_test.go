@@ -337,7 +337,12 @@ func TestSetFlushIntervalAtRunTime(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
 	go func() { runDone <- rec.Run(ctx) }()
-	defer func() { cancel(); <-runDone }()
+	defer func() {
+		cancel()
+		if err := <-runDone; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
 	rec.Record("/a.v1.S/Like", OK)
 	rec.SetFlushInterval(20 * time.Millisecond)
 	if rec.FlushInterval() != 20*time.Millisecond {
