@@ -19,8 +19,9 @@
 #   scripts/mw.sh kafka-topics <args...>             run Kafka's TopicCommand (--bootstrap-server is added)
 #
 # Names: redis mariadb kafka consul prometheus jaeger (or `all` where it makes sense), and the
-# clusters kafka-cluster (3 KRaft brokers) and consul-cluster (3 servers + a client agent);
-# one node of a cluster is <cluster>:<n>, e.g. `kill9 kafka-cluster:2`, `start consul-cluster:client`.
+# clusters kafka-cluster (3 KRaft brokers), consul-cluster (3 servers + a client agent) and
+# redis-cluster (3 masters + 3 replicas); one node of a cluster is <cluster>:<n>, e.g.
+# `kill9 kafka-cluster:2`, `start consul-cluster:client`, `kill9 redis-cluster:1`.
 # `start`, `stop`, `restart` refresh $ROOT/.run/env (source it to get the HGP_TEST_* variables).
 #
 # Ports are fixed so that tests and humans can find the servers; each can be overridden:
@@ -29,6 +30,7 @@
 #   HGP_MW_JAEGER_PORT=14318 (OTLP/HTTP)  HGP_MW_JAEGER_QUERY_PORT=16686
 #   HGP_MW_KAFKA_CLUSTER_PORT=19200 (node i: +i broker, +10+i controller)
 #   HGP_MW_CONSUL_CLUSTER_PORT=18700 (agent j: +10j HTTP, +10j+1 RPC, +10j+2 serf LAN, +10j+3 serf WAN)
+#   HGP_MW_REDIS_CLUSTER_PORT=17100 (node i of 6: +i clients, +10+i cluster bus)
 # Other knobs: HGP_MW_RUN (state dir, default $ROOT/.run), HGP_MW_CACHE (downloads and
 # builds shared by every clone, default ~/.cache/highgopress), HGP_MW_KAFKA_VERSION,
 # HGP_MW_KAFKA_HEAP, HGP_MW_KAFKA_CLUSTER_HEAP, HGP_MW_BIN_CONSUL (use this consul binary instead of building one),
@@ -140,7 +142,7 @@ apt_install() { # debian packages...
 
 apt_packages_of() {
   case $1 in
-    redis) echo redis-server redis-tools procps iproute2 ;;
+    redis | redis-cluster-*) echo redis-server redis-tools procps iproute2 ;;
     mariadb) echo mariadb-server mariadb-client procps iproute2 ;;
     kafka | kafka-cluster-*) echo procps iproute2 ;;
     consul | consul-cluster-*) echo curl procps iproute2 ;;

@@ -15,6 +15,8 @@ func TestClusterNames(t *testing.T) {
 		{args: []string{"kafka-cluster:2", "kafka-cluster-2"}, want: "kafka-cluster-2"},
 		{args: []string{"consul-cluster"}, want: "consul-cluster-1 consul-cluster-2 consul-cluster-3 consul-cluster-client"},
 		{args: []string{"consul-cluster:client", "redis"}, want: "consul-cluster-client redis"},
+		{args: []string{"redis-cluster:4"}, want: "redis-cluster-4"},
+		{args: []string{"redis-cluster:7"}, err: "unknown server 'redis-cluster:7'"},
 		{args: []string{"kafka-cluster:4"}, err: "unknown server 'kafka-cluster:4'"},
 		{args: []string{"redis:1"}, err: "unknown server 'redis:1'"},
 		{args: []string{"kafka:cluster-1"}, err: "unknown server 'kafka:cluster-1'"},
@@ -42,7 +44,7 @@ func TestClusterNames(t *testing.T) {
 // ports and state dir, and the durability settings the cluster promises.
 func TestClusterConfigsUseThePorts(t *testing.T) {
 	c, err := ConfigFrom(envOf(map[string]string{"HGP_MW_ROOT": "/r", "HGP_MW_RUN": "/s",
-		"HGP_MW_KAFKA_CLUSTER_PORT": "29200", "HGP_MW_CONSUL_CLUSTER_PORT": "28700"}))
+		"HGP_MW_KAFKA_CLUSTER_PORT": "29200", "HGP_MW_CONSUL_CLUSTER_PORT": "28700", "HGP_MW_REDIS_CLUSTER_PORT": "27100"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +84,16 @@ func TestClusterConfigsUseThePorts(t *testing.T) {
 	}
 	if strings.Contains(cl, "bootstrap_expect") {
 		t.Errorf("the client agent must not bootstrap:\n%s", cl)
+	}
+	r5 := redisClusterConf(&c, 5)
+	for _, want := range []string{"port 27105\n", "cluster-port 27115\n", "cluster-enabled yes\n",
+		"dir /s/redis-cluster-5/data\n", "cluster-config-file nodes.conf\n", "appendonly yes\n"} {
+		if !strings.Contains(r5, want) {
+			t.Errorf("redis-cluster-5 redis.conf lacks %q:\n%s", want, r5)
+		}
+	}
+	if got := redisClusterAddrs(&c); got != "127.0.0.1:27101,127.0.0.1:27102,127.0.0.1:27103,127.0.0.1:27104,127.0.0.1:27105,127.0.0.1:27106" {
+		t.Errorf("redis cluster addrs %s", got)
 	}
 	// every port of every node is distinct
 	seen := map[int]string{}

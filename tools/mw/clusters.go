@@ -3,18 +3,18 @@ package main
 import "strings"
 
 // Clusters are groups of servers of one kind started, stopped and checked
-// together (kafka-cluster, consul-cluster). Each member is a server of its
+// together (kafka-cluster, consul-cluster, redis-cluster). Each member is a server of its
 // own (its pid file, state dir, log and health check), so one node can be
 // killed and brought back: `kill9 kafka-cluster:2` (or kafka-cluster-2),
 // `start kafka-cluster` (starts what is not running).
 
 // clusterServers are every member of every cluster.
 func clusterServers() []*server {
-	return append(append([]*server{}, kafkaClusterNodes...), consulClusterNodes...)
+	return append(append(append([]*server{}, kafkaClusterNodes...), consulClusterNodes...), redisClusterNodes...)
 }
 
 // clusterNames are the names of the groups, in order.
-func clusterNames() []string { return []string{"kafka-cluster", "consul-cluster"} }
+func clusterNames() []string { return []string{"kafka-cluster", "consul-cluster", "redis-cluster"} }
 
 // clusterMembers resolves a group name ("kafka-cluster": all its members) or
 // a member given as "<group>:<n>" ("kafka-cluster:2", "consul-cluster:client").

@@ -47,6 +47,9 @@ type Config struct {
 	// ConsulClusterPort is consul-cluster's base port (18700): agent j
 	// (servers 1-3, client 4) uses +10j .. +10j+3 (HTTP, RPC, serf LAN, WAN).
 	ConsulClusterPort int // HGP_MW_CONSUL_CLUSTER_PORT
+	// RedisClusterPort is redis-cluster's base port (17100): node i (1-6)
+	// listens on +i (clients) and +10+i (cluster bus).
+	RedisClusterPort int // HGP_MW_REDIS_CLUSTER_PORT
 
 	KafkaVersion string   // HGP_MW_KAFKA_VERSION (4.4.0)
 	KafkaHome    string   // <cache>/kafka-<version> (jars in libs/, installed by scripts/mw.sh)
@@ -127,8 +130,12 @@ func ConfigFrom(getenv func(string) string) (Config, error) {
 	c.JaegerQueryPort = port("HGP_MW_JAEGER_QUERY_PORT", 16686)
 	c.KafkaClusterPort = port("HGP_MW_KAFKA_CLUSTER_PORT", 19200)
 	c.ConsulClusterPort = port("HGP_MW_CONSUL_CLUSTER_PORT", 18700)
+	c.RedisClusterPort = port("HGP_MW_REDIS_CLUSTER_PORT", 17100)
 	if c.KafkaClusterPort > 65535-20 {
 		errs = append(errs, fmt.Errorf("HGP_MW_KAFKA_CLUSTER_PORT=%d: the cluster needs the 20 ports above it", c.KafkaClusterPort))
+	}
+	if c.RedisClusterPort > 65535-20 {
+		errs = append(errs, fmt.Errorf("HGP_MW_REDIS_CLUSTER_PORT=%d: the cluster needs the 20 ports above it", c.RedisClusterPort))
 	}
 	if c.ConsulClusterPort > 65535-50 {
 		errs = append(errs, fmt.Errorf("HGP_MW_CONSUL_CLUSTER_PORT=%d: the cluster needs the 50 ports above it", c.ConsulClusterPort))

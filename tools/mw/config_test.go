@@ -24,7 +24,7 @@ func TestConfigDefaultsAreTheScriptsPorts(t *testing.T) {
 		ConsulHTTPPort: 18500, ConsulDNSPort: 18600, ConsulServerPort: 18300, ConsulSerfLANPort: 18301,
 		ConsulSerfWANPort: 18302, ConsulGRPCPort: 18502, PrometheusPort: 19090,
 		JaegerPort: 14318, JaegerQueryPort: 16686, JaegerBin: "/home/u/.cache/highgopress/bin/jaeger",
-		KafkaClusterPort: 19200, ConsulClusterPort: 18700,
+		KafkaClusterPort: 19200, ConsulClusterPort: 18700, RedisClusterPort: 17100,
 		KafkaVersion: "4.4.0", KafkaHome: "/home/u/.cache/highgopress/kafka-4.4.0",
 		KafkaHeap: []string{"-Xms256m", "-Xmx512m"}, ConsulBin: "/home/u/.cache/highgopress/bin/consul",
 	}
@@ -109,9 +109,10 @@ func TestExpandNames(t *testing.T) {
 	}{
 		{args: []string{"kafka", "redis", "kafka"}, want: "kafka redis"},
 		{args: []string{"redis", "all"}, want: "redis mariadb kafka consul prometheus jaeger " +
-			"kafka-cluster-1 kafka-cluster-2 kafka-cluster-3 consul-cluster-1 consul-cluster-2 consul-cluster-3 consul-cluster-client"},
-		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster or all)"},
-		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster or all)"},
+			"kafka-cluster-1 kafka-cluster-2 kafka-cluster-3 consul-cluster-1 consul-cluster-2 consul-cluster-3 consul-cluster-client " +
+			"redis-cluster-1 redis-cluster-2 redis-cluster-3 redis-cluster-4 redis-cluster-5 redis-cluster-6"},
+		{args: nil, err: "name at least one server (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster redis-cluster or all)"},
+		{args: []string{"redis", "postgres"}, err: "unknown server 'postgres' (known: redis mariadb kafka consul prometheus jaeger kafka-cluster consul-cluster redis-cluster or all)"},
 	} {
 		list, err := expandNames(tc.args)
 		if tc.err != "" {

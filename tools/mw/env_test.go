@@ -69,7 +69,8 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 		"export HGP_TEST_JAEGER_QUERY_URL='http://127.0.0.1:16686'\n" +
 		"export HGP_TEST_KAFKA_CLUSTER_BROKERS='127.0.0.1:19201,127.0.0.1:19202,127.0.0.1:19203'\n" +
 		"export HGP_TEST_CONSUL_CLUSTER_ADDR='127.0.0.1:18740'\n" +
-		"export HGP_TEST_CONSUL_CLUSTER_SERVERS='127.0.0.1:18710,127.0.0.1:18720,127.0.0.1:18730'\n"
+		"export HGP_TEST_CONSUL_CLUSTER_SERVERS='127.0.0.1:18710,127.0.0.1:18720,127.0.0.1:18730'\n" +
+		"export HGP_TEST_REDIS_CLUSTER_ADDRS='127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103,127.0.0.1:17104,127.0.0.1:17105,127.0.0.1:17106'\n"
 	if text != want {
 		t.Errorf("all running:\n%s\nwant\n%s", text, want)
 	}
@@ -86,7 +87,7 @@ func TestEnvLinesExportTheRunningServers(t *testing.T) {
 	if err := m.writeEnv(); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_TEST_CONSUL_CLUSTER_SERVERS='127.0.0.1:18710,127.0.0.1:18720,127.0.0.1:18730'\n") {
+	if b, _ := os.ReadFile(filepath.Join(run, "env")); !strings.HasSuffix(string(b), "export HGP_TEST_REDIS_CLUSTER_ADDRS='127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103,127.0.0.1:17104,127.0.0.1:17105,127.0.0.1:17106'\n") {
 		t.Errorf("env file:\n%s", b)
 	}
 	if left, _ := filepath.Glob(filepath.Join(run, "env.tmp.*")); len(left) != 0 {

@@ -1,6 +1,6 @@
 // Command mw starts, health-checks and stops the project's real middleware
 // (redis, mariadb, kafka, consul, prometheus, jaeger, and the clusters
-// kafka-cluster and consul-cluster) as native processes on
+// kafka-cluster, consul-cluster and redis-cluster) as native processes on
 // loopback, each with its state under <run>/<name>/ (config, data,
 // <name>.log, <name>.pid). scripts/mw.sh installs the servers and runs this
 // program for everything else; see docs/middleware.md.
