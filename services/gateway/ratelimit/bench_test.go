@@ -25,8 +25,8 @@ func cleanup(rdb *redis.Client, prefix string) {
 
 // BenchmarkLimiter measures the limiter's cost per request through the
 // middleware (a no-op handler behind it): in-process memory store vs the
-// shared Redis store, one budget (IP) vs two (IP + user, spent
-// concurrently). "serial" is the added latency of one request; "parallel"
+// shared Redis store, one budget (IP) vs two (IP + user, taken in one
+// pipeline job). "serial" is the added latency of one request; "parallel"
 // is the throughput cost with GOMAXPROCS concurrent requests.
 // Results: docs/bench/ratelimit.txt.
 func BenchmarkLimiter(b *testing.B) {

@@ -145,6 +145,10 @@ type Limiter struct {
 	piped  pipelinedClient               // rdb with shared pipelines for the budget scripts
 	remote atomic.Pointer[limiter.Store] // Redis store once its scripts are loaded
 	local  limiter.Store
+	// incrSHA is the SHA of the store's budget script, recorded as the
+	// store loads it (scriptRecorder): Check runs that script itself, for
+	// all budgets of a request in one pipeline job.
+	incrSHA atomic.Pointer[string]
 
 	// blocked remembers budgets found exhausted, until their window resets:
 	// a client over its limit is rejected without a Redis round trip.
@@ -243,7 +247,7 @@ func (l *Limiter) initRemote(ctx context.Context) error {
 	if err := l.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("ratelimit: redis ping: %w", err)
 	}
-	s, err := redisstore.NewStoreWithOptions(l.piped, limiter.StoreOptions{Prefix: l.opts.prefix})
+	s, err := redisstore.NewStoreWithOptions(scriptRecorder{l.piped, &l.incrSHA}, limiter.StoreOptions{Prefix: l.opts.prefix})
 	if err != nil {
 		return fmt.Errorf("ratelimit: redis store: %w", err)
 	}
@@ -340,49 +344,36 @@ func (l *Limiter) respond(w http.ResponseWriter, r *http.Request, d Decision, er
 }
 
 // Check spends one unit of the IP budget (ipKey non-empty) and of the user
-// budget (subject non-empty) of class, and returns the combined decision. It
-// returns ErrRedisUnavailable in fail-closed mode while Redis is down, and
-// the context's error when ctx ends.
+// budget (subject non-empty) of class, and returns the combined decision.
+// Both budgets are taken in one job of the shared Redis pipelines (one
+// round trip, no goroutine of their own). It returns ErrRedisUnavailable in
+// fail-closed mode while Redis is down, and the context's error when ctx
+// ends.
 func (l *Limiter) Check(ctx context.Context, class Class, ipKey, subject string) (Decision, error) {
 	if class != Read {
 		class = Write
 	}
-	var ipB, userB *budget
 	pol := l.policy.Load()
+	var s [2]take
+	n := 0
 	if ipKey != "" && pol.ip[class].enabled() {
-		ipB = pol.ip[class]
+		s[n] = l.newTake(pol.ip[class], ipKey)
+		n++
 	}
 	if subject != "" && pol.user[class].enabled() {
-		userB = pol.user[class]
+		s[n] = l.newTake(pol.user[class], subject)
+		n++
 	}
-	switch {
-	case ipB == nil && userB == nil:
+	if n == 0 {
 		return Decision{Allowed: true}, nil
-	case userB == nil:
-		return l.take(ctx, ipB, ipKey)
-	case ipB == nil:
-		return l.take(ctx, userB, subject)
 	}
-	// Both: spend them concurrently so the request waits for one Redis
-	// round trip, not two.
-	type result struct {
-		d   Decision
-		err error
+	if err := l.spend(ctx, pol, s[:n]); err != nil {
+		return Decision{}, err
 	}
-	ch := make(chan result, 1)
-	go func() {
-		d, err := l.take(ctx, userB, subject)
-		ch <- result{d, err}
-	}()
-	ipD, ipErr := l.take(ctx, ipB, ipKey)
-	u := <-ch
-	if ipErr != nil {
-		return Decision{}, ipErr
+	if n == 1 {
+		return s[0].d, nil
 	}
-	if u.err != nil {
-		return Decision{}, u.err
-	}
-	return combine(ipD, u.d), nil
+	return combine(s[0].d, s[1].d), nil
 }
 
 // combine returns the more constraining decision.
@@ -403,47 +394,57 @@ func combine(a, b Decision) Decision {
 	return a
 }
 
-// take spends one unit of budget b for id, in Redis when it is healthy,
-// otherwise as the Redis-down mode says.
-func (l *Limiter) take(ctx context.Context, b *budget, id string) (Decision, error) {
-	key := b.name + ":" + id
+// spend takes one unit of every budget of s: from the local cache of
+// exhausted budgets when it knows the answer, otherwise in Redis when it is
+// healthy, and as the Redis-down mode says for what Redis did not answer.
+func (l *Limiter) spend(ctx context.Context, pol *policy, s []take) error {
 	now := l.opts.now()
-	if until, ok := l.blocked.get(key, now); ok {
-		l.cachedRejections.Add(1)
-		return Decision{Allowed: false, Limit: b.rate.Limit, Remaining: 0, Reset: max(0, until.Unix()-now.Unix()), Budget: b.name}, nil
+	pending := 0
+	for i := range s {
+		t := &s[i]
+		if until, ok := l.blocked.get(t.key, now); ok {
+			l.cachedRejections.Add(1)
+			t.d = Decision{Allowed: false, Limit: t.b.rate.Limit, Remaining: 0, Reset: max(0, until.Unix()-now.Unix()), Budget: t.b.name}
+			t.done = true
+			continue
+		}
+		pending++
+	}
+	if pending == 0 {
+		return nil
 	}
 	if store := l.remoteStore(); store != nil {
-		cctx, cancel := context.WithTimeout(ctx, l.cfg.RedisTimeout)
-		lc, err := store.Get(cctx, key, b.rate)
-		cancel()
+		err := l.spendRemote(ctx, store, s, now)
 		if err == nil {
-			l.markUp()
-			if lc.Reached {
-				// The window ends at lc.Reset (whole seconds, rounded down:
-				// never later than Redis's own expiry).
-				l.blocked.put(key, time.Unix(lc.Reset, 0), now)
-			}
-			return l.decision(b, lc), nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return Decision{}, ctx.Err()
+			return ctx.Err()
 		}
 		l.markDown(err)
 	}
-	if l.rdb != nil && l.policy.Load().redisDown == FailClosed {
+	if l.rdb != nil && pol.redisDown == FailClosed {
 		l.failedClosed.Add(1)
 		redisDown.WithLabelValues("fail_closed").Inc()
-		return Decision{}, ErrRedisUnavailable
+		return ErrRedisUnavailable
 	}
-	lc, err := l.local.Get(ctx, key, b.rate)
-	if err != nil {
-		return Decision{}, fmt.Errorf("ratelimit: local store: %w", err)
+	for i := range s {
+		t := &s[i]
+		if t.done {
+			continue
+		}
+		lc, err := l.local.Get(ctx, t.storeKey(), t.b.rate)
+		if err != nil {
+			return fmt.Errorf("ratelimit: local store: %w", err)
+		}
+		if l.rdb != nil {
+			l.localDecisions.Add(1)
+			redisDown.WithLabelValues("fail_open").Inc()
+		}
+		t.d = l.decision(t.b, lc)
+		t.done = true
 	}
-	if l.rdb != nil {
-		l.localDecisions.Add(1)
-		redisDown.WithLabelValues("fail_open").Inc()
-	}
-	return l.decision(b, lc), nil
+	return nil
 }
 
 func (l *Limiter) decision(b *budget, lc limiter.Context) Decision {
