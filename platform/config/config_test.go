@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func TestReaderCollectsErrorsNamingVariables(t *testing.T) {
@@ -77,6 +79,25 @@ func TestRedisFrom(t *testing.T) {
 	}
 	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "HGP_REDIS_DB: -1 is outside [0, 65536]") {
 		t.Fatalf("want HGP_REDIS_DB range error, got %v", err)
+	}
+	// a list is a cluster; one address with the flag too
+	r = FromMap(map[string]string{"HGP_REDIS_ADDR": " a:1, b:2 ,c:3"})
+	if got := RedisFrom(r, ""); !got.Cluster || got.Addr != "a:1,b:2,c:3" || len(got.Addrs()) != 3 || r.Err() != nil {
+		t.Fatalf("RedisFrom = %+v, %v", got, r.Err())
+	}
+	r = FromMap(map[string]string{"HGP_REDIS_ADDR": "cfg:6379", "HGP_REDIS_CLUSTER": "true"})
+	if got := RedisFrom(r, ""); !got.Cluster || got.Addr != "cfg:6379" {
+		t.Fatalf("RedisFrom = %+v", got)
+	}
+	r = FromMap(map[string]string{"HGP_REDIS_ADDR": "a:1,b:2", "HGP_REDIS_DB": "3"})
+	if _ = RedisFrom(r, ""); r.Err() == nil || !strings.Contains(r.Err().Error(), "HGP_REDIS_DB") || !strings.Contains(r.Err().Error(), "only database 0") {
+		t.Fatalf("want a cluster DB error, got %v", r.Err())
+	}
+	if _, ok := (Redis{Addr: "a:1,b:2", Cluster: true}).Client(redis.UniversalOptions{}).(*redis.ClusterClient); !ok {
+		t.Fatal("a cluster's client is not a *redis.ClusterClient")
+	}
+	if _, ok := (Redis{Addr: "a:1"}).Client(redis.UniversalOptions{}).(*redis.Client); !ok {
+		t.Fatal("a single Redis's client is not a *redis.Client")
 	}
 }
 
