@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -168,12 +170,17 @@ func (c *Consumer) decode(batch []kafka.Message) decoded {
 func (c *Consumer) handle(ctx context.Context, d decoded) error {
 	start := time.Now()
 	batch, evs, bad := d.batch, d.evs, d.bad
+	// A span per batch, linked to the request behind every event: the trace
+	// of a like leads to the batch that put it into the rankings.
+	actx, endSpan := events.StartBatchSpan(ctx, "analytics apply", "process", trace.SpanKindConsumer, "", batch)
 	var res redisstore.Result
-	if err := c.retry(ctx, "apply", func() error {
+	err := c.retry(actx, "apply", func() error {
 		var err error
-		res, err = c.apply.Apply(ctx, evs)
+		res, err = c.apply.Apply(actx, evs)
 		return err
-	}); err != nil {
+	})
+	endSpan(err)
+	if err != nil {
 		return err
 	}
 	if len(bad) > 0 {
