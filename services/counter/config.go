@@ -123,6 +123,10 @@ func ConfigFrom(r *config.Reader) Config {
 	if c.ReconcileInterval > 0 && c.MySQLDSN == "" {
 		r.Check("HGP_RECONCILE_INTERVAL", errors.New("needs HGP_MYSQL_DSN: reconciliation compares Redis with MySQL"))
 	}
+	if c.Redis.Cluster && c.MySQLDSN != "" {
+		r.Check("HGP_MYSQL_DSN", errors.New("rebuilding from MySQL, settling and reconciliation need a single Redis primary for now, "+
+			"and HGP_REDIS_ADDR / HGP_REDIS_CLUSTER name a Redis Cluster: unset HGP_MYSQL_DSN or use one Redis (docs/counter.md, \"Redis Cluster\")"))
+	}
 	if c.Relay.Consumer == "" {
 		c.Relay.Consumer = relay.Identity(r.String("HGP_ADVERTISE_HOST", ""), c.Addr)
 	}
@@ -148,6 +152,7 @@ func (c Config) options() []Option {
 		WithMaxMessageBytes(c.MaxMessageBytes),
 		WithMaxMetrics(c.MaxMetrics),
 		WithOutboxMaxLen(c.OutboxMaxLen),
+		WithCluster(c.Redis.Cluster),
 		WithRequireNoEviction(c.RequireNoEviction),
 		WithRedisTimeout(c.RedisTimeout),
 		WithWatch(watch.WithInterval(c.WatchInterval), watch.WithMaxStreams(c.WatchMaxStreams),

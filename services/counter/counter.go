@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ import (
 	"github.com/highgopress/highgopress/services/counter/app"
 	"github.com/highgopress/highgopress/services/counter/durable"
 	"github.com/highgopress/highgopress/services/counter/handler"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 	"github.com/highgopress/highgopress/services/counter/reconcile"
 	"github.com/highgopress/highgopress/services/counter/redisstore"
 	"github.com/highgopress/highgopress/services/counter/relay"
@@ -77,6 +79,9 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.cluster && o.durable != nil {
+		return nil, errors.New("counter: rebuilding from a durable record (WithDurable) needs a single Redis, not the cluster layout (WithCluster)")
+	}
 	if rc, ok := rdb.(interface{ Options() *redis.Options }); ok && rc.Options().MaxRetries > 0 {
 		logger.Warn("the Redis client retries commands: a write whose reply was lost may be re-run and report changed=false; set MaxRetries to -1",
 			"max_retries", rc.Options().MaxRetries)
@@ -90,6 +95,7 @@ func New(logger *slog.Logger, rdb redisstore.Client, signer *identity.Signer, op
 		redisstore.WithOutboxMaxLen(o.outboxMaxLen),
 		redisstore.WithDurable(o.durable != nil),
 		redisstore.WithSettleDelay(o.settleDelay),
+		redisstore.WithCluster(o.cluster),
 	)
 	// The use cases see the store (and the durable record) through
 	// budgets: every call is bounded, so a frozen dependency fails a
@@ -215,7 +221,8 @@ func Build(ctx context.Context, logger *slog.Logger, r *config.Reader) (*bootstr
 
 // clients are the counter's connections to its middleware.
 type clients struct {
-	rdb *redis.Client
+	// rdb is a *redis.Client, or a *redis.ClusterClient for a cluster.
+	rdb redis.UniversalClient
 	// sqlDB is the durable record (nil without HGP_MYSQL_DSN).
 	sqlDB *sql.DB
 	// events writes to the event topic (nil without HGP_KAFKA_BROKERS).
@@ -248,16 +255,27 @@ func open(ctx context.Context, cfg Config, closers *bootstrap.Closers) (clients,
 	// exchange too (the batcher's shared pipelines run without one, so the
 	// read and write timeouts bound them). Blocking reads (the relay's
 	// XREADGROUP) get their block time on top.
-	cl.rdb = redis.NewClient(&redis.Options{
-		Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB, MaxRetries: -1,
+	//
+	// A cluster client follows MOVED and ASK (the command did not run) and,
+	// within the same budget, re-sends a command after a network error,
+	// which go-redis does not let a caller turn off separately: there a
+	// write whose reply was lost may answer changed=false (its state is
+	// still exact). Its pool per node also holds the relays' blocking
+	// reads, one per outbox shard on that node.
+	ropts := redis.UniversalOptions{
+		MaxRetries:  -1,
 		DialTimeout: cfg.RedisTimeout, ReadTimeout: cfg.RedisTimeout, WriteTimeout: cfg.RedisTimeout,
 		PoolTimeout: cfg.RedisTimeout, ContextTimeoutEnabled: true,
-	})
+	}
+	if cfg.Redis.Cluster {
+		ropts.PoolSize = 10*runtime.GOMAXPROCS(0) + redisstore.ClusterShards + 1
+	}
+	cl.rdb = cfg.Redis.Client(ropts)
 	closers.Add(cl.rdb.Close)
 	pingCtx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
 	if err := cl.rdb.Ping(pingCtx).Err(); err != nil {
-		return cl, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d) does not answer PING: %w", cfg.Redis.Addr, cfg.Redis.DB, err)
+		return cl, fmt.Errorf("counter: Redis at %s (HGP_REDIS_ADDR, DB %d, cluster %t) does not answer PING: %w", cfg.Redis.Addr, cfg.Redis.DB, cfg.Redis.Cluster, err)
 	}
 
 	if cfg.Kafka.Enabled() {
@@ -324,8 +342,7 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 	// The outbox relay runs in every counter instance when Kafka is
 	// configured; instances share the outbox through a stream consumer group.
 	if cl.events != nil {
-		rl := relay.New(logger.With("component", "relay"), cl.rdb, cl.events, cfg.Relay.Options()...)
-		comp.Workers = append(comp.Workers, rl.Run)
+		comp.Workers = append(comp.Workers, relays(logger.With("component", "relay"), cfg, cl)...)
 	}
 	if record != nil && cfg.Kafka.Enabled() {
 		w := settle.New(logger.With("component", "settle"), c.store, record, ends, cfg.Kafka.Topic)
@@ -341,6 +358,22 @@ func assemble(ctx context.Context, logger *slog.Logger, cfg Config, cl clients, 
 		}
 	}
 	return comp, rec, nil
+}
+
+// relays are the outbox relays: one for hgp:outbox on a single Redis; on
+// a cluster one per outbox shard (redisstore.ClusterOutboxStreams), plus
+// one for hgp:outbox, which drains what a single Redis wrote before it was
+// turned into a cluster's node (its entries keep their ids and fields).
+func relays(logger *slog.Logger, cfg Config, cl clients) []func(context.Context) error {
+	if !cfg.Redis.Cluster {
+		return []func(context.Context) error{relay.New(logger, cl.rdb, cl.events, cfg.Relay.Options()...).Run}
+	}
+	streams := append(redisstore.ClusterOutboxStreams(), outbox.Stream)
+	ws := make([]func(context.Context) error, len(streams))
+	for i, st := range streams {
+		ws[i] = relay.New(logger.With("stream", st), cl.rdb, cl.events, append(cfg.Relay.Options(), relay.WithStream(st))...).Run
+	}
+	return ws
 }
 
 // newReconciler returns the Redis–MySQL drift check of c's Redis against

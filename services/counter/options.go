@@ -37,6 +37,8 @@ type options struct {
 	watch []watch.Option
 	// watchSendTimeout bounds each WatchCounts message's write.
 	watchSendTimeout time.Duration
+	// cluster selects the Redis Cluster key layout.
+	cluster bool
 }
 
 // DefaultMaxMessageBytes is the largest request message accepted (after
@@ -171,3 +173,10 @@ func WithLoadTimeout(d time.Duration) Option {
 		}
 	}
 }
+
+// WithCluster selects the Redis Cluster key layout (rdb is then a
+// *redis.ClusterClient): every item's keys and its outbox shard share a
+// hash slot (redisstore.ClusterShards streams). Follows answer
+// Unimplemented and WithDurable is refused in it (docs/counter.md, "Redis
+// Cluster").
+func WithCluster(on bool) Option { return func(o *options) { o.cluster = on } }

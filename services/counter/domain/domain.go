@@ -109,6 +109,9 @@ var (
 	// ErrUnavailable reports that the store cannot be reached; retrying later
 	// may succeed.
 	ErrUnavailable = errors.New("counter storage is unavailable")
+	// ErrUnsupported reports an operation this deployment cannot serve
+	// (follows on a Redis Cluster, for now).
+	ErrUnsupported = errors.New("not supported by this deployment")
 )
 
 // ItemSnapshot is an item's durable state, as the durable record (MySQL)

@@ -24,6 +24,7 @@ const (
 //	domain.ErrTooManyMetrics                -> ResourceExhausted
 //	watch.ErrTooManyStreams                 -> ResourceExhausted
 //	domain.ErrUnavailable, watch.ErrClosed  -> Unavailable
+//	domain.ErrUnsupported                   -> Unimplemented
 //	context.Canceled / DeadlineExceeded     -> Canceled / DeadlineExceeded
 //	anything else                           -> Internal
 func Code(err error) connect.Code {
@@ -38,6 +39,8 @@ func Code(err error) connect.Code {
 		return connect.CodeResourceExhausted
 	case errors.Is(err, domain.ErrUnavailable), errors.Is(err, watch.ErrClosed):
 		return connect.CodeUnavailable
+	case errors.Is(err, domain.ErrUnsupported):
+		return connect.CodeUnimplemented
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled
 	case errors.Is(err, context.DeadlineExceeded):
@@ -53,7 +56,7 @@ func (h *Handler) toConnect(ctx context.Context, procedure string, err error) er
 	code := Code(err)
 	switch code {
 	case connect.CodeInvalidArgument, connect.CodeUnauthenticated, connect.CodeAlreadyExists,
-		connect.CodeResourceExhausted, connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		connect.CodeResourceExhausted, connect.CodeCanceled, connect.CodeDeadlineExceeded, connect.CodeUnimplemented:
 		return connect.NewError(code, err)
 	case connect.CodeUnavailable:
 		h.logger.WarnContext(ctx, "storage unavailable", "procedure", procedure, "err", err)

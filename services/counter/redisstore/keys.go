@@ -1,9 +1,11 @@
 package redisstore
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/highgopress/highgopress/services/counter/domain"
+	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
 // Key layout. Every part is validated before it gets here (see package
@@ -124,4 +126,83 @@ func ParseSettleKey(key string) (item domain.ItemRef, user string, ok bool) {
 		return domain.ItemRef{}, "", false
 	}
 	return domain.ItemRef{Namespace: ns, ID: id}, "", true
+}
+
+// Redis Cluster layout (WithCluster). A script may only touch keys of one
+// hash slot, and a write's outbox entry is appended in the same script as
+// the state it records, so the outbox cannot be one stream: it is split
+// into ClusterShards streams, and every item belongs to one shard (FNV-1a
+// of "<ns>:<id>" modulo ClusterShards) whose hash tag {s<k>} all of the
+// item's keys carry instead of {<ns>:<id>}. The relay reads every shard's
+// stream (ClusterOutboxStreams). On a single Redis the layout above is
+// unchanged (one stream hgp:outbox, item tags {<ns>:<id>}).
+
+// ClusterShards is the number of outbox shards (and hash slots holding
+// items) of the cluster layout: at most this many masters share the write
+// load, and changing it moves every item's keys (a migration, not a
+// setting).
+const ClusterShards = 128
+
+// ClusterShard is the shard of an item in the cluster layout.
+func ClusterShard(it domain.ItemRef) int {
+	h := uint32(2166136261)
+	for _, s := range [...]string{it.Namespace, ":", it.ID} {
+		for i := 0; i < len(s); i++ {
+			h ^= uint32(s[i])
+			h *= 16777619
+		}
+	}
+	return int(h % ClusterShards)
+}
+
+// ClusterOutboxStream is shard k's outbox stream, "hgp:outbox:{s<k>}".
+func ClusterOutboxStream(k int) string { return outbox.Stream + ":" + shardTag(k) }
+
+// ClusterOutboxStreams are every shard's outbox stream.
+func ClusterOutboxStreams() []string {
+	out := make([]string, ClusterShards)
+	for k := range out {
+		out[k] = ClusterOutboxStream(k)
+	}
+	return out
+}
+
+func shardTag(k int) string { return "{s" + strconv.Itoa(k) + "}" }
+
+// layout names the keys a script touches: the single-Redis names above,
+// or the cluster layout's.
+type layout struct{ cluster bool }
+
+// itemKey is prefix + the item's tagged name: "hgp:c:{a:1}" or
+// "hgp:c:{s17}a:1".
+func (l layout) itemKey(prefix string, it domain.ItemRef) string {
+	if !l.cluster {
+		return prefix + "{" + it.Namespace + ":" + it.ID + "}"
+	}
+	return prefix + shardTag(ClusterShard(it)) + it.Namespace + ":" + it.ID
+}
+
+func (l layout) counts(it domain.ItemRef) string  { return l.itemKey("hgp:c:", it) }
+func (l layout) likers(it domain.ItemRef) string  { return l.itemKey("hgp:lk:", it) }
+func (l layout) settle(it domain.ItemRef) string  { return l.itemKey("hgp:s:", it) }
+func (l layout) touched(it domain.ItemRef) string { return l.itemKey("hgp:t:", it) }
+
+// outbox is the stream an item's events go to.
+func (l layout) outbox(it domain.ItemRef) string {
+	if !l.cluster {
+		return outbox.Stream
+	}
+	return ClusterOutboxStream(ClusterShard(it))
+}
+
+// idempotency is the record of an Increment of it by user under key. In
+// the cluster layout it lives in the item's slot (the script changes the
+// item in the same step), so a key is unique per (user, item): reusing it
+// on another item is not detected as a conflict there. '/' cannot occur in
+// user ids or keys, so the name is unambiguous.
+func (l layout) idempotency(user, key string, it domain.ItemRef) string {
+	if !l.cluster {
+		return IdempotencyKey(user, key)
+	}
+	return l.itemKey("hgp:idem:", it) + "/" + user + "/" + key
 }

@@ -18,6 +18,7 @@ type options struct {
 	durable        bool
 	settleDelay    time.Duration
 	absentTTL      time.Duration
+	cluster        bool
 }
 
 // DefaultAbsentTTL is how long an absent entry (see AbsentField) lives.
@@ -143,3 +144,10 @@ func WithAbsentTTL(d time.Duration) Option {
 		}
 	}
 }
+
+// WithCluster selects the Redis Cluster key layout (see ClusterShards):
+// every item's keys and its outbox shard share one hash slot. Follows
+// (two users' keys) and rebuilding from a durable record (the settle
+// queue) are not supported in it yet: SetFollow returns
+// domain.ErrUnsupported and the counter refuses WithDurable.
+func WithCluster(on bool) Option { return func(o *options) { o.cluster = on } }

@@ -21,9 +21,8 @@ import (
 	"github.com/highgopress/highgopress/services/counter/outbox"
 )
 
-// Client is what the store needs from a go-redis client (*redis.Client,
-// *redis.Ring or *redis.ClusterClient all qualify, though the outbox needs
-// every write's keys on one server: use a single primary).
+// Client is what the store needs from a go-redis client (*redis.Client or,
+// with WithCluster, *redis.ClusterClient).
 type Client interface {
 	redis.Scripter
 	Pipeline() redis.Pipeliner
@@ -50,6 +49,8 @@ type Store struct {
 	settleDelay any
 	// absentTTL is the lifetime of absent entries in ms ("0": none).
 	absentTTL any
+	// keys is the key layout: single Redis or Redis Cluster.
+	keys layout
 }
 
 // New returns a Store using client, which it does not close.
@@ -70,8 +71,12 @@ func New(logger *slog.Logger, client Client, opts ...Option) *Store {
 		loadCheck:    o.durable,
 		settleDelay:  strconv.FormatInt(o.settleDelay.Milliseconds(), 10),
 		absentTTL:    strconv.FormatInt(o.absentTTL.Milliseconds(), 10),
+		keys:         layout{cluster: o.cluster},
 	}
 }
+
+// Cluster reports whether the store uses the Redis Cluster layout.
+func (s *Store) Cluster() bool { return s.keys.cluster }
 
 // LoadScripts loads the Lua scripts into Redis, so the first writes need
 // not fall back from EVALSHA to EVAL. It doubles as a start-up check.
@@ -155,7 +160,7 @@ func direction(on bool) string {
 // SetLike likes (like=true) or unlikes item as user.
 func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, like bool) (domain.LikeResult, error) {
 	v, err := s.run(ctx, likeScript,
-		[]string{LikersKey(item), CountsKey(item), outbox.Stream, SettleKey(item), TouchedKey(item)},
+		[]string{s.keys.likers(item), s.keys.counts(item), s.keys.outbox(item), s.keys.settle(item), s.keys.touched(item)},
 		user, item.Namespace, item.ID, direction(like), s.outboxMaxLen, s.durable, tracecontext.From(ctx), WatchChannel(item))
 	if err != nil {
 		return domain.LikeResult{}, err
@@ -171,6 +176,9 @@ func (s *Store) SetLike(ctx context.Context, user string, item domain.ItemRef, l
 
 // SetFollow makes user follow (follow=true) or unfollow target.
 func (s *Store) SetFollow(ctx context.Context, user, target string, follow bool) (domain.FollowResult, error) {
+	if s.keys.cluster {
+		return domain.FollowResult{}, fmt.Errorf("%w: follows need a single Redis primary for now (HGP_REDIS_CLUSTER)", domain.ErrUnsupported)
+	}
 	v, err := s.run(ctx, followScript,
 		[]string{
 			FollowingKey(user), FollowersKey(target), UserKey(user), UserKey(target), outbox.Stream,
@@ -208,7 +216,7 @@ func Fingerprint(in domain.Increment) string {
 // has the most metrics allowed (WithMaxMetrics).
 func (s *Store) Increment(ctx context.Context, user string, in domain.Increment) (int64, error) {
 	v, err := s.run(ctx, incrScript,
-		[]string{IdempotencyKey(user, in.IdempotencyKey), CountsKey(in.Item), outbox.Stream},
+		[]string{s.keys.idempotency(user, in.IdempotencyKey, in.Item), s.keys.counts(in.Item), s.keys.outbox(in.Item)},
 		Fingerprint(in), in.Metric, in.Delta, s.ttlSec, user, in.Item.Namespace, in.Item.ID, in.IdempotencyKey,
 		s.maxMetrics, s.outboxMaxLen, s.durable, tracecontext.From(ctx), WatchChannel(in.Item))
 	if err != nil {
@@ -247,7 +255,7 @@ const (
 // durable record wrote) is replaced.
 func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.ItemSnapshot) (int64, error) {
 	if snap.ForRead && len(snap.Likers) == 0 && len(snap.Metrics) == 0 {
-		if r, ok, err := s.seedAbsent(ctx, CountsKey(item), LikersKey(item)); ok || err != nil {
+		if r, ok, err := s.seedAbsent(ctx, s.keys.counts(item), s.keys.likers(item)); ok || err != nil {
 			return r, err
 		}
 	}
@@ -266,7 +274,7 @@ func (s *Store) SeedItem(ctx context.Context, item domain.ItemRef, snap domain.I
 		args = append(args, u)
 	}
 	return s.seed(ctx, seedItemScript,
-		[]string{CountsKey(item), LikersKey(item), outbox.Stream, SettleKey(item), TouchedKey(item), SettleQueue}, args)
+		[]string{s.keys.counts(item), s.keys.likers(item), outbox.Stream, s.keys.settle(item), s.keys.touched(item), SettleQueue}, args)
 }
 
 // SeedUser installs snap as user's follow state unless the user is loaded
@@ -307,7 +315,7 @@ func (s *Store) seedAbsent(ctx context.Context, keys ...string) (r int64, ok boo
 
 // ItemLoaded reports whether item's state is marked complete.
 func (s *Store) ItemLoaded(ctx context.Context, item domain.ItemRef) (bool, error) {
-	return s.marked(ctx, CountsKey(item))
+	return s.marked(ctx, s.keys.counts(item))
 }
 
 // UserLoaded reports whether user's follow state is marked complete.
@@ -361,12 +369,12 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 	cmds := make([]redis.Cmder, 0, len(fetch)+len(check))
 	hashes := make([]*redis.MapStringStringCmd, len(fetch))
 	for i, it := range fetch {
-		hashes[i] = redis.NewMapStringStringCmd(ctx, "hgetall", CountsKey(it))
+		hashes[i] = redis.NewMapStringStringCmd(ctx, "hgetall", s.keys.counts(it))
 		cmds = append(cmds, hashes[i])
 	}
 	members := make([]*redis.BoolCmd, len(check))
 	for i, it := range check {
-		members[i] = redis.NewBoolCmd(ctx, "sismember", LikersKey(it), viewer)
+		members[i] = redis.NewBoolCmd(ctx, "sismember", s.keys.likers(it), viewer)
 		cmds = append(cmds, members[i])
 	}
 	// Whether a checked item's likers set is complete (or the item
@@ -375,7 +383,7 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 	if s.loadCheck {
 		marks = make([]*redis.SliceCmd, len(check))
 		for i, it := range check {
-			marks[i] = redis.NewSliceCmd(ctx, "hmget", CountsKey(it), LoadedField, AbsentField)
+			marks[i] = redis.NewSliceCmd(ctx, "hmget", s.keys.counts(it), LoadedField, AbsentField)
 			cmds = append(cmds, marks[i])
 		}
 	}
@@ -396,7 +404,7 @@ func (s *Store) ReadItems(ctx context.Context, fetch []domain.ItemRef, viewer st
 			missing = append(missing, fetch[i])
 		}
 		if counts[i], err = parseCounts(m); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", CountsKey(fetch[i]), err)
+			return nil, nil, fmt.Errorf("%s: %w", s.keys.counts(fetch[i]), err)
 		}
 	}
 	for i, mark := range marks {
