@@ -3,12 +3,12 @@ module github.com/highgopress/highgopress/loadtest
 go 1.26.7
 
 require (
+	connectrpc.com/connect v1.19.1
 	github.com/highgopress/highgopress/gen v0.0.0
 	github.com/highgopress/highgopress/services/gateway v0.0.0
 )
 
 require (
-	connectrpc.com/connect v1.19.1 // indirect
 	connectrpc.com/cors v0.1.0 // indirect
 	connectrpc.com/grpchealth v1.5.0 // indirect
 	connectrpc.com/grpcreflect v1.3.0 // indirect

@@ -41,6 +41,10 @@ type Config struct {
 	// Zipf, when > 1, draws items from a Zipf distribution of that
 	// exponent (a few hot items, a long tail) instead of uniformly.
 	Zipf float64
+	// Namespace is the watch scenarios' namespace (default: a fresh one).
+	Namespace string
+	// Watchers is the number of streams of the watch scenarios.
+	Watchers int
 }
 
 // Result summarises a run. Latencies are in microseconds.
@@ -87,8 +91,8 @@ func validate(c Config) (*url.URL, error) {
 		}
 	}
 	switch {
-	case c.Op != "like" && c.Op != "getcounts" && c.Op != "mixed" && c.Op != "ceiling":
-		return nil, fmt.Errorf("-op %q: want like, getcounts, mixed or ceiling", c.Op)
+	case !slices.Contains([]string{"like", "getcounts", "mixed", "ceiling", opTopItems, opWatchCounts, opWatchTop}, c.Op):
+		return nil, fmt.Errorf("-op %q: want like, getcounts, mixed, ceiling, topitems, watchcounts or watchtop", c.Op)
 	case c.Duration <= 0 || c.Duration > 10*time.Minute:
 		return nil, fmt.Errorf("-duration %s: want (0, 10m]", c.Duration)
 	case c.Concurrency < 1 || c.Concurrency > 10_000:
@@ -101,7 +105,7 @@ func validate(c Config) (*url.URL, error) {
 		return nil, fmt.Errorf("-batch %d: want [1, 1000]", c.Batch)
 	case c.Zipf != 0 && c.Zipf <= 1:
 		return nil, fmt.Errorf("-zipf %g: want 0 (uniform) or > 1", c.Zipf)
-	case (c.Op == "like" || c.Op == "mixed") && c.Secret == "":
+	case (c.Op == "like" || c.Op == "mixed" || isWatch(c.Op)) && c.Secret == "":
 		return nil, errors.New("-secret (or HGP_JWT_HS256_SECRET) is needed to mint tokens for writes")
 	}
 	return u, nil
@@ -121,6 +125,9 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Result, error) {
 				return Result{}, fmt.Errorf("mint token: %w", err)
 			}
 		}
+	}
+	if isWatch(c.Op) {
+		return runWatch(ctx, c, base, tokens, progress)
 	}
 	client := &http.Client{
 		Timeout: 10 * time.Second,
@@ -221,6 +228,11 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Result, error) {
 	elapsed := time.Since(start).Seconds()
 
 	slices.Sort(lat)
+	return summarize(c, mode, lat, errs.Load(), statuses, elapsed), nil
+}
+
+// summarize is a run's result from its sorted latencies (microseconds).
+func summarize(c Config, mode string, lat []int64, errs int64, statuses map[string]int, elapsed float64) Result {
 	q := func(p float64) int64 {
 		if len(lat) == 0 {
 			return 0
@@ -229,13 +241,13 @@ func Run(ctx context.Context, c Config, progress io.Writer) (Result, error) {
 	}
 	res := Result{
 		Label: c.Label, Op: c.Op, Mode: mode, Rate: c.Rate, Concurrency: c.Concurrency,
-		Requests: int64(len(lat)), Errors: errs.Load(), Statuses: statuses, Seconds: elapsed,
+		Requests: int64(len(lat)), Errors: errs, Statuses: statuses, Seconds: elapsed,
 		RPS: float64(len(lat)) / elapsed, P50us: q(0.50), P90us: q(0.90), P99us: q(0.99), Time: time.Now().UTC(),
 	}
 	if len(lat) > 0 {
 		res.MaxUs = lat[len(lat)-1]
 	}
-	return res, nil
+	return res
 }
 
 func request(c Config, rng *rand.Rand, tokens []string) (string, []byte, string) {
@@ -250,6 +262,10 @@ func request(c Config, rng *rand.Rand, tokens []string) (string, []byte, string)
 	}
 	item := pick()
 	op := c.Op
+	if op == opTopItems {
+		path, body := topItemsRequest()
+		return path, body, ""
+	}
 	if op == "mixed" {
 		op = "getcounts"
 		if rng.IntN(10) < 3 {

@@ -8,9 +8,15 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"connectrpc.com/connect"
+
+	counterv1 "github.com/highgopress/highgopress/gen/highgopress/counter/v1"
+	"github.com/highgopress/highgopress/gen/highgopress/counter/v1/counterv1connect"
 )
 
 func TestRunClosedLoopCountsEveryRequest(t *testing.T) {
@@ -98,5 +104,75 @@ func TestRunGetCountsBatchPrefixAndZipf(t *testing.T) {
 	}
 	if res.Requests != 40 || res.Errors != 0 || bad.Load() != 0 {
 		t.Fatalf("result %+v, %d malformed requests or items", res, bad.Load())
+	}
+}
+
+// fakeCounter is a CounterService with Like and WatchCounts: every like
+// raises its item's count and is pushed to the streams watching the item.
+type fakeCounter struct {
+	counterv1connect.UnimplementedCounterServiceHandler
+	mu     sync.Mutex
+	counts map[string]int64
+	subs   map[chan *counterv1.ItemCount]map[string]bool
+}
+
+func (f *fakeCounter) Like(_ context.Context, req *connect.Request[counterv1.LikeRequest]) (*connect.Response[counterv1.LikeResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := req.Msg.GetItem().GetId()
+	f.counts[id]++
+	for ch, items := range f.subs {
+		if items[id] {
+			ch <- &counterv1.ItemCount{Item: req.Msg.GetItem(), Likes: f.counts[id]}
+		}
+	}
+	return connect.NewResponse(&counterv1.LikeResponse{Changed: true, Count: f.counts[id]}), nil
+}
+
+func (f *fakeCounter) WatchCounts(ctx context.Context, req *connect.Request[counterv1.WatchCountsRequest], st *connect.ServerStream[counterv1.WatchCountsResponse]) error {
+	ch := make(chan *counterv1.ItemCount, 1024)
+	f.mu.Lock()
+	items := map[string]bool{}
+	first := &counterv1.WatchCountsResponse{}
+	for _, it := range req.Msg.GetItems() {
+		items[it.GetId()] = true
+		first.Counts = append(first.Counts, &counterv1.ItemCount{Item: it, Likes: f.counts[it.GetId()]})
+	}
+	f.subs[ch] = items
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); delete(f.subs, ch); f.mu.Unlock() }()
+	if err := st.Send(first); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-ch:
+			if err := st.Send(&counterv1.WatchCountsResponse{Counts: []*counterv1.ItemCount{c}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func TestRunWatchCountsMeasuresEveryLike(t *testing.T) {
+	f := &fakeCounter{counts: map[string]int64{}, subs: map[chan *counterv1.ItemCount]map[string]bool{}}
+	mux := http.NewServeMux()
+	mux.Handle(counterv1connect.NewCounterServiceHandler(f))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		URL: srv.URL, Op: "watchcounts", Rate: 200, Concurrency: 8, Duration: 2 * time.Second, MaxRequests: 300,
+		Users: 50, Items: 1, Secret: strings.Repeat("s", 32), Watchers: 2,
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests == 0 || res.Errors != 0 || int64(res.Statuses["like-ok"]) != res.Requests {
+		t.Fatalf("result %+v: every acknowledged like must be seen by its stream exactly once", res)
+	}
+	if res.P50us <= 0 || res.P99us < res.P50us || res.MaxUs < res.P99us {
+		t.Fatalf("percentiles out of order: %+v", res)
 	}
 }

@@ -7,6 +7,11 @@
 //	go run ./loadtest/cmd/hgpload -url http://127.0.0.1:8080 -secret "$HGP_JWT_HS256_SECRET" \
 //	    -op like -concurrency 64 -duration 10s
 //	go run ./loadtest/cmd/hgpload -url http://127.0.0.1:8080 -op getcounts -rate 2000 -duration 10s
+//	go run ./loadtest/cmd/hgpload -url http://127.0.0.1:8080 -op topitems -rate 1000 -duration 10s
+//	go run ./loadtest/cmd/hgpload -url http://127.0.0.1:8080 -secret "$HGP_JWT_HS256_SECRET" \
+//	    -op watchcounts -watchers 4 -rate 100 -duration 10s   # like → WatchCounts latency
+//	go run ./loadtest/cmd/hgpload -url http://127.0.0.1:8080 -secret "$HGP_JWT_HS256_SECRET" \
+//	    -op watchtop -watchers 4 -rate 20 -duration 10s       # like → WatchTopItems (hour) latency
 package main
 
 import (
@@ -23,7 +28,7 @@ import (
 func main() {
 	var c Config
 	flag.StringVar(&c.URL, "url", "http://127.0.0.1:8080", "gateway (or ceiling) base URL; loopback only")
-	flag.StringVar(&c.Op, "op", "like", "like | getcounts | mixed | ceiling")
+	flag.StringVar(&c.Op, "op", "like", "like | getcounts | mixed | ceiling | topitems | watchcounts | watchtop")
 	flag.IntVar(&c.Rate, "rate", 0, "open-loop arrivals per second (0: closed loop)")
 	flag.IntVar(&c.Concurrency, "concurrency", 32, "closed-loop workers / open-loop max in flight")
 	flag.DurationVar(&c.Duration, "duration", 10*time.Second, "run length (at most 10m)")
@@ -35,6 +40,8 @@ func main() {
 	flag.IntVar(&c.Batch, "batch", 1, "items per GetCounts")
 	flag.StringVar(&c.Prefix, "prefix", "load-", "item id prefix (a new prefix: items never touched before)")
 	flag.Float64Var(&c.Zipf, "zipf", 0, "Zipf exponent (> 1) for item popularity; 0: uniform")
+	flag.StringVar(&c.Namespace, "namespace", "", "watchcounts/watchtop: namespace of the watched items (default: a fresh one)")
+	flag.IntVar(&c.Watchers, "watchers", 1, "watchcounts/watchtop: streams (watchcounts: 100 items each)")
 	out := flag.String("out", "", "append the result as a JSON line to this file")
 	flag.Parse()
 
