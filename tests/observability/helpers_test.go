@@ -74,7 +74,8 @@ func binary(t testing.TB, name string) string {
 			"github.com/highgopress/highgopress/services/gateway/cmd/gateway",
 			"github.com/highgopress/highgopress/services/gateway/cmd/devtoken",
 			"github.com/highgopress/highgopress/services/counter/cmd/counter",
-			"github.com/highgopress/highgopress/services/consumer/cmd/consumer")
+			"github.com/highgopress/highgopress/services/consumer/cmd/consumer",
+			"github.com/highgopress/highgopress/services/analytics/cmd/analytics")
 		cmd.Dir = root(t)
 		out, err := cmd.CombinedOutput()
 		builds.err, builds.out = err, string(out)

@@ -133,9 +133,10 @@ func TestOneLikeIsOneTrace(t *testing.T) {
 		}
 	}
 
-	// The relay's produce and the consumer's apply are traces of their own,
-	// linked to the Redis span whose traceparent the outbox stored.
-	for _, want := range [][2]string{{"counter", "relay produce"}, {"consumer", "consumer apply"}} {
+	// The relay's produce, the consumer's apply and analytics' apply are
+	// traces of their own, linked to the Redis span whose traceparent the
+	// outbox stored.
+	for _, want := range [][2]string{{"counter", "relay produce"}, {"consumer", "consumer apply"}, {"analytics", "analytics apply"}} {
 		testenv.EventuallyNoError(t, 30*time.Second, want[0]+" "+want[1]+" linked to the like", func() error {
 			var got jaegerTraces
 			err := getJSON(ctx, q, "/api/traces", url.Values{

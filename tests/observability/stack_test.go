@@ -25,11 +25,11 @@ const (
 	jwtSecret      = "observability-jwt-secret-0123456789abcdef"
 )
 
-// stack is a gateway, a counter (relay and reconciliation on) and a
-// consumer as processes on the shared Redis (DB 7), Kafka (this run's
+// stack is a gateway, a counter (relay and reconciliation on), a
+// consumer and analytics as processes on the shared Redis (DB 7), Kafka (this run's
 // topics and group) and MariaDB (this run's database).
 type stack struct {
-	gateway, counter, consumer *proc
+	gateway, counter, consumer, analytics *proc
 	// metrics are the scrape addresses by job.
 	metrics map[string]string
 	env     *pipetest.Env
@@ -75,6 +75,13 @@ func startStack(t *testing.T, otel map[string]string, opts ...stackOption) *stac
 		"HGP_KAFKA_DLQ_TOPIC": env.DLQ, "HGP_KAFKA_GROUP": env.Group, "HGP_MYSQL_DSN": env.DSN,
 	}))
 	s.metrics["consumer"] = consumerAddr
+	analyticsAddr := freeAddr(t)
+	s.analytics = start(t, "analytics", analyticsAddr, with(map[string]string{
+		"HGP_ANALYTICS_ADDR": analyticsAddr, "HGP_REDIS_ADDR": redisAddr, "HGP_REDIS_DB": fmt.Sprint(redisDB),
+		"HGP_ANALYTICS_KEY_PREFIX": "obs-" + suffix() + ":", "HGP_KAFKA_BROKERS": brokers, "HGP_KAFKA_TOPIC": env.Topic,
+		"HGP_KAFKA_DLQ_TOPIC": env.DLQ, "HGP_ANALYTICS_GROUP": env.Group + "-analytics",
+	}))
+	s.metrics["analytics"] = analyticsAddr
 	var o stackOptions
 	for _, opt := range opts {
 		opt(&o)
