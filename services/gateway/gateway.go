@@ -85,7 +85,7 @@ type Gateway struct {
 	live      *liveconfig.Watcher[Live] // nil without Consul
 	readOnly  atomic.Bool               // degrade switch (Live.ReadOnly)
 	limiter   *ratelimit.Limiter        // nil when rate limiting is off
-	rdb       *redis.Client             // the limiter's Redis client, if any
+	rdb       redis.UniversalClient     // the limiter's Redis client (single or cluster), if any
 	recorder  *apistats.Recorder
 	sinkClose func() error
 	workers   []func(context.Context) error
@@ -300,7 +300,7 @@ func (g *Gateway) setUpAPIStats(cfg Config, o options) error {
 func (g *Gateway) setUpRateLimit(cfg Config) error {
 	var rdb redis.UniversalClient
 	if cfg.Redis.Addr != "" {
-		g.rdb = ratelimit.NewRedisClient(cfg.Redis.Addr, cfg.Redis.Password, cfg.Redis.DB)
+		g.rdb = cfg.Redis.Client(ratelimit.RedisOptions())
 		rdb = g.rdb
 	} else {
 		g.logger.Warn("rate limiting without HGP_REDIS_ADDR: budgets are per gateway replica, not shared")

@@ -541,14 +541,14 @@ func isNilClient(c redis.UniversalClient) bool {
 	return false
 }
 
-// NewRedisClient returns a Redis client suited to rate limiting: context
+// RedisOptions are the client settings suited to rate limiting: context
 // deadlines honoured, short timeouts, no retries (a slow or dead Redis must
-// cost a request at most Config.RedisTimeout).
-func NewRedisClient(addr, password string, db int) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		Password:              password,
-		DB:                    db,
+// cost a request at most Config.RedisTimeout). config.Redis.Client opens a
+// single or a cluster client with them; a cluster client still follows
+// MOVED and ASK, and the budget scripts touch one key each, so a Redis
+// Cluster serves them like a single Redis.
+func RedisOptions() redis.UniversalOptions {
+	return redis.UniversalOptions{
 		ContextTimeoutEnabled: true,
 		DialTimeout:           500 * time.Millisecond,
 		ReadTimeout:           500 * time.Millisecond,
@@ -557,5 +557,12 @@ func NewRedisClient(addr, password string, db int) *redis.Client {
 		DialerRetries:         1,
 		PoolSize:              64,
 		MinIdleConns:          4,
-	})
+	}
+}
+
+// NewRedisClient returns a single-Redis client with RedisOptions.
+func NewRedisClient(addr, password string, db int) *redis.Client {
+	o := RedisOptions()
+	o.Addrs, o.Password, o.DB = []string{addr}, password, db
+	return redis.NewClient(o.Simple())
 }
