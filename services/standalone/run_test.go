@@ -81,13 +81,15 @@ func TestStandaloneServesLikesOverCurlShapedJSON(t *testing.T) {
 	}
 
 	// The like travels outbox → relay → Kafka (kfake) → consumer → MySQL
-	// (go-mysql-server): poll the durable record until it shows up.
+	// (go-mysql-server): poll the durable record until it shows up. The
+	// budget is for a loaded machine, where the consumer group's first join
+	// alone can take tens of seconds; it takes about a second otherwise.
 	db, err := sql.Open("mysql", r.MySQLDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	testenv.EventuallyNoError(t, 30*time.Second, "the like persisted to MySQL", func() error {
+	testenv.EventuallyNoError(t, 120*time.Second, "the like persisted to MySQL", func() error {
 		var likes int64
 		err := db.QueryRow(`SELECT value FROM item_counts WHERE namespace = 'article' AND item_id = 'hello-world' AND metric = 'likes'`).Scan(&likes)
 		if err == nil && likes != 1 {
