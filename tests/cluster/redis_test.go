@@ -298,14 +298,20 @@ func TestRedisClusterMasterKilled(t *testing.T) {
 	defer n2.Close()
 	var promoted string
 	poll(t, 60*time.Second, 50*time.Millisecond, "a replica of node 1 promoted", func() error {
-		slots, err := n2.ClusterSlots(ctx).Result()
+		shards, err := n2.ClusterShards(ctx).Result()
 		if err != nil {
 			return err
 		}
-		for _, s := range slots {
-			if s.Start == 0 && len(s.Nodes) > 0 && s.Nodes[0].Addr != node1 {
-				promoted = s.Nodes[0].Addr
-				return nil
+		for _, sh := range shards {
+			if len(sh.Slots) == 0 || sh.Slots[0].Start != 0 {
+				continue
+			}
+			for _, n := range sh.Nodes {
+				addr := "127.0.0.1:" + strconv.FormatInt(n.Port, 10)
+				if n.Role == "master" && n.Health == "online" && addr != node1 {
+					promoted = addr
+					return nil
+				}
 			}
 		}
 		return errors.New("slot 0 still on node 1")
