@@ -3,6 +3,7 @@ package telemetry
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,12 @@ type ResponseObserver struct {
 	endGzip   bool
 	endFlag   byte
 	scanFrame bool
+
+	// grpc-web-text: the envelopes are base64 (in 4-character quanta, each
+	// write's text padded on its own); text holds an incomplete quantum.
+	isText bool
+	text   [4]byte
+	textN  int
 }
 
 // NewResponseObserver wraps w for a request of protocol p.
@@ -98,17 +105,31 @@ func NewResponseObserver(w http.ResponseWriter, p Protocol) *ResponseObserver {
 func (w *ResponseObserver) WriteHeader(code int) {
 	if !w.wroteHeader {
 		w.status, w.wroteHeader = code, true
+		w.checkText()
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// checkText notes, when the response starts and before a writer inside
+// it sees the headers, whether the body is grpc-web-text. (A writer inside
+// that translates binary gRPC-Web to text rewrites the shared headers when
+// its own WriteHeader runs: an observer inside it still sees binary.)
+func (w *ResponseObserver) checkText() {
+	w.isText = w.scanFrame && strings.HasPrefix(w.Header().Get("Content-Type"), "application/grpc-web-text")
 }
 
 // Write records what the code needs and passes p on.
 func (w *ResponseObserver) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.status, w.wroteHeader = http.StatusOK, true
+		w.checkText()
 	}
 	if w.scanFrame {
-		w.scan(p)
+		if w.isText {
+			w.scanText(p)
+		} else {
+			w.scan(p)
+		}
 	} else if w.proto == ProtocolConnect && w.status != http.StatusOK && len(w.body) < maxCapture {
 		w.body = append(w.body, p[:min(len(p), maxCapture-len(w.body))]...)
 	}
@@ -120,6 +141,7 @@ func (w *ResponseObserver) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		if !w.wroteHeader {
 			w.status, w.wroteHeader = http.StatusOK, true
+			w.checkText()
 		}
 		f.Flush()
 	}
@@ -127,6 +149,33 @@ func (w *ResponseObserver) Flush() {
 
 // Unwrap exposes the underlying writer to http.ResponseController.
 func (w *ResponseObserver) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// scanText decodes grpc-web-text base64 quantum by quantum (padding may
+// end any quantum: every message is encoded on its own) and scans the
+// bytes. Characters outside the base64 alphabet are skipped.
+func (w *ResponseObserver) scanText(p []byte) {
+	var out [3]byte
+	for _, c := range p {
+		if !isBase64(c) {
+			continue
+		}
+		w.text[w.textN] = c
+		w.textN++
+		if w.textN < 4 {
+			continue
+		}
+		w.textN = 0
+		n, err := base64.StdEncoding.Decode(out[:], w.text[:])
+		if err != nil {
+			continue
+		}
+		w.scan(out[:n])
+	}
+}
+
+func isBase64(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '='
+}
 
 // scan follows the 5-byte-prefixed envelopes, keeping the final frame.
 func (w *ResponseObserver) scan(p []byte) {

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -41,4 +42,38 @@ func FuzzResponseObserver(f *testing.F) {
 			t.Fatal("capture exceeded its cap")
 		}
 	})
+}
+
+// TestObserverReadsGRPCWebTextTrailers: a grpc-web-text response (each
+// frame base64-encoded on its own, written in odd chunks) yields the code
+// of its trailer frame, as binary gRPC-Web does.
+func TestObserverReadsGRPCWebTextTrailers(t *testing.T) {
+	frame := func(flag byte, payload string) []byte {
+		b := []byte{flag, 0, 0, 0, byte(len(payload))}
+		return append(b, payload...)
+	}
+	for _, tc := range []struct {
+		trailer, want string
+	}{
+		{"grpc-status: 5\r\ngrpc-message: no\r\n", "not_found"},
+		{"grpc-status: 0\r\n", "ok"},
+	} {
+		body := base64.StdEncoding.EncodeToString(frame(0, "hello")) + base64.StdEncoding.EncodeToString(frame(0x80, tc.trailer))
+		for _, step := range []int{1, 3, 7, len(body)} {
+			rec := httptest.NewRecorder()
+			rec.Header().Set("Content-Type", "application/grpc-web-text+proto")
+			w := NewResponseObserver(rec, ProtocolOf(&http.Request{Header: http.Header{"Content-Type": {"application/grpc-web-text"}}}))
+			for b := body; len(b) > 0; {
+				n := min(step, len(b))
+				_, _ = w.Write([]byte(b[:n]))
+				b = b[n:]
+			}
+			if got := w.Code(); got != tc.want {
+				t.Errorf("chunks of %d: code %q, want %q", step, got, tc.want)
+			}
+			if rec.Body.String() != body {
+				t.Fatalf("the body was changed on its way through")
+			}
+		}
+	}
 }

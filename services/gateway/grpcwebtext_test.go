@@ -243,6 +243,12 @@ func TestGRPCWebTextTranslation(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxBodyBytes = 4 << 10 })
 	tok := map[string]string{"Authorization": "Bearer " + token(t, "texter")}
 	like := frameOf(t, &counterv1.LikeRequest{Item: item("text-1")})
+	// RED metrics read the code from the text body's trailer frame.
+	redLabels := func(code string) map[string]string {
+		return map[string]string{"procedure": counterv1connect.CounterServiceLikeProcedure, "protocol": "grpc_web", "code": code}
+	}
+	okBefore := metricValue(t, "hgp_rpc_server_requests_total", redLabels("ok"))
+	unknownBefore := metricValue(t, "hgp_rpc_server_requests_total", redLabels("unknown"))
 
 	for name, body := range map[string]string{
 		"one string":    base64.StdEncoding.EncodeToString(like),
@@ -258,6 +264,13 @@ func TestGRPCWebTextTranslation(t *testing.T) {
 				t.Fatalf("%s, %s: response %x", name, ct, dec)
 			}
 		}
+	}
+
+	if got := metricValue(t, "hgp_rpc_server_requests_total", redLabels("ok")) - okBefore; got != 4 {
+		t.Errorf("hgp_rpc_server_requests_total{code=ok} of the text calls grew by %v, want 4", got)
+	}
+	if got := metricValue(t, "hgp_rpc_server_requests_total", redLabels("unknown")) - unknownBefore; got != 0 {
+		t.Errorf("%v successful text calls were counted as unknown", got)
 	}
 
 	// Errors.
