@@ -21,6 +21,7 @@ OUT=${AB_OUT:-$ROOT/.run/perf/ab.jsonl}
 RUN="$ROOT/.run/perf-ab"
 mkdir -p "$RUN" "$(dirname "$OUT")"
 log() { printf '[ab %s] %s\n' "$(date +%T)" "$*" >&2; }
+trap 'log "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 bash "$ROOT/scripts/mw.sh" start redis mariadb kafka consul >/dev/null
 # shellcheck disable=SC1091
@@ -97,11 +98,16 @@ turn() { # variant-name dir
   us() { echo $(( ($2 - $1) * 1000000 / tick / reqs )); }
   local g c r k u
   g=$(us "$g0" "$g1") c=$(us "$c0" "$c1") r=$(us "$r0" "$r1") k=$(us "$k0" "$k1") u=$(us "$u0" "$u1")
+  [ "${RECORD:-1}" = 1 ] || { log "$name: first turn (items warmed up), not recorded"; return; }
   log "$name: $rps req/s p99 ${p99}µs; CPU µs per $OP: gateway $g counter $c redis $r kafka $k consumer $u (load $la)"
   printf '{"ab":"%s","variant":"%s","dir":"%s","op":"%s","requests":%d,"rps":%s,"p99_us":%s,"gateway_us":%d,"counter_us":%d,"redis_us":%d,"kafka_us":%d,"consumer_us":%d,"load1":%s,"time":"%s"}\n' \
     "$TAG" "$name" "$dir" "$OP" "$reqs" "$rps" "${p99:-0}" "$g" "$c" "$r" "$k" "$u" "$la" "$(date -u +%FT%TZ)" >>"$OUT"
 }
 
+# The first turn touches the items for the first time (loaded, then warm):
+# it is not recorded.
+RECORD=0 WARM=${AB_FIRST_WARMUP:-10s} turn A "$A"
+WARM=${AB_WARMUP:-3s}
 for ((i = 0; i < ROUNDS; i++)); do
   if ((i % 2 == 0)); then turn A "$A"; turn B "$B"; else turn B "$B"; turn A "$A"; fi
 done
