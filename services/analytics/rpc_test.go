@@ -2,6 +2,7 @@ package analytics_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"testing"
 	"time"
@@ -116,19 +117,14 @@ func TestRPCsOverEveryProtocol(t *testing.T) {
 		})
 	}
 	testenv.Eventually(t, 15*time.Second, "subscriptions released", func() bool { return e.a.Hub().Subscriptions() == 0 })
-	ok := false
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok && time.Now().Before(deadline) {
+	testenv.EventuallyNoError(t, 15*time.Second, "goroutines back to the baseline", func() error {
 		e.client.CloseIdleConnections()
-		ok = runtime.NumGoroutine() <= base
-		if !ok {
-			time.Sleep(50 * time.Millisecond)
+		if n := runtime.NumGoroutine(); n > base {
+			buf := make([]byte, 1<<20)
+			return fmt.Errorf("goroutines: %d, baseline %d\n%s", n, base, buf[:runtime.Stack(buf, true)])
 		}
-	}
-	if !ok {
-		buf := make([]byte, 1<<20)
-		t.Fatalf("goroutines: %d, baseline %d\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-	}
+		return nil
+	})
 }
 
 // TestWatchCapsPerClient: the per-client cap answers resource_exhausted,
